@@ -1,4 +1,4 @@
-"""Command line: `python -m harness {run,ls,predict}`. Errors are one line, exit status 2."""
+"""Command line: `python -m harness {run,ls,predict,compare}`. Errors are one line, exit status 2."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ EPILOG = """examples:
   python -m harness run --suite glue --set student.hidden=300 --set teacher.epochs=2
   python -m harness ls students
   python -m harness predict --model runs/glue-quick/models/sst2/bilstm_soft --input dev.tsv
+  python -m harness compare runs/glue-quick runs/glue-full
 """
 
 
@@ -41,7 +42,19 @@ def parser() -> argparse.ArgumentParser:
     pr.add_argument("--model", type=Path, required=True, help="a folder under <run>/models/<task>/<model>")
     pr.add_argument("--input", type=Path, required=True, help="TSV with the task's text columns (and label, to score)")
     pr.add_argument("--output", type=Path, help="write index<TAB>prediction here")
+    cmp = sub.add_parser("compare", help="shared (task, model) scores of several runs side by side, with deltas")
+    cmp.add_argument("runs", type=Path, nargs="+", help="run folders (or their results.json); deltas are against the first")
+    cmp.add_argument("--labels", help="comma-separated column names for the runs (default: folder names)")
     return p
+
+
+def cmd_compare(args: argparse.Namespace) -> None:
+    from harness.compare import compare
+
+    labels = args.labels.split(",") if args.labels else None
+    if labels and len(labels) != len(args.runs):
+        raise HarnessError(f"--labels has {len(labels)} names for {len(args.runs)} runs")
+    print(compare(args.runs, labels))
 
 
 def cmd_run(args: argparse.Namespace) -> None:
@@ -91,8 +104,11 @@ def main(argv: list[str] | None = None) -> int:
     from harness.plugins import load_plugins
 
     try:
+        import datasets
+
+        datasets.disable_progress_bars()  # its per-file bars would bury our own progress and errors
         load_plugins()
-        {"run": cmd_run, "ls": cmd_ls, "predict": cmd_predict}[args.command](args)
+        {"run": cmd_run, "ls": cmd_ls, "predict": cmd_predict, "compare": cmd_compare}[args.command](args)
     except HarnessError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -141,7 +141,7 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
     """Check `value` against a dataclass field's type hint; ints are accepted for floats."""
     origin = typing.get_origin(hint)
     if origin is tuple:
-        items = value.split(",") if isinstance(value, str) else value
+        items = [v.strip() for v in value.split(",")] if isinstance(value, str) else value
         _check(isinstance(items, (list, tuple)), f"{where}: expected a list, got {value!r}")
         return tuple(_coerce(v, typing.get_args(hint)[0], where) for v in items)
     if hint is float and isinstance(value, int) and not isinstance(value, bool):

@@ -141,5 +141,7 @@ def plot(results: dict, path: Path) -> None:
 
 
 def write_report(results: dict, out: Path) -> None:
-    (out / "report.md").write_text(render(results))
+    tmp = out / ".report.md.tmp"
+    tmp.write_text(render(results))
+    tmp.replace(out / "report.md")
     plot(results, out / "plot.png")

@@ -107,7 +107,7 @@ def student_stage(store: Store, name: str, task: Task, cfg: RunConfig, dev: Spli
         gold = table.column("label").to_numpy()[:n]
         soft = np.ascontiguousarray(logits[:n]) if spec.distill else None
         targets = np.where(gold >= 0, gold, np.asarray(logits[:n]).argmax(-1)).astype(np.int64)
-        columns = [c.to_pylist() for c in (table.column(c).slice(0, n) for c in label.text_columns(table))]
+        columns = [table.column(name).slice(0, n).to_pylist() for name in label.text_columns(table)]
         vocab = Vocab.from_texts(columns)
         teacher = load_teacher(teacher_dir, cfg) if scfg.embedding == "teacher" else None
         vectors, emb_meta = initial_vectors(scfg.embedding, vocab.itos, scfg.embed_dim, cfg.seed, teacher)

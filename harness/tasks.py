@@ -134,6 +134,7 @@ def read_tsv(path: Path, task: Task, require_labels: bool) -> Split:
             delimiter="\t",
             quoting=csv.QUOTE_NONE,
             keep_default_na=False,
+            converters={c: str for c in (*task.text_columns, task.label_column)},  # text stays verbatim
         )
     except Exception as e:  # datasets wraps parser errors in several types
         raise HarnessError(f"{path}: cannot be read as a tab-separated file with a header ({e})") from None
@@ -143,7 +144,7 @@ def read_tsv(path: Path, task: Task, require_labels: bool) -> Split:
             f"{path}: missing column(s) {', '.join(missing)} for task {task.name} "
             f"(found: {', '.join(ds.column_names)})"
         )
-    texts = list(zip(*([str(x) for x in ds[c]] for c in task.text_columns)))
+    texts = list(zip(*(ds[c] for c in task.text_columns)))
     labels = None
     if task.label_column in ds.column_names:
         labels = parse_labels(ds[task.label_column], task, path)

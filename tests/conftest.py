@@ -1,0 +1,32 @@
+"""Shared fixtures: the real data folder, NLTK's tagger on the path, registered plugins."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from harness import plugins
+from harness.augment import use_nltk_data
+from harness.tasks import REPO_ROOT
+
+
+@pytest.fixture(scope="session", autouse=True)
+def load_plugins() -> None:
+    """Register every task, teacher and student plugin once per session."""
+    plugins.load_plugins()
+
+
+@pytest.fixture(scope="session")
+def data_root() -> Path:
+    """The shared data folder the code finds by default (../shared/data beside the repo)."""
+    root = REPO_ROOT.parent / "shared" / "data"
+    if not (root / "SST-2" / "train.tsv").is_file():
+        pytest.skip(f"real data not found under {root}")
+    return root
+
+
+@pytest.fixture(scope="session")
+def nltk_tagger(data_root: Path) -> None:
+    """Put the shared NLTK POS tagger on NLTK's data path."""
+    use_nltk_data([data_root])

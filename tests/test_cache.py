@@ -1,0 +1,77 @@
+"""Content keys, the partial/commit store, and stage reuse after a finished or killed run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from harness.cache import Store, content_key
+from harness.config import AugmentConfig, StudentConfig
+from harness.stages import cached
+
+
+def test_key_ignores_dict_order() -> None:
+    """Equal inputs give equal keys, whatever the order of dict keys."""
+    a = content_key(cfg={"x": 1, "y": [1, 2]}, seed=3, path=Path("a/b"))
+    b = content_key(seed=3, path=Path("a/b"), cfg={"y": [1, 2], "x": 1})
+    assert a == b
+
+
+def test_key_changes_with_any_config_field() -> None:
+    """Changing any field of a dataclass config changes the key."""
+    base = content_key(augment=AugmentConfig(), v=1)
+    assert content_key(augment=AugmentConfig(), v=1) == base
+    assert content_key(augment=AugmentConfig(p_mask=0.2), v=1) != base
+    assert content_key(augment=AugmentConfig(ngram_max=4), v=1) != base
+    assert content_key(augment=AugmentConfig(enabled=False), v=1) != base
+    assert content_key(student=StudentConfig(), v=1) != content_key(student=StudentConfig(alpha=0.5), v=1)
+
+
+def test_key_changes_with_stage_version() -> None:
+    """Bumping a stage's code version invalidates its outputs."""
+    assert content_key(augment=AugmentConfig(), v=1) != content_key(augment=AugmentConfig(), v=2)
+
+
+def test_partial_survives_and_commit_renames(tmp_path: Path) -> None:
+    """Work written to the partial folder survives until commit moves it into place."""
+    store = Store(tmp_path)
+    work = store.partial("augment", "k1")
+    (work / "data.txt").write_text("x")
+    assert store.partial("augment", "k1") == work and (work / "data.txt").read_text() == "x"
+    assert not store.has("augment", "k1")
+    final = store.commit("augment", "k1")
+    assert final == store.path("augment", "k1") and store.has("augment", "k1")
+    assert (final / "data.txt").read_text() == "x"
+    assert not work.exists()
+
+
+def test_cached_builds_once(tmp_path: Path) -> None:
+    """The second call with the same key reuses the first's output."""
+    store, calls = Store(tmp_path), []
+
+    def build(work: Path) -> dict:
+        calls.append(work)
+        (work / "out.txt").write_text("done")
+        return {"rows": 3}
+
+    path1, meta1 = cached(store, "stage", "key", build)
+    path2, meta2 = cached(store, "stage", "key", build)
+    assert len(calls) == 1
+    assert path1 == path2 and (path2 / "out.txt").read_text() == "done"
+    assert meta1["cached"] is False and meta2["cached"] is True
+    assert meta2["rows"] == 3 and meta2["key"] == "key"
+
+
+def test_cached_resumes_from_killed_run(tmp_path: Path) -> None:
+    """Files a killed run left in the partial folder are there when build runs again."""
+    store = Store(tmp_path)
+    (store.partial("label", "key") / "chunk0.npy").write_text("half done")
+    seen: list[bool] = []
+
+    def build(work: Path) -> dict:
+        seen.append((work / "chunk0.npy").is_file())
+        return {}
+
+    path, meta = cached(store, "label", "key", build)
+    assert seen == [True] and meta["cached"] is False
+    assert (path / "chunk0.npy").read_text() == "half done"
+    assert not (tmp_path / "label" / "key.partial").exists()

@@ -1,0 +1,90 @@
+"""The command line: user errors are one line on stderr with exit status 2, never a traceback."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from harness.config import StudentConfig
+from harness.registry import STUDENTS
+from harness.tasks import REPO_ROOT
+from harness.wordmodel import StudentPredictor, Vocab
+
+OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+
+
+def harness(*args: str) -> subprocess.CompletedProcess:
+    """Run `python -m harness ARGS` from the repository root, offline."""
+    env = {**os.environ, **OFFLINE}
+    env.pop("HARNESS_DATA", None)
+    return subprocess.run([sys.executable, "-m", "harness", *args], cwd=REPO_ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess, *needles: str) -> str:
+    """Exit status 2 and exactly one stderr line, `error: ...`, containing every needle."""
+    assert proc.returncode == 2, proc.stderr
+    assert "Traceback" not in proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, f"stderr should be one line, got {lines!r}"
+    assert lines[0].startswith("error:")
+    for needle in needles:
+        assert needle in lines[0]
+    return lines[0]
+
+
+@pytest.fixture
+def student_folder(tmp_path: Path) -> Path:
+    """A tiny saved student laid out like <run>/models/sst2/bilstm_tiny."""
+    vocab = Vocab.from_texts([["a good film", "a bad film"]])
+    torch.manual_seed(0)
+    model = STUDENTS.get("bilstm_tiny").build(StudentConfig(hidden=4, fc=4), len(vocab), 5, 2)
+    meta = {"student": "bilstm_tiny", "task": "sst2", "num_labels": 2, "embed_dim": 5, "max_tokens": 64,
+            "hidden": 4, "fc": 4, "multichannel": True, "dropout": 0.0}
+    folder = tmp_path / "bilstm_tiny"
+    StudentPredictor(model, vocab, meta).save(folder)
+    (folder / "harness.json").write_text(json.dumps({"kind": "student", "plugin": "bilstm_tiny", "task": "sst2"}))
+    return folder
+
+
+def test_unknown_student() -> None:
+    """A misspelt student fails before any work, suggesting the right name."""
+    assert_one_line_error(harness("run", "--students", "bilstn", "--preset", "smoke"), "did you mean", "'bilstm'")
+
+
+def test_wrong_type_set() -> None:
+    """--set with a value of the wrong type names the field."""
+    assert_one_line_error(harness("run", "--set", "student.hidden=abc"), "hidden", "abc")
+
+
+def test_predict_missing_column(student_folder: Path, tmp_path: Path) -> None:
+    """predict on a TSV without the task's text column names the file and the column."""
+    bad = tmp_path / "bad.tsv"
+    bad.write_text("text\tlabel\nhello world\t1\n")
+    assert_one_line_error(harness("predict", "--model", str(student_folder), "--input", str(bad)), str(bad), "sentence")
+
+
+def test_predict_scores_and_writes(student_folder: Path, tmp_path: Path) -> None:
+    """predict on a labelled TSV prints JSON scores and writes one prediction per row."""
+    good, out = tmp_path / "good.tsv", tmp_path / "pred.tsv"
+    good.write_text("sentence\tlabel\na good film\t1\na bad film\t0\nunknown words\t1\n")
+    proc = harness("predict", "--model", str(student_folder), "--input", str(good), "--output", str(out))
+    assert proc.returncode == 0, proc.stderr
+    scores = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert scores["n"] == 3 and 0 <= scores["accuracy"] <= 100
+    lines = out.read_text().splitlines()
+    assert lines[0] == "index\tprediction" and len(lines) == 4
+    assert all(line.split("\t")[1] in ("0", "1") for line in lines[1:])
+
+
+def test_ls_students() -> None:
+    """`ls students` prints the registered students, one per line."""
+    proc = harness("ls", "students")
+    assert proc.returncode == 0, proc.stderr
+    assert {"bilstm", "bilstm_soft", "bilstm_tiny"} <= set(proc.stdout.split())

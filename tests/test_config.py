@@ -1,0 +1,116 @@
+"""Suites, presets and --set overrides are checked against the config dataclasses."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import yaml
+
+from harness.config import SUITES_DIR, RunConfig, load_suite, parse_set
+from harness.errors import HarnessError
+from harness.registry import STUDENTS, TASKS, TEACHERS
+
+
+def shipped_suites() -> list[tuple[str, str | None]]:
+    """Every (suite, preset) pair of every YAML in harness/suites, plus each suite without a preset."""
+    pairs: list[tuple[str, str | None]] = []
+    for path in sorted(SUITES_DIR.glob("*.yaml")):
+        presets = (yaml.safe_load(path.read_text()) or {}).get("presets") or {}
+        pairs += [(path.stem, None), *((path.stem, p) for p in presets)]
+    return pairs
+
+
+def test_suites_are_shipped() -> None:
+    """The glue suite and its smoke/quick/full presets exist."""
+    assert {("glue", p) for p in (None, "smoke", "quick", "full")} <= set(shipped_suites())
+
+
+@pytest.mark.parametrize(("suite", "preset"), shipped_suites())
+def test_shipped_suite_loads(suite: str, preset: str | None) -> None:
+    """Every shipped suite and preset validates and names only registered things."""
+    cfg, info = load_suite(suite, preset)
+    assert isinstance(cfg, RunConfig) and info["suite"] == suite and info["preset"] == preset
+    for name in cfg.tasks:
+        TASKS.get(name)
+    for name in cfg.students:
+        STUDENTS.get(name)
+    TEACHERS.get(cfg.teacher.name)
+
+
+def test_preset_overrides_suite() -> None:
+    """A preset changes only what it sets."""
+    full, _ = load_suite("glue")
+    smoke, _ = load_suite("glue", "smoke")
+    assert (smoke.train_limit, smoke.augment.n_iter, smoke.student.hidden) == (1500, 2, 64)
+    assert smoke.augment.p_mask == full.augment.p_mask and smoke.teacher.lr == full.teacher.lr
+
+
+@pytest.mark.parametrize(
+    ("item", "expected"),
+    [
+        ("student.hidden=300", {"student.hidden": 300}),
+        ("augment.p_mask=0.25", {"augment.p_mask": 0.25}),
+        ("student.multichannel=false", {"student.multichannel": False}),
+        ("teacher.checkpoint=minilm", {"teacher.checkpoint": "minilm"}),
+        ("students=bilstm,bilstm_tiny", {"students": "bilstm,bilstm_tiny"}),
+        ("students=[bilstm, bilstm_tiny]", {"students": ["bilstm", "bilstm_tiny"]}),
+        ("teacher.checkpoint=", {"teacher.checkpoint": ""}),
+    ],
+)
+def test_parse_set_types(item: str, expected: dict[str, Any]) -> None:
+    """Values are parsed as YAML scalars, keeping their types."""
+    got = parse_set([item])
+    assert got == expected
+    assert [type(v) for v in got.values()] == [type(v) for v in expected.values()]
+
+
+def test_parse_set_needs_key_and_value() -> None:
+    """An item without '=' is an error that shows the expected form."""
+    with pytest.raises(HarnessError, match="KEY=VALUE"):
+        parse_set(["student.hidden"])
+
+
+def test_sets_apply_and_coerce() -> None:
+    """--set values reach the config; ints become floats and comma lists become tuples."""
+    cfg, _ = load_suite("glue", "smoke", parse_set(["augment.p_mask=0", "students=bilstm,bilstm_tiny", "student.hidden=7"]))
+    assert cfg.augment.p_mask == 0.0 and isinstance(cfg.augment.p_mask, float)
+    assert cfg.students == ("bilstm", "bilstm_tiny")
+    assert cfg.student.hidden == 7
+
+
+def test_unknown_key_is_named() -> None:
+    """A misspelt field is an error naming it."""
+    with pytest.raises(HarnessError, match="hiddn"):
+        load_suite("glue", None, {"student.hiddn": 3})
+    with pytest.raises(HarnessError, match="bogus"):
+        load_suite("glue", None, {"bogus": 3})
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("student.hidden", "abc"), ("student.hidden", 1.5), ("augment.p_mask", True), ("student.multichannel", "yes")],
+)
+def test_wrong_type_is_an_error(key: str, value: Any) -> None:
+    """A value of the wrong type is an error naming the field."""
+    with pytest.raises(HarnessError, match=key.split(".")[-1]):
+        load_suite("glue", None, {key: value})
+
+
+@pytest.mark.parametrize(("key", "value"), [("augment.p_mask", 2), ("augment.p_mask", -0.1), ("student.alpha", 1.5)])
+def test_invalid_value_is_an_error(key: str, value: float) -> None:
+    """Values outside the allowed range are rejected by the dataclass."""
+    with pytest.raises(HarnessError, match=key):
+        load_suite("glue", None, {key: value})
+
+
+def test_unknown_preset_lists_known() -> None:
+    """An unknown preset names itself and the suite's presets."""
+    with pytest.raises(HarnessError, match="'nope'.*smoke"):
+        load_suite("glue", "nope")
+
+
+def test_unknown_suite() -> None:
+    """An unknown suite name is an error listing the shipped ones."""
+    with pytest.raises(HarnessError, match="glue"):
+        load_suite("no_such_suite")

@@ -1,0 +1,122 @@
+"""One real, tiny end-to-end run on a slice of real SST-2, its rerun from cache, and predict."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from itertools import islice
+from pathlib import Path
+
+import pytest
+
+from harness.augment import tokenize
+from harness.label import read_transfer_set
+from harness.tasks import REPO_ROOT
+
+TRAIN_LIMIT = 300
+OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+
+
+def harness(*args: str) -> subprocess.CompletedProcess:
+    """Run `python -m harness ARGS` from the repository root, offline, with the default data location."""
+    env = {**os.environ, **OFFLINE}
+    env.pop("HARNESS_DATA", None)
+    return subprocess.run([sys.executable, "-m", "harness", *args], cwd=REPO_ROOT, env=env,
+                          capture_output=True, text=True, timeout=600)
+
+
+@dataclass
+class SmokeRun:
+    """The outputs of the first run (snapshotted before the rerun) and of the rerun."""
+
+    out: Path
+    cache: Path
+    results: dict
+    report: str
+    rerun_results: dict
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory: pytest.TempPathFactory, data_root: Path) -> SmokeRun:
+    """Run the smoke pipeline once, then the same command again."""
+    tmp = tmp_path_factory.mktemp("smoke")
+    out, cache = tmp / "run", tmp / "cache"
+    # measure.threads=1: with 2 cores shared with other jobs, 2 torch threads make this run ~6x slower.
+    args = ["run", "--preset", "smoke", "--set", "teacher.name=hf_tiny", "--students", "bilstm,bilstm_tiny",
+            "--set", f"train_limit={TRAIN_LIMIT}", "--set", "dev_limit=100", "--set", "augment.n_iter=2",
+            "--set", "measure.interactive_n=10", "--set", "measure.offline_n=256",
+            "--set", "measure.teacher_offline_n=64", "--set", "measure.threads=1",
+            "--out", str(out), "--cache-dir", str(cache)]
+    first = harness(*args)
+    assert first.returncode == 0, first.stderr[-3000:]
+    results = json.loads((out / "results.json").read_text())
+    report = (out / "report.md").read_text()
+    second = harness(*args)
+    assert second.returncode == 0, second.stderr[-3000:]
+    return SmokeRun(out, cache, results, report, json.loads((out / "results.json").read_text()))
+
+
+def test_results_cover_every_model(smoke: SmokeRun) -> None:
+    """results.json scores, sizes and times the teacher and both students, and records the machine."""
+    sst2 = smoke.results["tasks"]["sst2"]
+    assert sst2["data"]["train"] == TRAIN_LIMIT and sst2["data"]["dev"] == 100
+    assert set(sst2["models"]) == {"teacher", "bilstm", "bilstm_tiny"}
+    for name, model in sst2["models"].items():
+        assert 0 <= model["scores"]["dev"]["accuracy"] <= 100, name
+        assert model["params_total"] > 0, name
+        assert model["interactive"]["p50_ms"] > 0, name
+    env = smoke.results["environment"]
+    assert env["cpu"] and env["torch_threads"] == 1
+
+
+def test_report_and_plot(smoke: SmokeRun) -> None:
+    """The report shows the task and labels the paper's numbers as reported; the plot exists."""
+    assert "SST-2" in smoke.report and "reported, not measured" in smoke.report
+    assert (smoke.out / "plot.png").stat().st_size > 0
+
+
+def test_models_are_saved(smoke: SmokeRun) -> None:
+    """Every trained model is copied under models/<task>/<name> with its weights and harness.json."""
+    for name in ("teacher", "bilstm", "bilstm_tiny"):
+        folder = smoke.out / "models" / "sst2" / name
+        assert (folder / "harness.json").is_file() and (folder / "model.safetensors").is_file(), name
+    assert not list((smoke.out / "models" / "sst2").glob(".*.tmp"))
+
+
+def test_predict_with_saved_student(smoke: SmokeRun, data_root: Path) -> None:
+    """predict scores the whole real dev set with a saved student."""
+    proc = harness("predict", "--model", str(smoke.out / "models" / "sst2" / "bilstm_tiny"),
+                   "--input", str(data_root / "SST-2" / "dev.tsv"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    scores = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert scores["n"] == 872 and 0 <= scores["accuracy"] <= 100
+
+
+def test_rerun_reuses_every_stage(smoke: SmokeRun) -> None:
+    """The first run computes every stage; the same command again reuses them all."""
+    first = smoke.results["tasks"]["sst2"]["stages"]
+    again = smoke.rerun_results["tasks"]["sst2"]["stages"]
+    assert set(first) == set(again) == {"teacher", "augment", "label", "bilstm", "bilstm_tiny"}
+    assert not any(meta["cached"] for meta in first.values())
+    assert all(meta["cached"] for meta in again.values())
+    assert {k: m["key"] for k, m in first.items()} == {k: m["key"] for k, m in again.items()}
+
+
+def test_transfer_set_has_originals_first(smoke: SmokeRun, data_root: Path) -> None:
+    """The transfer set starts with the training slice (gold labels), then unique synthetic rows."""
+    meta = smoke.results["tasks"]["sst2"]["stages"]["augment"]
+    table = read_transfer_set(smoke.cache / "augment" / meta["key"] / "transfer.arrow")
+    with open(data_root / "SST-2" / "train.tsv", newline="") as f:
+        reader = csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
+        gold = list(islice(reader, TRAIN_LIMIT))
+    texts, labels = table.column("text_a").to_pylist(), table.column("label").to_pylist()
+    assert len(texts) == meta["rows"] and meta["originals"] == TRAIN_LIMIT and meta["synthetic"] > 0
+    assert texts[:TRAIN_LIMIT] == [" ".join(tokenize(row["sentence"])) for row in gold]
+    assert labels[:TRAIN_LIMIT] == [int(row["label"]) for row in gold]
+    assert set(labels[TRAIN_LIMIT:]) == {-1}
+    assert len(set(texts[TRAIN_LIMIT:])) == len(texts) - TRAIN_LIMIT
+    assert not set(texts[:TRAIN_LIMIT]) & set(texts[TRAIN_LIMIT:])

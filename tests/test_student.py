@@ -1,0 +1,91 @@
+"""The BiLSTM student: paper parameter count, frozen static channel, packing, save/load, vocab."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from harness.config import StudentConfig
+from harness.registry import STUDENTS
+from harness.wordmodel import StudentPredictor, Vocab, count_params, load_student
+from students.bilstm import BiLSTMClassifier
+
+
+def small_model(seed: int = 0) -> BiLSTMClassifier:
+    """A tiny multichannel student over a 20-word vocabulary."""
+    torch.manual_seed(seed)
+    return BiLSTMClassifier(vocab_size=20, embed_dim=6, hidden=5, fc=4, num_labels=2, multichannel=True).eval()
+
+
+def test_paper_config_parameter_count() -> None:
+    """Hidden 150, FC 200, 300-d multichannel input: 963,002 parameters outside the embeddings."""
+    model = BiLSTMClassifier(vocab_size=100, embed_dim=300, hidden=150, fc=200, num_labels=2, multichannel=True)
+    total, non_embedding = count_params(model)
+    assert non_embedding == 963_002
+    assert total == 963_002 + 2 * 100 * 300
+
+
+def test_static_channel_is_frozen() -> None:
+    """The static embedding copy gets no gradient; the trainable copy does."""
+    model = small_model()
+    assert model.encoder.static is not None
+    assert model.encoder.static.weight.requires_grad is False
+    assert model.encoder.embed.weight.requires_grad is True
+    ids, lengths = torch.tensor([[2, 3, 4]]), torch.tensor([3])
+    model(ids, lengths).sum().backward()
+    assert model.encoder.static.weight.grad is None
+    assert model.encoder.embed.weight.grad is not None and model.encoder.embed.weight.grad.abs().sum() > 0
+
+
+def test_single_channel_has_no_static_copy() -> None:
+    """Without multichannel there is one embedding table and the LSTM input is its width."""
+    model = BiLSTMClassifier(vocab_size=20, embed_dim=6, hidden=5, fc=4, num_labels=3, multichannel=False)
+    assert model.encoder.static is None and model.encoder.lstm.input_size == 6
+    assert model(torch.tensor([[2, 3]]), torch.tensor([2])).shape == (1, 3)
+
+
+def test_forward_shape() -> None:
+    """A (B, T) batch gives (B, num_labels) logits."""
+    ids = torch.randint(1, 20, (4, 7))
+    assert small_model()(ids, torch.tensor([7, 3, 1, 5])).shape == (4, 2)
+
+
+def test_padding_does_not_change_logits() -> None:
+    """A sentence alone and padded inside a longer batch gives the same logits."""
+    model = small_model()
+    alone = model(torch.tensor([[5, 6, 7]]), torch.tensor([3]))
+    batch = torch.tensor([[1, 2, 3, 4, 5, 6, 7], [5, 6, 7, 0, 0, 0, 0]])
+    padded = model(batch, torch.tensor([7, 3]))
+    torch.testing.assert_close(padded[1:], alone, atol=1e-6, rtol=0)
+    garbage = batch.clone()
+    garbage[1, 3:] = 9  # whatever sits past the length must be ignored
+    torch.testing.assert_close(model(garbage, torch.tensor([7, 3]))[1:], alone, atol=1e-6, rtol=0)
+
+
+def test_predictor_save_load_round_trip(tmp_path: Path) -> None:
+    """A saved student reloads through the registry and gives identical logits."""
+    texts = [("a good film",), ("a bad , bad film",), ("unseen words here",), ("",)]
+    vocab = Vocab.from_texts([["a good film", "a bad , bad film"]])
+    cfg = StudentConfig(hidden=6, fc=5)
+    torch.manual_seed(1)
+    model = STUDENTS.get("bilstm_tiny").build(cfg, len(vocab), 7, 2)
+    model.encoder.init_embeddings(np.random.default_rng(0).normal(size=(len(vocab), 7)))
+    meta = {"student": "bilstm_tiny", "task": "sst2", "num_labels": 2, "embed_dim": 7, "max_tokens": 64,
+            "hidden": 6, "fc": 5, "multichannel": True, "dropout": 0.0}
+    predictor = StudentPredictor(model, vocab, meta)
+    predictor.save(tmp_path / "model")
+    loaded = load_student(tmp_path / "model")
+    assert loaded.vocab.itos == vocab.itos
+    np.testing.assert_array_equal(loaded.logits(texts), predictor.logits(texts))
+    assert loaded.num_params() == predictor.num_params()
+
+
+def test_vocab_order_and_unknowns() -> None:
+    """Padding is 0, unknown 1, then words by frequency; unknown words map to 1, empty input to [1]."""
+    vocab = Vocab.from_texts([["b a a", "c b a"]])
+    assert vocab.itos == ["<pad>", "<unk>", "a", "b", "c"]
+    assert vocab.encode(["a", "zzz", "c"], 64) == [2, 1, 4]
+    assert vocab.encode([], 64) == [1]
+    assert vocab.encode(["a", "b", "c"], 2) == [2, 3]
