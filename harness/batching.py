@@ -40,7 +40,7 @@ class TokenIds:
         self.offsets = offsets
 
     @classmethod
-    def from_lists(cls, seqs: Sequence[Sequence[int]]) -> "TokenIds":
+    def from_lists(cls, seqs: Sequence[Sequence[int]]) -> TokenIds:
         lengths = np.fromiter((len(s) for s in seqs), dtype=np.int64, count=len(seqs))
         offsets = np.concatenate([[0], np.cumsum(lengths)])
         flat = np.fromiter((i for s in seqs for i in s), dtype=np.int32, count=int(offsets[-1]))

@@ -30,10 +30,12 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--preset", help="named overrides from the suite: smoke (~3 min), quick (~20 min), full (paper protocol)")
     run.add_argument("--tasks", help="comma-separated tasks, overriding the suite's (e.g. sst2)")
     run.add_argument("--students", help="comma-separated students, overriding the suite's")
-    run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config field, e.g. student.hidden=300 (repeatable)")
+    run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                     help="override a config field, e.g. student.hidden=300 (repeatable)")
     run.add_argument("--data-dir", help="folder in GLUE's layout (default: $HARNESS_DATA, then ../shared/data)")
     run.add_argument("--out", type=Path, help="output folder (default: runs/<suite>-<preset>)")
-    run.add_argument("--cache-dir", type=Path, default=Path("runs/cache"), help="stage cache shared by runs (default: runs/cache)")
+    run.add_argument("--cache-dir", type=Path, default=Path("runs/cache"),
+                     help="stage cache shared by runs (default: runs/cache)")
 
     ls = sub.add_parser("ls", help="list registered tasks, teachers, students or shipped suites")
     ls.add_argument("what", choices=["tasks", "teachers", "students", "suites"])
@@ -106,7 +108,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         import datasets
 
+        import transformers
+
         datasets.disable_progress_bars()  # its per-file bars would bury our own progress and errors
+        transformers.logging.set_verbosity_error()  # "classifier weights newly initialised" is expected
         load_plugins()
         {"run": cmd_run, "ls": cmd_ls, "predict": cmd_predict, "compare": cmd_compare}[args.command](args)
     except HarnessError as e:

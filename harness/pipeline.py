@@ -27,7 +27,8 @@ def evaluate(predictor, task: Task, splits: dict[str, Split]) -> dict[str, dict[
     for name in ("validation", "test"):
         split = splits.get(name)
         if split is not None and split.labels is not None:
-            out["dev" if name == "validation" else "test"] = score(task.metrics, split.labels, predictor.logits(split.texts, 256).argmax(-1))
+            preds = predictor.logits(split.texts, 256).argmax(-1)
+            out["dev" if name == "validation" else "test"] = score(task.metrics, split.labels, preds)
     return out
 
 
@@ -35,7 +36,8 @@ def measure_model(predictor, cfg: RunConfig, dev: Split, train: Split, is_teache
     """Parameters and both latency regimes, text in, logits out."""
     total, non_emb = predictor.num_params()
     n_off = cfg.measure.teacher_offline_n if is_teacher else (cfg.measure.offline_n or len(train))
-    print(f"[measure] {'teacher' if is_teacher else predictor.meta['student']}: batch 1 x {min(cfg.measure.interactive_n, len(dev))}, "
+    name = "teacher" if is_teacher else predictor.meta["student"]
+    print(f"[measure] {name}: batch 1 x {min(cfg.measure.interactive_n, len(dev))}, "
           f"batch {cfg.measure.offline_batch} x {min(n_off, len(train))}", flush=True)
     return {
         "params_total": total,

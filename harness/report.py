@@ -78,7 +78,8 @@ def render(results: dict) -> str:
         "",
         f"- Machine: {env['cpu']}, {env['usable_cores']} usable cores, {env['torch_threads']} torch threads, "
         f"GPU: {env['gpu'] or 'none'}",
-        f"- Software: torch {env['packages']['torch']}, transformers {env['packages']['transformers']}; commit {env['git_commit']}",
+        f"- Software: torch {env['packages']['torch']}, transformers {env['packages']['transformers']}; "
+        f"commit {env['git_commit']}",
         f"- Seed {results['seed']}; whole run {fmt(results['wall_seconds'], 0)} s",
         f"- Teacher: `{results['config']['teacher']['checkpoint']}` fine-tuned here; student embeddings: "
         f"`{results['config']['student']['embedding']}`",
@@ -105,7 +106,8 @@ def render(results: dict) -> str:
             "",
             "The paper's efficiency figures (reported, not measured; one V100 GPU, 67,350 sentences, batch 512):",
             "",
-            md(pd.DataFrame([{"model": m, "params (reported)": f"{p:,}", "seconds (reported)": s} for m, p, s in PAPER_EFFICIENCY])),
+            md(pd.DataFrame([{"model": m, "params (reported)": f"{p:,}", "seconds (reported)": s}
+                             for m, p, s in PAPER_EFFICIENCY])),
             "",
             "### Stage wall times",
             "",

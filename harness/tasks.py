@@ -68,7 +68,7 @@ class Split:
     def __len__(self) -> int:
         return len(self.texts)
 
-    def head(self, n: int) -> "Split":
+    def head(self, n: int) -> Split:
         """The first n examples (all when n is 0)."""
         if n <= 0 or n >= len(self):
             return self

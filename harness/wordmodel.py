@@ -28,7 +28,7 @@ class Vocab:
         self.stoi = {w: i for i, w in enumerate(self.itos)}
 
     @classmethod
-    def from_texts(cls, columns: list[list[str]]) -> "Vocab":
+    def from_texts(cls, columns: list[list[str]]) -> Vocab:
         """Every word of space-tokenised `columns`, most frequent first (ties alphabetical)."""
         counts = Counter(w for col in columns for s in col for w in s.split(" "))
         return cls([w for w, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))])

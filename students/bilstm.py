@@ -16,6 +16,7 @@ from torch.nn.utils.rnn import pack_padded_sequence
 from harness.config import StudentConfig
 from harness.registry import STUDENTS, StudentSpec
 
+
 class BiLSTMEncoder(nn.Module):
     """Embeddings and a one-layer BiLSTM; a sentence becomes [h_forward_last, h_backward_first].
 

@@ -21,8 +21,8 @@ from transformers import (
     get_linear_schedule_with_warmup,
 )
 
-from harness.config import TeacherConfig
 from harness.batching import bucketed_batches
+from harness.config import TeacherConfig
 from harness.errors import HarnessError
 from harness.metrics import score
 from harness.registry import TEACHERS, TeacherPlugin
@@ -59,7 +59,7 @@ class HFTeacher:
         return self.tokenizer.mask_token
 
     @classmethod
-    def from_checkpoint(cls, checkpoint: str, num_labels: int, max_length: int) -> "HFTeacher":
+    def from_checkpoint(cls, checkpoint: str, num_labels: int, max_length: int) -> HFTeacher:
         path = resolve_checkpoint(checkpoint)
         try:
             tokenizer = AutoTokenizer.from_pretrained(path)
@@ -69,7 +69,7 @@ class HFTeacher:
         return cls(model, tokenizer, max_length)
 
     @classmethod
-    def load(cls, folder: Path, max_length: int = 128) -> "HFTeacher":
+    def load(cls, folder: Path, max_length: int = 128) -> HFTeacher:
         """A fine-tuned teacher saved by `save`."""
         model = AutoModelForSequenceClassification.from_pretrained(folder)
         return cls(model, AutoTokenizer.from_pretrained(folder), max_length)
@@ -109,21 +109,17 @@ class HFTeacher:
         torch.manual_seed(seed)
         rng = np.random.default_rng(seed)
         enc = self.tokenizer(*zip(*train.texts), truncation=True, max_length=self.max_length)
-        ids, labels = enc["input_ids"], np.asarray(train.labels)
-        steps_per_epoch = math.ceil(len(ids) / cfg.batch_size)
-        total = steps_per_epoch * cfg.epochs
-        decay = [p for n, p in self.model.named_parameters() if not n.endswith("bias") and "LayerNorm" not in n]
-        rest = [p for n, p in self.model.named_parameters() if n.endswith("bias") or "LayerNorm" in n]
-        opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay}, {"params": rest, "weight_decay": 0.0}], lr=cfg.lr)
-        sched = get_linear_schedule_with_warmup(opt, int(cfg.warmup_ratio * total), total)
+        lengths, labels = [len(x) for x in enc["input_ids"]], np.asarray(train.labels)
+        steps_per_epoch = math.ceil(len(lengths) / cfg.batch_size)
+        opt, sched = self.optimizer(cfg, steps_per_epoch * cfg.epochs)
         eval_at = {round(steps_per_epoch * (k + 1) / cfg.evals_per_epoch) for k in range(cfg.evals_per_epoch)}
         best, history, t0 = -1.0, [], time.perf_counter()
         for epoch in range(cfg.epochs):
             self.model.train()
-            bar = tqdm(bucketed_batches([len(x) for x in ids], cfg.batch_size, rng), total=steps_per_epoch, desc=f"teacher epoch {epoch + 1}/{cfg.epochs}", unit="batch", mininterval=2)
+            batches = bucketed_batches(lengths, cfg.batch_size, rng)
+            bar = tqdm(batches, desc=f"teacher epoch {epoch + 1}/{cfg.epochs}", unit="batch", mininterval=2)
             for step, batch_idx in enumerate(bar, start=1):
-                features = {k: [enc[k][i] for i in batch_idx] for k in enc.keys()}
-                batch = self.tokenizer.pad(features, return_tensors="pt")
+                batch = self.tokenizer.pad({k: [enc[k][i] for i in batch_idx] for k in enc.keys()}, return_tensors="pt")
                 loss = self.model(**batch, labels=torch.as_tensor(labels[batch_idx])).loss
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
@@ -131,16 +127,27 @@ class HFTeacher:
                 sched.step()
                 opt.zero_grad()
                 bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
-                if step in eval_at:
-                    dev_scores = self.evaluate(dev, metrics)
-                    main = dev_scores[metrics[0]]
-                    history.append({"epoch": epoch + step / steps_per_epoch, "dev": dev_scores, "seconds": time.perf_counter() - t0})
-                    tqdm.write(f"teacher dev {metrics[0]} {main:.2f} at epoch {epoch + step / steps_per_epoch:.2f}")
-                    if main > best:
-                        best = main
-                        self.save(out)
-                    self.model.train()
+                if step not in eval_at:
+                    continue
+                dev_scores = self.evaluate(dev, metrics)
+                at = epoch + step / steps_per_epoch
+                history.append({"epoch": round(at, 3), "dev": dev_scores, "seconds": round(time.perf_counter() - t0, 1)})
+                tqdm.write(f"teacher dev {metrics[0]} {dev_scores[metrics[0]]:.2f} at epoch {at:.2f}")
+                if dev_scores[metrics[0]] > best:
+                    best = dev_scores[metrics[0]]
+                    self.save(out)
+                self.model.train()
         return {"history": history, "best_dev": best}
+
+    def optimizer(self, cfg: TeacherConfig, total_steps: int) -> tuple[torch.optim.Optimizer, object]:
+        """AdamW (no weight decay on biases and LayerNorm) with linear warm-up then linear decay."""
+        no_decay = {n for n, _ in self.model.named_parameters() if n.endswith("bias") or "LayerNorm" in n}
+        groups = [
+            {"params": [p for n, p in self.model.named_parameters() if n not in no_decay], "weight_decay": cfg.weight_decay},
+            {"params": [p for n, p in self.model.named_parameters() if n in no_decay], "weight_decay": 0.0},
+        ]
+        opt = torch.optim.AdamW(groups, lr=cfg.lr)
+        return opt, get_linear_schedule_with_warmup(opt, int(cfg.warmup_ratio * total_steps), total_steps)
 
     def evaluate(self, split: Split, metrics: tuple[str, ...]) -> dict[str, float]:
         preds = self.logits(split.texts, batch_size=128).argmax(-1)
