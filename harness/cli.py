@@ -107,7 +107,6 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         import datasets
-
         import transformers
 
         datasets.disable_progress_bars()  # its per-file bars would bury our own progress and errors

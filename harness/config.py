@@ -86,6 +86,7 @@ class StudentConfig:
     rho: float = 0.95
     batch_size: int = 50
     epochs: int = 10
+    evals_per_epoch: int = 1  # dev checks per epoch; early stopping counts checks, not epochs
     patience: int = 2
     max_tokens: int = 64
 
@@ -94,7 +95,8 @@ class StudentConfig:
         _check(self.embedding in EMBEDDINGS, f"student.embedding must be one of {', '.join(EMBEDDINGS)}")
         _check(0 <= self.alpha <= 1, "student.alpha must be in [0, 1]")
         _check(0 <= self.dropout < 1, "student.dropout must be in [0, 1)")
-        _check(self.epochs >= 1 and self.patience >= 1, "student.epochs and student.patience must be >= 1")
+        _check(min(self.epochs, self.patience, self.evals_per_epoch) >= 1,
+               "student.epochs, student.patience and student.evals_per_epoch must be >= 1")
         _check(self.batch_size >= 1 and self.max_tokens >= 1, "student.batch_size and max_tokens must be >= 1")
 
 

@@ -60,12 +60,14 @@ def train_student(
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.Adadelta(params, lr=cfg.lr, rho=cfg.rho)
     lengths = sum(t.lengths for t in train)
-    best, best_state, bad, history, t0 = -1.0, None, 0, [], time.perf_counter()
+    stopper = EarlyStopping(cfg.patience)
+    history, t0 = [], time.perf_counter()
     for epoch in range(cfg.epochs):
-        model.train()
         batches = bucketed_batches(lengths, cfg.batch_size, rng)
+        eval_at = {round(len(batches) * (k + 1) / cfg.evals_per_epoch) for k in range(cfg.evals_per_epoch)}
+        model.train()
         bar = tqdm(batches, desc=f"{name} epoch {epoch + 1}/{cfg.epochs}", unit="batch", mininterval=2)
-        for idx in bar:
+        for step, idx in enumerate(bar, start=1):
             inputs = [t for col in train for t in col.pad(idx)]
             hard = torch.from_numpy(targets[idx])
             soft = torch.from_numpy(teacher_logits[idx]) if teacher_logits is not None else None
@@ -74,18 +76,41 @@ def train_student(
             loss.backward()
             opt.step()
             bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
-        model.eval()
-        dev_scores = score(metrics, dev_labels, predict(dev).argmax(-1))
-        history.append({"epoch": epoch + 1, "dev": dev_scores, "seconds": time.perf_counter() - t0})
-        main = dev_scores[metrics[0]]
-        tqdm.write(f"{name} dev {metrics[0]} {main:.2f} after epoch {epoch + 1}")
-        if main > best:
-            best, best_state, bad = main, copy.deepcopy(model.state_dict()), 0
-        else:
-            bad += 1
-            if bad >= cfg.patience:
+            if step not in eval_at:
+                continue
+            model.eval()
+            dev_scores = score(metrics, dev_labels, predict(dev).argmax(-1))
+            model.train()
+            at = round(epoch + step / len(batches), 3)
+            history.append({"epoch": at, "dev": dev_scores, "seconds": round(time.perf_counter() - t0, 1)})
+            tqdm.write(f"{name} dev {metrics[0]} {dev_scores[metrics[0]]:.2f} at epoch {at:.2f}")
+            if stopper.update(dev_scores[metrics[0]], model):
                 break
-    if best_state is not None:
-        model.load_state_dict(best_state)
+        if stopper.stop:
+            break
+    stopper.restore(model)
     model.eval()
-    return {"history": history, "best_dev": best, "epochs_run": len(history)}
+    return {"history": history, "best_dev": stopper.best, "epochs_run": history[-1]["epoch"] if history else 0}
+
+
+class EarlyStopping:
+    """Keeps the best weights seen on dev; `stop` turns true after `patience` evaluations without gain."""
+
+    def __init__(self, patience: int) -> None:
+        self.patience = patience
+        self.best = -1.0
+        self.state: dict | None = None
+        self.bad = 0
+        self.stop = False
+
+    def update(self, value: float, model: torch.nn.Module) -> bool:
+        if value > self.best:
+            self.best, self.state, self.bad = value, copy.deepcopy(model.state_dict()), 0
+        else:
+            self.bad += 1
+            self.stop = self.bad >= self.patience
+        return self.stop
+
+    def restore(self, model: torch.nn.Module) -> None:
+        if self.state is not None:
+            model.load_state_dict(self.state)

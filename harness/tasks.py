@@ -105,6 +105,9 @@ def candidate_dirs(data_dir: str | Path | None) -> list[tuple[str, Path]]:
         out.append(("--data-dir", Path(data_dir)))
     if os.environ.get("HARNESS_DATA"):
         out.append(("$HARNESS_DATA", Path(os.environ["HARNESS_DATA"])))
+    for how, root in out:
+        if not root.is_dir():
+            raise HarnessError(f"{how} {root}: no such folder")
     out.append(("default", REPO_ROOT.parent / "shared" / "data"))
     return out
 

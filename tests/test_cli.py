@@ -88,3 +88,11 @@ def test_ls_students() -> None:
     proc = harness("ls", "students")
     assert proc.returncode == 0, proc.stderr
     assert {"bilstm", "bilstm_soft", "bilstm_tiny"} <= set(proc.stdout.split())
+
+
+def test_missing_data_dir(tmp_path: Path) -> None:
+    """`run --data-dir` naming no folder: one line naming the option and the path, before any work."""
+    missing = tmp_path / "no-such-dir"
+    proc = harness("run", "--preset", "smoke", "--data-dir", str(missing), "--out", str(tmp_path / "out"))
+    assert_one_line_error(proc, "--data-dir", str(missing))
+    assert not (tmp_path / "out" / "results.json").exists()

@@ -88,6 +88,8 @@ def test_no_data_lists_every_place(tmp_path: Path, monkeypatch: pytest.MonkeyPat
 
     repo = tmp_path / "repo"
     empty, env_dir = tmp_path / "empty", tmp_path / "env"
+    empty.mkdir()
+    env_dir.mkdir()
     monkeypatch.setattr(tasks, "REPO_ROOT", repo)
     monkeypatch.setattr(tasks, "load_from_hub", offline)
     monkeypatch.setenv("HARNESS_DATA", str(env_dir))
@@ -101,3 +103,10 @@ def test_no_data_lists_every_place(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     with pytest.raises(HarnessError) as err:
         load_task("sst2", data_dir=empty)
     assert str(empty / "SST-2") in str(err.value) and str(env_dir) not in str(err.value)
+
+
+def test_missing_data_dir_is_an_error(tmp_path: Path) -> None:
+    """An explicit --data-dir that does not exist is reported, not silently replaced by the default."""
+    missing = tmp_path / "nope"
+    with pytest.raises(HarnessError, match=f"--data-dir {missing}: no such folder"):
+        load_task("sst2", missing)
