@@ -1,4 +1,4 @@
-"""Command line: `python -m harness {run,ls,predict,compare}`. Errors are one line, exit status 2."""
+"""Command line: `python -m harness {run,ls,predict,compare,report}`. Errors are one line, exit status 2."""
 
 from __future__ import annotations
 
@@ -44,6 +44,9 @@ def parser() -> argparse.ArgumentParser:
     pr.add_argument("--model", type=Path, required=True, help="a folder under <run>/models/<task>/<model>")
     pr.add_argument("--input", type=Path, required=True, help="TSV with the task's text columns (and label, to score)")
     pr.add_argument("--output", type=Path, help="write index<TAB>prediction here")
+    rep = sub.add_parser("report", help="re-render report.md and plot.png of a run from its results.json")
+    rep.add_argument("run", type=Path, help="a run folder written by `harness run`")
+
     cmp = sub.add_parser("compare", help="shared (task, model) scores of several runs side by side, with deltas")
     cmp.add_argument("runs", type=Path, nargs="+", help="run folders (or their results.json); deltas are against the first")
     cmp.add_argument("--labels", help="comma-separated column names for the runs (default: folder names)")
@@ -57,6 +60,14 @@ def cmd_compare(args: argparse.Namespace) -> None:
     if labels and len(labels) != len(args.runs):
         raise HarnessError(f"--labels has {len(labels)} names for {len(args.runs)} runs")
     print(compare(args.runs, labels))
+
+
+def cmd_report(args: argparse.Namespace) -> None:
+    from harness.compare import load_results
+    from harness.report import write_report
+
+    write_report(load_results(args.run), args.run)
+    print(f"report: {args.run / 'report.md'}")
 
 
 def cmd_run(args: argparse.Namespace) -> None:
@@ -112,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         datasets.disable_progress_bars()  # its per-file bars would bury our own progress and errors
         transformers.logging.set_verbosity_error()  # "classifier weights newly initialised" is expected
         load_plugins()
-        {"run": cmd_run, "ls": cmd_ls, "predict": cmd_predict, "compare": cmd_compare}[args.command](args)
+        {"run": cmd_run, "ls": cmd_ls, "predict": cmd_predict, "compare": cmd_compare, "report": cmd_report}[args.command](args)
     except HarnessError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -124,6 +124,7 @@ def plot(results: dict, path: Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     fig, ax = plt.subplots(figsize=(6, 4))
     for task, t in results["tasks"].items():
@@ -133,6 +134,8 @@ def plot(results: dict, path: Path) -> None:
                 ax.scatter(x, y)
                 ax.annotate(f"{task}/{name}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
     ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.set_xlabel("batch-1 latency p50, ms (log scale)")
     ax.set_ylabel("dev score")
     ax.set_title("Accuracy vs latency (measured on this machine)")

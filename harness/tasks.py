@@ -153,7 +153,14 @@ def read_tsv(path: Path, task: Task, require_labels: bool) -> Split:
         labels = parse_labels(ds[task.label_column], task, path)
     elif require_labels:
         raise HarnessError(f"{path}: missing label column {task.label_column!r} (found: {', '.join(ds.column_names)})")
-    return Split([tuple(t) for t in texts], labels, str(path))
+    return Split([tuple(t) for t in texts], labels, display_path(path))
+
+
+def display_path(path: Path) -> str:
+    """`path` relative to the repository when it is near it (`../shared/data/...`), so that results
+    do not carry one machine's absolute paths; absolute otherwise."""
+    rel = os.path.relpath(Path(path).resolve(), REPO_ROOT)
+    return rel if not rel.startswith("../..") else str(Path(path).resolve())
 
 
 def parse_labels(raw: list[str], task: Task, path: Path | str) -> list[int]:
