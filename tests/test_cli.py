@@ -3,28 +3,16 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from cli_runner import harness
 
 from harness.config import StudentConfig
 from harness.registry import STUDENTS
-from harness.tasks import REPO_ROOT
 from harness.wordmodel import StudentPredictor, Vocab
-
-OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-
-
-def harness(*args: str) -> subprocess.CompletedProcess:
-    """Run `python -m harness ARGS` from the repository root, offline."""
-    env = {**os.environ, **OFFLINE}
-    env.pop("HARNESS_DATA", None)
-    return subprocess.run([sys.executable, "-m", "harness", *args], cwd=REPO_ROOT, env=env,
-                          capture_output=True, text=True, timeout=300)
 
 
 def assert_one_line_error(proc: subprocess.CompletedProcess, *needles: str) -> str:

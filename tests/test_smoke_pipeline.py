@@ -4,31 +4,17 @@ from __future__ import annotations
 
 import csv
 import json
-import os
-import subprocess
-import sys
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
 
 import pytest
+from cli_runner import harness
 
 from harness.augment import tokenize
 from harness.label import read_transfer_set
-from harness.tasks import REPO_ROOT
 
 TRAIN_LIMIT = 300
-OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-
-
-def harness(*args: str) -> subprocess.CompletedProcess:
-    """Run `python -m harness ARGS` from the repository root, offline, with the default data location."""
-    env = {**os.environ, **OFFLINE}
-    env.pop("HARNESS_DATA", None)
-    return subprocess.run([sys.executable, "-m", "harness", *args], cwd=REPO_ROOT, env=env,
-                          capture_output=True, text=True, timeout=600)
-
-
 @dataclass
 class SmokeRun:
     """The outputs of the first run (snapshotted before the rerun) and of the rerun."""

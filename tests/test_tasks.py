@@ -26,7 +26,8 @@ def test_real_sst2_splits(data_root: Path) -> None:
     assert len(splits["train"]) == 67_349 and len(splits["validation"]) == 872
     assert set(splits["train"].labels) == {0, 1} and len(splits["validation"].labels) == 872
     assert "test" in splits and len(splits["test"]) > 0 and splits["test"].labels is None
-    assert splits["train"].source == str(data_root / "SST-2" / "train.tsv")
+    source = Path(tasks.REPO_ROOT, splits["train"].source).resolve()
+    assert source == (data_root / "SST-2" / "train.tsv").resolve()
 
 
 def test_missing_column_names_file_and_column(tmp_path: Path) -> None:
