@@ -16,6 +16,8 @@ EPILOG = """examples:
   python -m harness ls students
   python -m harness predict --model runs/glue-quick/models/sst2/bilstm_soft --input dev.tsv
   python -m harness compare runs/glue-quick runs/glue-full
+  python -m harness measure --model runs/glue-quick/models/sst2/bilstm_soft --backend onnx-int8
+  python -m harness measure --model bert_large --regime offline
 """
 
 
@@ -38,12 +40,28 @@ def parser() -> argparse.ArgumentParser:
                      help="stage cache shared by runs (default: runs/cache)")
 
     ls = sub.add_parser("ls", help="list registered tasks, teachers, students or shipped suites")
-    ls.add_argument("what", choices=["tasks", "teachers", "students", "suites"])
+    ls.add_argument("what", choices=["tasks", "teachers", "students", "references", "suites"])
 
     pr = sub.add_parser("predict", help="score a GLUE-style TSV with a trained model folder")
     pr.add_argument("--model", type=Path, required=True, help="a folder under <run>/models/<task>/<model>")
     pr.add_argument("--input", type=Path, required=True, help="TSV with the task's text columns (and label, to score)")
     pr.add_argument("--output", type=Path, help="write index<TAB>prediction here")
+    me = sub.add_parser("measure", help="time one model on its own: a trained model folder or a reference name",
+                        description="Parameters and latency of one model, printed as one JSON line last. Batch-1 "
+                        "timing runs over the task's dev sentences, the offline regime over its training sentences "
+                        "(batch 512; projected to the whole set when only part is timed).")
+    me.add_argument("--model", required=True,
+                    help="a folder under <run>/models/<task>/<model>, or a reference name (see `ls references`)")
+    me.add_argument("--backend", choices=["torch", "onnx", "onnx-int8"], default="torch",
+                    help="PyTorch eager, or ONNX Runtime (exported into the model folder on first use; int8: students)")
+    me.add_argument("--regime", choices=["interactive", "offline"], default="interactive",
+                    help="interactive: batch 1, one sentence per call; offline: batches of 512 (the paper's)")
+    me.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    me.add_argument("--threads", type=int, default=0, help="intra-op threads (default 0: all usable cores)")
+    me.add_argument("--n", type=int, help="sentences to time (default: 200 batch-1; offline: all for students, "
+                    "2,048 for a teacher, 512 for references)")
+    me.add_argument("--data-dir", help="folder in GLUE's layout (default: $HARNESS_DATA, then ../shared/data)")
+
     rep = sub.add_parser("report", help="re-render report.md and plot.png of a run from its results.json")
     rep.add_argument("run", type=Path, help="a run folder written by `harness run`")
 
@@ -60,6 +78,19 @@ def cmd_compare(args: argparse.Namespace) -> None:
     if labels and len(labels) != len(args.runs):
         raise HarnessError(f"--labels has {len(labels)} names for {len(args.runs)} runs")
     print(compare(args.runs, labels))
+
+
+def cmd_measure(args: argparse.Namespace) -> None:
+    from harness.augment import use_nltk_data
+    from harness.efficiency import measure_one
+    from harness.measure import set_threads
+    from harness.tasks import candidate_dirs
+
+    if args.threads < 0 or (args.n is not None and args.n < 1):
+        raise HarnessError("--threads must be >= 0 and --n >= 1")
+    set_threads(args.threads)
+    use_nltk_data([root for _, root in candidate_dirs(args.data_dir)])
+    print(json.dumps(measure_one(args.model, args.backend, args.regime, args.device, args.n, args.data_dir)))
 
 
 def cmd_report(args: argparse.Namespace) -> None:
@@ -81,12 +112,14 @@ def cmd_run(args: argparse.Namespace) -> None:
     if args.students:
         sets["students"] = args.students
     cfg, info = load_suite(args.suite, args.preset, sets)
-    from harness.registry import STUDENTS, TASKS
+    from harness.registry import REFERENCES, STUDENTS, TASKS
 
     for name in cfg.tasks:
         TASKS.get(name)
     for name in cfg.students:
         STUDENTS.get(name)
+    for name in cfg.measure.references:
+        REFERENCES.get(name)
     threads = set_threads(cfg.measure.threads)
     out = args.out or Path("runs") / f"{info['suite']}-{args.preset or 'default'}"
     results = run(cfg, info, out, args.cache_dir, args.data_dir, threads)
@@ -95,9 +128,9 @@ def cmd_run(args: argparse.Namespace) -> None:
 
 def cmd_ls(args: argparse.Namespace) -> None:
     from harness.config import SUITES_DIR
-    from harness.registry import STUDENTS, TASKS, TEACHERS
+    from harness.registry import REFERENCES, STUDENTS, TASKS, TEACHERS
 
-    names = {"tasks": TASKS.names, "teachers": TEACHERS.names, "students": STUDENTS.names,
+    names = {"tasks": TASKS.names, "teachers": TEACHERS.names, "students": STUDENTS.names, "references": REFERENCES.names,
              "suites": lambda: sorted(p.stem for p in SUITES_DIR.glob("*.yaml"))}[args.what]()
     print("\n".join(names))
 
@@ -123,7 +156,8 @@ def main(argv: list[str] | None = None) -> int:
         datasets.disable_progress_bars()  # its per-file bars would bury our own progress and errors
         transformers.logging.set_verbosity_error()  # "classifier weights newly initialised" is expected
         load_plugins()
-        {"run": cmd_run, "ls": cmd_ls, "predict": cmd_predict, "compare": cmd_compare, "report": cmd_report}[args.command](args)
+        {"run": cmd_run, "ls": cmd_ls, "predict": cmd_predict, "compare": cmd_compare, "report": cmd_report,
+         "measure": cmd_measure}[args.command](args)
     except HarnessError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from harness.errors import HarnessError
+from harness.report import timing
 
 
 def load_results(run: Path) -> dict:
@@ -29,8 +30,9 @@ def score_rows(results: dict) -> dict[tuple[str, str, str], float]:
             for split, scores in m["scores"].items():
                 for metric, value in scores.items():
                     rows[(task, model, f"{split} {metric}")] = value
-            if "interactive" in m:
-                rows[(task, model, "batch-1 p50 ms")] = m["interactive"]["p50_ms"]
+            cpu = timing(m)
+            if cpu is not None:
+                rows[(task, model, "batch-1 p50 ms")] = cpu["interactive"]["p50_ms"]
     return rows
 
 

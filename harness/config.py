@@ -105,7 +105,8 @@ EMBEDDINGS = ("glove50", "teacher", "random")
 
 @dataclass(frozen=True)
 class MeasureConfig:
-    """Latency measurement: batch-1 over dev sentences, batch-512 over training sentences."""
+    """Parameters and latency: batch 1 over dev sentences, batch 512 over training sentences, for
+    every trained model and timing-only reference, on each backend and device listed."""
 
     enabled: bool = True
     threads: int = 0  # 0 = all cores this process may use
@@ -114,10 +115,25 @@ class MeasureConfig:
     offline_batch: int = 512
     offline_n: int = 0  # sentences timed in the offline regime; 0 = all training sentences
     teacher_offline_n: int = 2048  # the teacher is too slow for all of them on a CPU: projected
+    backends: tuple[str, ...] = ("torch", "onnx", "onnx-int8")  # int8 applies to students only
+    devices: tuple[str, ...] = ("cpu", "cuda")  # cuda is skipped (and recorded so) without a GPU
+    gpu_autocast: str = "bf16"  # transformers on CUDA are also timed in this dtype: bf16 | fp16 | none
+    references: tuple[str, ...] = ("bert_large", "bert_base", "elmo")  # random weights, timing only
+    reference_interactive_n: int = 30
+    reference_offline_n: int = 512
 
     def __post_init__(self) -> None:
         _check(self.threads >= 0, "measure.threads must be >= 0")
-        _check(self.interactive_n >= 1 and self.offline_batch >= 1, "measure sizes must be >= 1")
+        _check(min(self.interactive_n, self.offline_batch, self.reference_interactive_n, self.reference_offline_n) >= 1,
+               "measure sizes must be >= 1")
+        bad = set(self.backends) - set(BACKENDS)
+        _check(not bad, f"measure.backends: unknown {', '.join(sorted(bad))} (known: {', '.join(BACKENDS)})")
+        bad = set(self.devices) - {"cpu", "cuda"}
+        _check(not bad, f"measure.devices: unknown {', '.join(sorted(bad))} (known: cpu, cuda)")
+        _check(self.gpu_autocast in ("bf16", "fp16", "none"), "measure.gpu_autocast must be bf16, fp16 or none")
+
+
+BACKENDS = ("torch", "onnx", "onnx-int8")
 
 
 @dataclass(frozen=True)

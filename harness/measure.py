@@ -2,7 +2,8 @@
 
 Two regimes: `interactive` (batch 1, one sentence per call, over dev sentences) and `offline`
 (the paper's: training sentences in batches of 512; when only a subset is timed, the whole-set
-time is projected and labelled so). Timings include tokenisation: text in, logits out.
+time is projected and labelled so). Timings include tokenisation: text in, logits out. On a GPU
+every timed call ends with `torch.cuda.synchronize()`, so queued kernels are inside the timing.
 """
 
 from __future__ import annotations
@@ -26,14 +27,23 @@ def set_threads(threads: int) -> int:
     return torch.get_num_threads()
 
 
-def time_calls(fn: Callable[[list], object], batches: Sequence[list], warmup: int) -> list[float]:
-    """Seconds per call of `fn` on each batch, after `warmup` untimed calls."""
-    for batch in list(batches)[:warmup]:
+def synchronizer(device: str) -> Callable[[], None]:
+    """What ends a timed call on `device`: waiting for CUDA's queue, or nothing on the CPU."""
+    return torch.cuda.synchronize if device.startswith("cuda") else (lambda: None)
+
+
+def time_calls(fn: Callable[[list], object], batches: Sequence[list], warmup: Sequence[list],
+               device: str = "cpu") -> list[float]:
+    """Seconds per call of `fn` on each of `batches`, after untimed calls on the `warmup` batches."""
+    sync = synchronizer(device)
+    for batch in warmup:
         fn(batch)
+    sync()
     times = []
     for batch in batches:
         start = time.perf_counter()
         fn(batch)
+        sync()
         times.append(time.perf_counter() - start)
     return times
 
@@ -53,18 +63,22 @@ def summarise(times: Sequence[float], items: int) -> dict:
     }
 
 
-def interactive(logits: Callable[[list, int], np.ndarray], texts: Sequence[tuple], warmup: int) -> dict:
-    """Batch-1 latency over `texts`, one call per sentence."""
-    times = time_calls(lambda b: logits(b, 1), [[t] for t in texts], warmup)
+def interactive(logits: Callable[[list, int], np.ndarray], texts: Sequence[tuple], warmup: int,
+                device: str = "cpu") -> dict:
+    """Batch-1 latency over `texts`, one call per sentence, after `warmup` untimed sentences."""
+    batches = [[t] for t in texts]
+    times = time_calls(lambda b: logits(b, 1), batches, batches[:warmup], device)
     return {"regime": "interactive", "batch_size": 1, **summarise(times, len(texts))}
 
 
 def offline(logits: Callable[[list, int], np.ndarray], texts: Sequence[tuple], batch_size: int,
-            whole_set: int = SST2_TRAIN_SENTENCES) -> dict:
+            whole_set: int = SST2_TRAIN_SENTENCES, warmup_n: int | None = None, device: str = "cpu") -> dict:
     """The paper's regime: `texts` in batches of `batch_size`; the time for `whole_set` sentences is
-    measured when all of them were timed and projected from the rate otherwise."""
+    measured when all of them were timed and projected from the rate otherwise. Warm-up runs the
+    first `warmup_n` sentences (default one whole batch) untimed."""
     batches = [list(texts[i : i + batch_size]) for i in range(0, len(texts), batch_size)]
-    times = time_calls(lambda b: logits(b, batch_size), batches, warmup=1)
+    warmup = [list(texts[: warmup_n or batch_size])]
+    times = time_calls(lambda b: logits(b, batch_size), batches, warmup, device)
     stats = summarise(times, len(texts))
     projected = len(texts) < whole_set
     stats.update(

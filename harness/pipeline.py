@@ -8,14 +8,14 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from harness import measure, stages
+from harness import efficiency, stages
 from harness.augment import use_nltk_data
 from harness.cache import Store, write_json_atomic
 from harness.config import RunConfig
 from harness.env import environment
 from harness.errors import HarnessError
 from harness.metrics import score
-from harness.registry import TASKS, TEACHERS
+from harness.registry import REFERENCES, TASKS, TEACHERS
 from harness.report import write_report
 from harness.tasks import REPO_ROOT, Split, Task, candidate_dirs, load_task
 from harness.wordmodel import load_student
@@ -30,21 +30,6 @@ def evaluate(predictor, task: Task, splits: dict[str, Split]) -> dict[str, dict[
             preds = predictor.logits(split.texts, 256).argmax(-1)
             out["dev" if name == "validation" else "test"] = score(task.metrics, split.labels, preds)
     return out
-
-
-def measure_model(predictor, cfg: RunConfig, dev: Split, train: Split, is_teacher: bool) -> dict:
-    """Parameters and both latency regimes, text in, logits out."""
-    total, non_emb = predictor.num_params()
-    n_off = cfg.measure.teacher_offline_n if is_teacher else (cfg.measure.offline_n or len(train))
-    name = "teacher" if is_teacher else predictor.meta["student"]
-    print(f"[measure] {name}: batch 1 x {min(cfg.measure.interactive_n, len(dev))}, "
-          f"batch {cfg.measure.offline_batch} x {min(n_off, len(train))}", flush=True)
-    return {
-        "params_total": total,
-        "params_non_embedding": non_emb,
-        "interactive": measure.interactive(predictor.logits, dev.texts[: cfg.measure.interactive_n], cfg.measure.warmup),
-        "offline": measure.offline(predictor.logits, train.texts[:n_off], cfg.measure.offline_batch),
-    }
 
 
 def run_task(name: str, cfg: RunConfig, store: Store, out: Path, data_dir: str | None) -> dict:
@@ -75,12 +60,22 @@ def run_task(name: str, cfg: RunConfig, store: Store, out: Path, data_dir: str |
     results = {"data": {"train": len(train), "dev": len(dev), "source": train.source}, "stages": stage_meta, "models": {}}
     for model_name, predictor in predictors.items():
         start = time.perf_counter()
-        entry = {"scores": evaluate(predictor, task, splits)}
+        entry = {"kind": "teacher" if model_name == "teacher" else "student", "scores": evaluate(predictor, task, splits)}
+        print(f"[evaluate] {model_name}: {entry['scores']}", flush=True)
         if cfg.measure.enabled:
-            entry.update(measure_model(predictor, cfg, dev, train, is_teacher=model_name == "teacher"))
+            entry.update(efficiency.measure_model(model_name, entry["kind"], predictor, cfg.measure, dev, train,
+                                                  models_out / model_name, lambda p: evaluate(p, task, splits)["dev"]))
         entry["eval_seconds"] = round(time.perf_counter() - start, 2)
         results["models"][model_name] = entry
-        print(f"[evaluate] {model_name}: {entry['scores']}", flush=True)
+    for ref_name in cfg.measure.references if cfg.measure.enabled else ():
+        start = time.perf_counter()
+        spec = REFERENCES.get(ref_name)
+        entry = {"kind": "reference", "scores": {}, "reported": spec.reported.get(name), "description": spec.description}
+        entry.update(efficiency.measure_model(ref_name, "reference", spec.build(task.num_labels), cfg.measure, dev, train, None))
+        entry["eval_seconds"] = round(time.perf_counter() - start, 2)
+        results["models"][ref_name] = entry
+    if cfg.measure.enabled and efficiency.cuda_note(cfg.measure):
+        results["measure_notes"] = [efficiency.cuda_note(cfg.measure)]
     return results
 
 

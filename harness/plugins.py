@@ -6,6 +6,8 @@ PLUGIN_MODULES = (
     "harness.tasks",
     "teachers.hf",
     "students.bilstm",
+    "teachers.reference",
+    "students.elmo",
 )
 
 

@@ -55,6 +55,9 @@ class Registry(Generic[T]):
 TASKS: Registry = Registry("task")
 TEACHERS: Registry = Registry("teacher")
 STUDENTS: Registry = Registry("student")
+# Timing-only reference architectures with random weights (speed does not depend on weight values):
+# name -> ReferenceSpec. Their accuracy is only ever the literature's, marked as reported.
+REFERENCES: Registry = Registry("reference model")
 
 
 class TeacherPlugin:
@@ -88,3 +91,21 @@ class StudentSpec:
         self.distill = distill
         self.transfer = transfer
         self.overrides = overrides or {}
+
+
+class ReferenceSpec:
+    """What a timing-only reference plugin registers.
+
+    Args:
+        build: num_labels -> a predictor with random weights. A predictor has `logits(texts,
+            batch_size) -> (N, K) float32 array` (texts are tuples of strings, one per text column),
+            `num_params() -> (total, excluding embedding tables)` and `to(device) -> self`.
+        reported: the literature's figures for it, e.g. {"sst2": ("GLUE test, Tang et al. Table 1", 90.4)};
+            shown only in "reported, not measured" columns.
+        description: one line for `harness ls references` and the report.
+    """
+
+    def __init__(self, build: Callable, reported: dict | None = None, description: str = "") -> None:
+        self.build = build
+        self.reported = reported or {}
+        self.description = description

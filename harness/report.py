@@ -32,32 +32,86 @@ def accuracy_table(task: str, models: dict) -> pd.DataFrame:
         for split, scores in m["scores"].items():
             for metric, value in scores.items():
                 row[f"{split} {metric} (ours)"] = fmt(value)
-        ref = paper.get(name)
+        ref = paper.get(name) or m.get("reported")
         row["paper, GLUE test (reported, not measured)"] = f"{ref[1]} ({ref[0]})" if ref else "–"
+        rows.append(row)
+    return pd.DataFrame(rows).fillna("–")
+
+
+def int8_lines(models: dict) -> list[str]:
+    """One line per model timed as int8: its dev score against the PyTorch fp32 one."""
+    lines = []
+    for name, m in models.items():
+        int8 = timing(m, "onnx-int8", dtype="int8")
+        if int8 and int8.get("scores") and m["scores"].get("dev"):
+            metric, fp32 = next(iter(m["scores"]["dev"].items()))
+            q = int8["scores"][metric]
+            lines.append(f"- `{name}` dynamic int8 (ONNX Runtime): dev {metric} {q:.2f} vs fp32 {fp32:.2f} ({q - fp32:+.2f})")
+    return lines
+
+
+def speeds(m: dict) -> list[dict]:
+    """A model's timings; results from before backends existed hold one torch/cpu timing inline."""
+    if "speed" in m:
+        return m["speed"]
+    legacy = {"backend": "torch", "device": "cpu", "dtype": "fp32"}
+    return [{**legacy, "interactive": m["interactive"], "offline": m["offline"]}] if "interactive" in m else []
+
+
+def timing(m: dict | None, backend: str = "torch", device: str = "cpu", dtype: str = "fp32") -> dict | None:
+    return next((s for s in speeds(m or {}) if (s["backend"], s["device"], s["dtype"]) == (backend, device, dtype)), None)
+
+
+def whole_set(off: dict) -> str:
+    return fmt(off["whole_set_s"]) + (f" (projected from {off['projected_from']:,})" if off["projected_from"] else "")
+
+
+def ratio(num: float | None, den: float | None, digits: int = 1) -> str:
+    return f"{num / den:,.{digits}f}x" if num and den else "–"
+
+
+def efficiency_table(models: dict, device: str = "cpu") -> pd.DataFrame:
+    """The paper's comparison, PyTorch fp32 on `device`: sizes, both regimes, and speed-ups of each
+    model over BERT-large, ELMo and our teacher (all timed in this run, on this machine)."""
+    refs = {r: timing(models.get(r), device=device) for r in ("bert_large", "elmo", "teacher")}
+    bert_params = models.get("bert_large", {}).get("params_total")
+    rows = []
+    for name, m in models.items():
+        t = timing(m, device=device)
+        if t is None:
+            continue
+        row = {
+            "model": name + (" (random weights)" if m.get("kind") == "reference" else ""),
+            "params (total)": f"{m['params_total']:,}",
+            "params (excl. embeddings)": f"{m['params_non_embedding']:,}",
+            "BERT-large params / these (excl. emb.)": ratio(bert_params, m["params_non_embedding"], 0),
+            "batch-1 p50 ms": fmt(t["interactive"]["p50_ms"]),
+            "batch-1 p99 ms": fmt(t["interactive"]["p99_ms"]),
+            f"{t['offline']['whole_set']:,} sentences, batch {t['offline']['batch_size']}, s": whole_set(t["offline"]),
+        }
+        for ref, label in (("bert_large", "BERT-large"), ("elmo", "ELMo"), ("teacher", "teacher")):
+            other = refs[ref]
+            row[f"offline speed-up vs {label}"] = ratio(other and other["offline"]["whole_set_s"], t["offline"]["whole_set_s"])
         rows.append(row)
     return pd.DataFrame(rows)
 
 
-def efficiency_table(models: dict) -> pd.DataFrame:
-    teacher = models.get("teacher", {})
+def backend_table(models: dict) -> pd.DataFrame:
+    """Every (model, backend, device, dtype) timing with its spread, and dev scores of non-PyTorch
+    variants (int8 accuracy sits beside fp32's)."""
     rows = []
     for name, m in models.items():
-        if "interactive" not in m:
-            continue
-        off, inter = m["offline"], m["interactive"]
-        whole = fmt(off["whole_set_s"]) + (f" (projected from {off['projected_from']:,})" if off["projected_from"] else "")
-        speedup = teacher["offline"]["whole_set_s"] / off["whole_set_s"] if "offline" in teacher else None
-        rows.append({
-            "model": name,
-            "params (total)": f"{m['params_total']:,}",
-            "params (excl. embeddings)": f"{m['params_non_embedding']:,}",
-            "batch-1 p50 ms": fmt(inter["p50_ms"]),
-            "batch-1 p90 ms": fmt(inter["p90_ms"]),
-            "batch-1 p99 ms": fmt(inter["p99_ms"]),
-            f"batch-{off['batch_size']} sentences/s": fmt(off["sentences_per_s"], 0),
-            f"{off['whole_set']:,} sentences, s": whole,
-            "offline speed-up vs teacher": fmt(speedup, 1) + "x" if speedup else "–",
-        })
+        for t in speeds(m):
+            inter, off = t["interactive"], t["offline"]
+            dev = t.get("scores") or (m["scores"].get("dev") if t["backend"] == "torch" else None)
+            rows.append({
+                "model": name, "backend": t["backend"], "device": t["device"], "dtype": t["dtype"],
+                "batch-1 p50 / p90 / p99 ms": f"{fmt(inter['p50_ms'])} / {fmt(inter['p90_ms'])} / {fmt(inter['p99_ms'])}",
+                "batch-1 mean ± sd ms": f"{fmt(inter['mean_ms'])} ± {fmt(inter['stdev_ms'])}",
+                f"batch-{off['batch_size']} sentences/s": fmt(off["sentences_per_s"], 0),
+                "whole set, s": whole_set(off),
+                "dev score": fmt(next(iter(dev.values()))) if dev else "–",
+            })
     return pd.DataFrame(rows)
 
 
@@ -100,9 +154,22 @@ def render(results: dict) -> str:
             "",
             md(accuracy_table(task, t["models"])),
             "",
-            "### Size and speed (measured here, CPU, text in -> logits out)",
+            "### Size and speed (measured here in one process, PyTorch fp32 on CPU, text in -> logits out)",
             "",
             md(efficiency_table(t["models"])),
+            "",
+            *(["On the GPU:", "", md(efficiency_table(t["models"], "cuda")), ""] if any(
+                s["device"] == "cuda" for m in t["models"].values() for s in speeds(m)) else []),
+            *[f"- {note}" for note in t.get("measure_notes", [])],
+            "",
+            "Reference models (`random weights`) are timed with random weights: speed does not depend on weight "
+            "values; their accuracy is only ever the literature's, in the accuracy table's paper column.",
+            "",
+            "#### Every backend, device and dtype",
+            "",
+            md(backend_table(t["models"])),
+            "",
+            *int8_lines(t["models"]),
             "",
             "The paper's efficiency figures (reported, not measured; one V100 GPU, 67,350 sentences, batch 512):",
             "",
@@ -126,19 +193,25 @@ def plot(results: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
     import matplotlib.ticker
 
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig, ax = plt.subplots(figsize=(7, 4.5))
     for task, t in results["tasks"].items():
         for name, m in t["models"].items():
-            if "interactive" in m and "dev" in m["scores"]:
-                x, y = m["interactive"]["p50_ms"], next(iter(m["scores"]["dev"].values()))
-                ax.scatter(x, y)
-                ax.annotate(f"{task}/{name}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+            cpu = timing(m)
+            reported = m.get("reported") or (None, None)
+            y = next(iter(m["scores"]["dev"].values())) if "dev" in m["scores"] else reported[1]
+            if cpu is None or y is None:
+                continue
+            x = cpu["interactive"]["p50_ms"]
+            measured = "dev" in m["scores"]
+            ax.scatter(x, y, facecolors=None if measured else "none", edgecolors="C0" if measured else "C3")
+            label = f"{task}/{name}" + ("" if measured else " (reported acc.)")
+            ax.annotate(label, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
     ax.set_xscale("log")
     ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
     ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.set_xlabel("batch-1 latency p50, ms (log scale)")
-    ax.set_ylabel("dev score")
-    ax.set_title("Accuracy vs latency (measured on this machine)")
+    ax.set_ylabel("dev score (hollow: literature, GLUE test)")
+    ax.set_title("Accuracy vs batch-1 latency, PyTorch fp32 on CPU")
     ax.grid(True, which="both", alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=120)

@@ -61,6 +61,13 @@ class StudentPredictor:
         self.model = model.eval()
         self.vocab = vocab
         self.meta = meta
+        self.device = "cpu"
+
+    def to(self, device: str) -> StudentPredictor:
+        """Run on `device` (cpu, cuda); inputs follow the model there."""
+        self.model.to(device)
+        self.device = device
+        return self
 
     def encode(self, texts: list[tuple[str, ...]]) -> list[TokenIds]:
         """One TokenIds per text column (NLTK-tokenised)."""
@@ -73,7 +80,8 @@ class StudentPredictor:
         lengths = sum(t.lengths for t in ids)
         out = np.zeros((len(ids[0]), self.meta["num_labels"]), dtype=np.float32)
         for idx in sorted_batches(lengths, batch_size):
-            out[idx] = self.model(*[t for col in ids for t in col.pad(idx)]).numpy()
+            inputs = [t.to(self.device) for col in ids for t in col.pad(idx)]
+            out[idx] = self.model(*inputs).float().cpu().numpy()
         return out
 
     def logits(self, texts: list[tuple[str, ...]], batch_size: int = 256) -> np.ndarray:

@@ -53,6 +53,13 @@ class HFTeacher:
         self.model = model
         self.tokenizer = tokenizer
         self.max_length = max_length
+        self.device, self.autocast = "cpu", None
+
+    def to(self, device: str, autocast: torch.dtype | None = None) -> HFTeacher:
+        """Run on `device`; `autocast` (torch.bfloat16 / torch.float16) runs CUDA inference in it."""
+        self.model.to(device)
+        self.device, self.autocast = device, autocast
+        return self
 
     @property
     def mask_token(self) -> str:
@@ -97,8 +104,9 @@ class HFTeacher:
         bar = tqdm(total=len(texts), desc="teacher logits", unit="ex", disable=not progress, mininterval=2)
         for start in range(0, len(texts), batch_size):
             idx = order[start : start + batch_size]
-            batch = self.encode([texts[i] for i in idx])
-            out[idx] = self.model(**batch).logits.float().numpy()
+            batch = self.encode([texts[i] for i in idx]).to(self.device)
+            with torch.autocast(self.device.split(":")[0], dtype=self.autocast, enabled=self.autocast is not None):
+                out[idx] = self.model(**batch).logits.float().cpu().numpy()
             bar.update(len(idx))
         bar.close()
         return out

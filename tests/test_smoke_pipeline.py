@@ -15,6 +15,8 @@ from harness.augment import tokenize
 from harness.label import read_transfer_set
 
 TRAIN_LIMIT = 300
+
+
 @dataclass
 class SmokeRun:
     """The outputs of the first run (snapshotted before the rerun) and of the rerun."""
@@ -36,6 +38,7 @@ def smoke(tmp_path_factory: pytest.TempPathFactory, data_root: Path) -> SmokeRun
             "--set", f"train_limit={TRAIN_LIMIT}", "--set", "dev_limit=100", "--set", "augment.n_iter=2",
             "--set", "measure.interactive_n=10", "--set", "measure.offline_n=256",
             "--set", "measure.teacher_offline_n=64", "--set", "measure.threads=1",
+            "--set", "measure.references=elmo_tiny", "--set", "measure.reference_offline_n=32",
             "--out", str(out), "--cache-dir", str(cache)]
     first = harness(*args)
     assert first.returncode == 0, first.stderr[-3000:]
@@ -47,14 +50,26 @@ def smoke(tmp_path_factory: pytest.TempPathFactory, data_root: Path) -> SmokeRun
 
 
 def test_results_cover_every_model(smoke: SmokeRun) -> None:
-    """results.json scores, sizes and times the teacher and both students, and records the machine."""
+    """results.json scores the teacher and both students, sizes and times them and the reference on
+    every backend that applies, and records the machine."""
     sst2 = smoke.results["tasks"]["sst2"]
     assert sst2["data"]["train"] == TRAIN_LIMIT and sst2["data"]["dev"] == 100
-    assert set(sst2["models"]) == {"teacher", "bilstm", "bilstm_tiny"}
+    assert set(sst2["models"]) == {"teacher", "bilstm", "bilstm_tiny", "elmo_tiny"}
+    backends = {"teacher": ["torch", "onnx"], "bilstm": ["torch", "onnx", "onnx-int8"],
+                "bilstm_tiny": ["torch", "onnx", "onnx-int8"], "elmo_tiny": ["torch"]}
     for name, model in sst2["models"].items():
-        assert 0 <= model["scores"]["dev"]["accuracy"] <= 100, name
         assert model["params_total"] > 0, name
-        assert model["interactive"]["p50_ms"] > 0, name
+        assert [s["backend"] for s in model["speed"] if s["device"] == "cpu"] == backends[name]
+        for timing in model["speed"]:
+            assert 0 < timing["interactive"]["p50_ms"] <= timing["interactive"]["p99_ms"], name
+            assert timing["offline"]["sentences_per_s"] > 0, name
+        if model["kind"] != "reference":
+            assert 0 <= model["scores"]["dev"]["accuracy"] <= 100, name
+        for timing in model["speed"][1:]:  # ONNX variants are scored on dev too
+            assert 0 <= timing["scores"]["accuracy"] <= 100, name
+    onnx = sst2["models"]["bilstm"]["speed"][1]["scores"]["accuracy"]
+    # the same model: at most one of 100 dev predictions may flip on a near-tie between backends
+    assert abs(onnx - sst2["models"]["bilstm"]["scores"]["dev"]["accuracy"]) <= 1.0
     env = smoke.results["environment"]
     assert env["cpu"] and env["torch_threads"] == 1
 
@@ -62,6 +77,7 @@ def test_results_cover_every_model(smoke: SmokeRun) -> None:
 def test_report_and_plot(smoke: SmokeRun) -> None:
     """The report shows the task and labels the paper's numbers as reported; the plot exists."""
     assert "SST-2" in smoke.report and "reported, not measured" in smoke.report
+    assert "offline speed-up vs ELMo" in smoke.report and "dynamic int8" in smoke.report
     assert (smoke.out / "plot.png").stat().st_size > 0
 
 

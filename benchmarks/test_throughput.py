@@ -1,0 +1,36 @@
+"""Throughput of the two heavy pipeline steps: teacher labelling (MiniLM, batch 256) and the
+paper's augmentation (mask / POS / n-gram over tagged SST-2 sentences)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from harness.augment import PosTable, augment_sentence, tag_corpus
+from harness.config import AugmentConfig, TeacherConfig
+from harness.registry import TEACHERS
+
+
+@pytest.mark.benchmark(group="teacher labelling")
+def test_teacher_labelling(benchmark, sst2, info) -> None:
+    """MiniLM-L6 logits for 512 training sentences in length-sorted batches of 256 (untrained head:
+    speed does not depend on weight values)."""
+    teacher = TEACHERS.get("hf").create(TeacherConfig(), 2)
+    texts = sst2["train"].texts[:512]
+    info["sentences_per_round"] = len(texts)
+    benchmark.pedantic(teacher.logits, args=(texts, 256), rounds=3, warmup_rounds=1)
+
+
+@pytest.mark.benchmark(group="augmentation")
+def test_augmentation(benchmark, sst2, info) -> None:
+    """One augmentation round (p_mask 0.1, p_pos 0.1, p_ng 0.25) over 2,000 tagged training sentences."""
+    tagged = tag_corpus(sst2["train"].texts[:2000])
+    table = PosTable([list(zip(t, g)) for toks, tags in tagged for t, g in zip(toks, tags)])
+    cfg, rng = AugmentConfig(), np.random.default_rng(0)
+    info["sentences_per_round"] = len(tagged)
+
+    def one_round() -> None:
+        for toks, tags in tagged:
+            augment_sentence(toks[0], tags[0], table, rng, cfg)
+
+    benchmark(one_round)

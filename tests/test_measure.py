@@ -1,0 +1,80 @@
+"""The timing module and the efficiency report built on it (no wall-clock asserts: counts, shapes,
+projections and ratios computed from given numbers)."""
+
+from __future__ import annotations
+
+import pytest
+
+from harness import efficiency, measure
+from harness.config import MeasureConfig
+from harness.report import efficiency_table, int8_lines
+
+
+def test_warmup_calls_are_not_timed() -> None:
+    """Every batch is timed once, after the warm-up batches ran untimed."""
+    calls: list[list] = []
+    times = measure.time_calls(calls.append, [[1], [2], [3]], warmup=[[0], [0]])
+    assert len(times) == 3 and all(t >= 0 for t in times)
+    assert calls == [[0], [0], [1], [2], [3]]
+
+
+def test_summary_percentiles_and_throughput() -> None:
+    stats = measure.summarise([0.001 * k for k in range(1, 101)], items=100)
+    assert stats["p50_ms"] == pytest.approx(50.5) and stats["p99_ms"] == pytest.approx(99.01)
+    assert stats["sentences_per_s"] == pytest.approx(100 / sum(0.001 * k for k in range(1, 101)))
+
+
+def test_offline_projects_a_subset_and_says_so() -> None:
+    """Timing 1,000 of 67,349 sentences projects the whole set from the rate and records from what."""
+    texts = [("a b c",)] * 1000
+    seen: list[int] = []
+    stats = measure.offline(lambda batch, bs: seen.append(len(batch)), texts, batch_size=512, warmup_n=64)
+    assert seen == [64, 512, 488]
+    assert stats["projected_from"] == 1000 and stats["whole_set"] == 67_349
+    assert stats["whole_set_s"] == pytest.approx(67_349 / stats["sentences_per_s"])
+    full = measure.offline(lambda batch, bs: None, texts, batch_size=512, whole_set=1000)
+    assert full["projected_from"] is None and full["whole_set_s"] == full["total_s"]
+
+
+class FakeTeacher:
+    autocast = None
+
+
+@pytest.mark.parametrize(("kind", "expected"), [
+    ("student", [("torch", "cpu", "fp32"), ("onnx", "cpu", "fp32"), ("onnx-int8", "cpu", "int8")]),
+    ("teacher", [("torch", "cpu", "fp32"), ("onnx", "cpu", "fp32")]),
+    ("reference", [("torch", "cpu", "fp32")]),
+])
+def test_variants_per_kind_on_cpu(kind: str, expected: list) -> None:
+    """ONNX for trained models, int8 for students only; CUDA only when asked for and present."""
+    assert efficiency.variants(kind, FakeTeacher(), MeasureConfig(devices=("cpu",))) == expected
+
+
+def timing(whole_set_s: float, p50: float, backend: str = "torch", **extra) -> dict:
+    inter = {"p50_ms": p50, "p90_ms": p50, "p99_ms": p50, "mean_ms": p50, "stdev_ms": 0.0}
+    off = {"whole_set_s": whole_set_s, "projected_from": None, "whole_set": 67_349, "batch_size": 512, "sentences_per_s": 1.0}
+    return {"backend": backend, "device": "cpu", "dtype": "int8" if backend.endswith("int8") else "fp32",
+            "interactive": inter, "offline": off, **extra}
+
+
+def model(kind: str, params: int, non_emb: int, speed: list, dev: float | None = None) -> dict:
+    return {"kind": kind, "scores": {"dev": {"accuracy": dev}} if dev is not None else {},
+            "params_total": params, "params_non_embedding": non_emb, "speed": speed}
+
+
+def test_efficiency_table_ratios_come_from_the_same_run() -> None:
+    """Speed-ups are the references' measured whole-set seconds over the model's; the parameter
+    ratio is the paper's (BERT-large total over the student's count without embeddings)."""
+    models = {
+        "teacher": model("teacher", 22_000_000, 11_000_000, [timing(500.0, 10.0)], 88.0),
+        "bilstm_soft": model("student", 12_000_000, 1_000_000,
+                             [timing(25.0, 2.0), timing(5.0, 1.0, "onnx-int8", scores={"accuracy": 85.0})], 86.0),
+        "bert_large": model("reference", 335_000_000, 334_000_000, [timing(10_000.0, 300.0)]),
+        "elmo": model("reference", 93_600_000, 93_595_000, [timing(2_000.0, 100.0)]),
+    }
+    row = efficiency_table(models).set_index("model").loc["bilstm_soft"]
+    assert row["offline speed-up vs BERT-large"] == "400.0x"
+    assert row["offline speed-up vs ELMo"] == "80.0x"
+    assert row["offline speed-up vs teacher"] == "20.0x"
+    assert row["BERT-large params / these (excl. emb.)"] == "335x"
+    assert int8_lines(models) == ["- `bilstm_soft` dynamic int8 (ONNX Runtime): dev accuracy 85.00 vs fp32 86.00 (-1.00)"]
