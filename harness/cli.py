@@ -116,8 +116,8 @@ def cmd_run(args: argparse.Namespace) -> None:
 
     for name in cfg.tasks:
         TASKS.get(name)
-    for name in cfg.students:
-        STUDENTS.get(name)
+        for student in cfg.for_task(name).students:
+            STUDENTS.get(student)
     for name in cfg.measure.references:
         REFERENCES.get(name)
     threads = set_threads(cfg.measure.threads)

@@ -149,10 +149,15 @@ class RunConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     student: StudentConfig = field(default_factory=StudentConfig)
     measure: MeasureConfig = field(default_factory=MeasureConfig)
+    per_task: dict = field(default_factory=dict)  # task -> {dotted key: value}, e.g. the paper's QQP sizes
 
     def __post_init__(self) -> None:
         _check(len(self.tasks) > 0, "tasks must name at least one task")
         _check(self.train_limit >= 0 and self.dev_limit >= 0, "train_limit and dev_limit must be >= 0")
+
+    def for_task(self, task: str) -> RunConfig:
+        """The config a task runs with: these settings, then the task's own overrides."""
+        return apply_overrides(dataclasses.replace(self, per_task={}), self.per_task.get(task, {}), f"per_task {task}")
 
 
 def _coerce(value: Any, hint: Any, where: str) -> Any:
@@ -241,11 +246,23 @@ def load_suite(name: str, preset: str | None = None, sets: dict[str, Any] | None
     _check(isinstance(raw, dict), f"{path}: expected a mapping at the top level")
     presets = raw.pop("presets", {}) or {}
     description = raw.pop("description", "")
-    cfg = apply_overrides(RunConfig(), _flatten(raw), str(path))
+    layers = [(str(path), raw)]
     if preset is not None:
         if preset not in presets:
             raise HarnessError(f"unknown preset {preset!r} for suite {path.stem} (known: {', '.join(presets)})")
-        cfg = apply_overrides(cfg, _flatten(presets[preset] or {}), f"{path} preset {preset}")
+        layers.append((f"{path} preset {preset}", dict(presets[preset] or {})))
+    cfg, per_task = RunConfig(), {}
+    for source, layer in layers:
+        tasks = layer.pop("per_task", {}) or {}
+        _check(isinstance(tasks, dict) and all(isinstance(v, dict) for v in tasks.values()),
+               f"{source}: per_task must map task names to settings, e.g. per_task: {{qqp: {{student: {{hidden: 300}}}}}}")
+        for task, overrides in tasks.items():
+            per_task.setdefault(task, {}).update(_flatten(overrides))
+        cfg = apply_overrides(cfg, _flatten(layer), source)
     if sets:
         cfg = apply_overrides(cfg, sets, "--set")
+    # the command line wins over a task's own settings
+    cfg = dataclasses.replace(cfg, per_task={t: {k: v for k, v in o.items() if k not in (sets or {})} for t, o in per_task.items()})
+    for task in per_task:
+        cfg.for_task(task)  # validate every task's settings now, not when the task's turn comes
     return cfg, {"suite": path.stem, "description": description, "preset": preset, "set": sets or {}}

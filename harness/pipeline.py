@@ -57,7 +57,8 @@ def run_task(name: str, cfg: RunConfig, store: Store, out: Path, data_dir: str |
         copy_model(student_dir / "model", models_out / student)
         predictors[student] = load_student(student_dir / "model")
 
-    results = {"data": {"train": len(train), "dev": len(dev), "source": train.source}, "stages": stage_meta, "models": {}}
+    results = {"data": {"train": len(train), "dev": len(dev), "source": train.source}, "config": asdict(cfg),
+               "stages": stage_meta, "models": {}}
     for model_name, predictor in predictors.items():
         start = time.perf_counter()
         entry = {"kind": "teacher" if model_name == "teacher" else "student", "scores": evaluate(predictor, task, splits)}
@@ -99,7 +100,7 @@ def run(cfg: RunConfig, suite_info: dict, out: Path, cache_dir: Path, data_dir: 
         "config": asdict(cfg),
         "seed": cfg.seed,
         "environment": {**environment(REPO_ROOT), "torch_threads": threads},
-        "tasks": {name: run_task(name, cfg, Store(cache_dir), out, data_dir) for name in cfg.tasks},
+        "tasks": {name: run_task(name, cfg.for_task(name), Store(cache_dir), out, data_dir) for name in cfg.tasks},
     }
     results["wall_seconds"] = round(time.perf_counter() - start, 2)
     write_json_atomic(out / "results.json", results)

@@ -9,7 +9,7 @@ import yaml
 
 from harness.config import SUITES_DIR, RunConfig, load_suite, parse_set
 from harness.errors import HarnessError
-from harness.registry import STUDENTS, TASKS, TEACHERS
+from harness.registry import REFERENCES, STUDENTS, TASKS, TEACHERS
 
 
 def shipped_suites() -> list[tuple[str, str | None]]:
@@ -33,8 +33,10 @@ def test_shipped_suite_loads(suite: str, preset: str | None) -> None:
     assert isinstance(cfg, RunConfig) and info["suite"] == suite and info["preset"] == preset
     for name in cfg.tasks:
         TASKS.get(name)
-    for name in cfg.students:
-        STUDENTS.get(name)
+        for student in cfg.for_task(name).students:
+            STUDENTS.get(student)
+    for name in cfg.measure.references:
+        REFERENCES.get(name)
     TEACHERS.get(cfg.teacher.name)
 
 
@@ -114,3 +116,27 @@ def test_unknown_suite() -> None:
     """An unknown suite name is an error listing the shipped ones."""
     with pytest.raises(HarnessError, match="glue"):
         load_suite("no_such_suite")
+
+
+def test_per_task_settings_layer_under_the_command_line(tmp_path) -> None:
+    """A task's own settings apply to that task only; a preset's per_task adds to the suite's; --set wins."""
+    suite = tmp_path / "pairs.yaml"
+    suite.write_text(yaml.safe_dump({
+        "tasks": ["sst2", "qqp"],
+        "per_task": {"qqp": {"student": {"hidden": 300, "batch_size": 256}, "augment": {"n_iter": 10}}},
+        "presets": {"quick": {"student": {"epochs": 2}, "per_task": {"qqp": {"teacher": {"train_limit": 9000}}}}},
+    }))
+    cfg, _ = load_suite(str(suite), "quick")
+    qqp, sst2 = cfg.for_task("qqp"), cfg.for_task("sst2")
+    assert (qqp.student.hidden, qqp.student.batch_size, qqp.augment.n_iter, qqp.teacher.train_limit) == (300, 256, 10, 9000)
+    assert qqp.student.epochs == 2 == sst2.student.epochs
+    assert (sst2.student.hidden, sst2.augment.n_iter) == (150, 20)
+    cli, _ = load_suite(str(suite), "quick", {"student.hidden": 64})
+    assert cli.for_task("qqp").student.hidden == 64 and cli.for_task("qqp").student.batch_size == 256
+
+
+def test_bad_per_task_setting_is_named(tmp_path) -> None:
+    suite = tmp_path / "bad.yaml"
+    suite.write_text(yaml.safe_dump({"per_task": {"qqp": {"student": {"hiden": 300}}}}))
+    with pytest.raises(HarnessError, match="per_task qqp.*hiden"):
+        load_suite(str(suite))
