@@ -1,4 +1,7 @@
-"""Command line: `python -m harness {run,ls,predict,compare,report}`. Errors are one line, exit status 2."""
+"""Command line: `python -m harness {run,ls,predict,measure,compare,check,report}`.
+
+Exit status: 0 success; 1 `check` found a regression; 2 a user error (one `error: ...` line on stderr).
+"""
 
 from __future__ import annotations
 
@@ -15,7 +18,10 @@ EPILOG = """examples:
   python -m harness run --suite glue --set student.hidden=300 --set teacher.epochs=2
   python -m harness ls students
   python -m harness predict --model runs/glue-quick/models/sst2/bilstm_soft --input dev.tsv
+  python -m harness run --suite glue --preset quick --set ablations=bilstm_soft_noaug,bilstm_soft_kl_t4
   python -m harness compare runs/glue-quick runs/glue-full
+  python -m harness check --baseline benchmarks/baseline.json runs/ci-smoke            # exit 1 on a regression
+  python -m harness check --baseline benchmarks/baseline.json runs/ci-smoke --update   # re-baseline deliberately
   python -m harness measure --model runs/glue-quick/models/sst2/bilstm_soft --backend onnx-int8
   python -m harness measure --model bert_large --regime offline
 """
@@ -68,7 +74,29 @@ def parser() -> argparse.ArgumentParser:
     cmp = sub.add_parser("compare", help="shared (task, model) scores of several runs side by side, with deltas")
     cmp.add_argument("runs", type=Path, nargs="+", help="run folders (or their results.json); deltas are against the first")
     cmp.add_argument("--labels", help="comma-separated column names for the runs (default: folder names)")
+
+    chk = sub.add_parser("check", help="compare a run with a committed baseline: exit 1 if accuracy or an in-run speed "
+                         "ratio regressed beyond the baseline's tolerances",
+                         description="Accuracy per (task, model, score) may fall by at most the baseline's tolerance "
+                         "(points); speed is compared as ratios measured inside the run (e.g. a student's speed-up over "
+                         "the teacher), which may not fall below the baseline's ratio times its tolerance factor. "
+                         "Exit status: 0 pass, 1 regressed, 2 bad input.")
+    chk.add_argument("run", type=Path, help="a run folder written by `harness run` (or its results.json)")
+    chk.add_argument("--baseline", type=Path, required=True, help="the baseline JSON, e.g. benchmarks/baseline.json")
+    chk.add_argument("--update", action="store_true",
+                     help="write the baseline from this run instead (keeping the file's tolerances), then exit 0")
     return p
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from harness.check import check, update_baseline
+
+    if args.update:
+        print(update_baseline(args.run, args.baseline))
+        return 0
+    text, regressed = check(args.run, args.baseline)
+    print(text)
+    return 1 if regressed else 0
 
 
 def cmd_compare(args: argparse.Namespace) -> None:
@@ -113,11 +141,16 @@ def cmd_run(args: argparse.Namespace) -> None:
         sets["students"] = args.students
     cfg, info = load_suite(args.suite, args.preset, sets)
     from harness.registry import REFERENCES, STUDENTS, TASKS
+    from harness.stages import check_student_fits
+    from harness.variants import check_registered, student_jobs
 
-    for name in cfg.tasks:
+    for name in cfg.tasks:  # every name and every student's fit to its task, before any work
         TASKS.get(name)
         for student in cfg.for_task(name).students:
             STUDENTS.get(student)
+        check_registered(cfg.for_task(name))
+        for job in student_jobs(cfg.for_task(name), len(TASKS.get(name).text_columns)):
+            check_student_fits(job.base, TASKS.get(name))
     for name in cfg.measure.references:
         REFERENCES.get(name)
     threads = set_threads(cfg.measure.threads)
@@ -145,23 +178,27 @@ def cmd_predict(args: argparse.Namespace) -> None:
         print(json.dumps(scores))
 
 
+RESULTS_ONLY = ("compare", "check", "report")  # read results.json alone: no models, no plugins to load
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     from harness.plugins import load_plugins
 
     try:
-        import datasets
-        import transformers
+        if args.command not in RESULTS_ONLY:
+            import datasets
+            import transformers
 
-        datasets.disable_progress_bars()  # its per-file bars would bury our own progress and errors
-        transformers.logging.set_verbosity_error()  # "classifier weights newly initialised" is expected
-        load_plugins()
-        {"run": cmd_run, "ls": cmd_ls, "predict": cmd_predict, "compare": cmd_compare, "report": cmd_report,
-         "measure": cmd_measure}[args.command](args)
+            datasets.disable_progress_bars()  # its per-file bars would bury our own progress and errors
+            transformers.logging.set_verbosity_error()  # "classifier weights newly initialised" is expected
+            load_plugins()
+        status = {"run": cmd_run, "ls": cmd_ls, "predict": cmd_predict, "compare": cmd_compare, "report": cmd_report,
+                  "measure": cmd_measure, "check": cmd_check}[args.command](args)
     except HarnessError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted: rerun the same command to resume from the last finished step", file=sys.stderr)
         return 130
-    return 0
+    return status or 0

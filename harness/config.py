@@ -8,6 +8,7 @@ dataclasses below: an unknown key or a wrong type is a HarnessError naming the k
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +24,21 @@ SUITES_DIR = Path(__file__).parent / "suites"
 def _check(cond: bool, msg: str) -> None:
     if not cond:
         raise HarnessError(msg)
+
+
+def unknown(what: str, name: str, known: list[str]) -> str:
+    """`unknown <what> 'x'; did you mean 'y'? (known: ...)`, for error messages."""
+    close = difflib.get_close_matches(name, known, n=1)
+    return f"unknown {what} {name!r}" + (f"; did you mean {close[0]!r}?" if close else "") + f" (known: {', '.join(known)})"
+
+
+KEY_IF_CHANGED = "cache key if changed"
+
+
+def added_field(default: Any) -> Any:
+    """A field added after cache keys existed: it enters cache keys only when not at its default, so
+    the keys of configs that leave it alone stay valid (harness.stages.cache_view)."""
+    return field(default=default, metadata={KEY_IF_CHANGED: True})
 
 
 @dataclass(frozen=True)
@@ -89,9 +105,14 @@ class StudentConfig:
     evals_per_epoch: int = 1  # dev checks per epoch; early stopping counts checks, not epochs
     patience: int = 2
     max_tokens: int = 64
+    loss: str = added_field("mse")  # distillation term: mse | kl (T-softened, x T^2) | hard (CE on argmax)
+    temperature: float = added_field(1.0)  # kl only
 
     def __post_init__(self) -> None:
         _check(self.hidden >= 1 and self.fc >= 1, "student.hidden and student.fc must be >= 1")
+        _check(self.loss in LOSSES, f"student.loss must be one of {', '.join(LOSSES)}")
+        _check(self.temperature == 1 or (self.temperature > 0 and self.loss == "kl"),
+               "student.temperature must be > 0 and applies to student.loss=kl only")
         _check(self.embedding in EMBEDDINGS, f"student.embedding must be one of {', '.join(EMBEDDINGS)}")
         _check(0 <= self.alpha <= 1, "student.alpha must be in [0, 1]")
         _check(0 <= self.dropout < 1, "student.dropout must be in [0, 1)")
@@ -101,6 +122,7 @@ class StudentConfig:
 
 
 EMBEDDINGS = ("glove50", "teacher", "random")
+LOSSES = ("mse", "kl", "hard")
 
 
 @dataclass(frozen=True)
@@ -150,10 +172,14 @@ class RunConfig:
     student: StudentConfig = field(default_factory=StudentConfig)
     measure: MeasureConfig = field(default_factory=MeasureConfig)
     per_task: dict = field(default_factory=dict)  # task -> {dotted key: value}, e.g. the paper's QQP sizes
+    ablations: tuple[str, ...] = ()  # variants trained besides `students`, by name (see harness/variants.py)
+    variants: dict = field(default_factory=dict)  # name -> VariantConfig: a student with some settings changed
 
     def __post_init__(self) -> None:
+        from harness.variants import check_variants
         _check(len(self.tasks) > 0, "tasks must name at least one task")
         _check(self.train_limit >= 0 and self.dev_limit >= 0, "train_limit and dev_limit must be >= 0")
+        check_variants(self)
 
     def for_task(self, task: str) -> RunConfig:
         """The config a task runs with: these settings, then the task's own overrides."""
@@ -164,7 +190,7 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
     """Check `value` against a dataclass field's type hint; ints are accepted for floats."""
     origin = typing.get_origin(hint)
     if origin is tuple:
-        items = [v.strip() for v in value.split(",")] if isinstance(value, str) else value
+        items = [v.strip() for v in value.split(",") if v.strip()] if isinstance(value, str) else value
         _check(isinstance(items, (list, tuple)), f"{where}: expected a list, got {value!r}")
         return tuple(_coerce(v, typing.get_args(hint)[0], where) for v in items)
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
@@ -190,9 +216,13 @@ def apply_overrides(cfg: Any, overrides: dict[str, Any], source: str) -> Any:
     changes: dict[str, Any] = {}
     for key, value in nested.items():
         if key not in names:
-            raise HarnessError(f"{source}: unknown setting {key!r} in {type(cfg).__name__} (known: {', '.join(names)})")
+            raise HarnessError(f"{source}: {unknown(f'setting in {type(cfg).__name__}', key, names)}")
         current = getattr(cfg, key)
-        if dataclasses.is_dataclass(current):
+        if key == "variants" and isinstance(cfg, RunConfig):
+            from harness.variants import merge_variants
+
+            changes[key] = merge_variants(current, value, source)
+        elif dataclasses.is_dataclass(current):
             _check(isinstance(value, dict), f"{source}: {key!r} is a section; set its fields, e.g. {key}.<field>=...")
             changes[key] = apply_overrides(current, value, f"{source}: {key}")
         else:
@@ -262,7 +292,8 @@ def load_suite(name: str, preset: str | None = None, sets: dict[str, Any] | None
     if sets:
         cfg = apply_overrides(cfg, sets, "--set")
     # the command line wins over a task's own settings
-    cfg = dataclasses.replace(cfg, per_task={t: {k: v for k, v in o.items() if k not in (sets or {})} for t, o in per_task.items()})
+    per_task = {t: {k: v for k, v in o.items() if k not in (sets or {})} for t, o in per_task.items()}
+    cfg = dataclasses.replace(cfg, per_task=per_task)
     for task in per_task:
         cfg.for_task(task)  # validate every task's settings now, not when the task's turn comes
     return cfg, {"suite": path.stem, "description": description, "preset": preset, "set": sets or {}}

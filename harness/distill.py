@@ -1,6 +1,9 @@
-"""Student training: L = alpha * CE(z_S, t) + (1 - alpha) * ||z_T - z_S||^2, Adadelta, early stopping.
+"""Student training: L = alpha * CE(z_S, t) + (1 - alpha) * D(z_S, z_T), Adadelta, early stopping.
 
-Without teacher logits (the label-only baseline) the loss is plain cross-entropy on gold labels.
+D is the paper's squared distance of logits ||z_T - z_S||^2 (`mse`), or for the ablations the KL
+divergence of temperature-softened probabilities scaled by T^2 (`kl`, Hinton et al.), or
+cross-entropy on the teacher's argmax (`hard`: labels instead of logits). Without teacher logits
+(the label-only baseline) the loss is plain cross-entropy on gold labels.
 """
 
 from __future__ import annotations
@@ -18,20 +21,33 @@ from harness.config import StudentConfig
 from harness.metrics import score
 
 
-def distill_loss(student: torch.Tensor, targets: torch.Tensor, teacher: torch.Tensor | None, alpha: float) -> torch.Tensor:
-    """The paper's objective.
+def distill_loss(student: torch.Tensor, targets: torch.Tensor, teacher: torch.Tensor | None, alpha: float,
+                 loss: str = "mse", temperature: float = 1.0) -> torch.Tensor:
+    """The paper's objective, and the ablations' variants of its distillation term.
 
     Args:
         student: student logits z_S, (B, K).
         targets: hard labels t, (B,): gold on originals, the teacher's argmax on synthetic examples.
         teacher: teacher logits z_T, (B, K), or None for label-only training.
         alpha: weight of the cross-entropy term.
+        loss: the distillation term: mse, kl or hard.
+        temperature: softmax temperature T of `kl`.
     """
     ce = F.cross_entropy(student, targets)
     if teacher is None:
         return ce
-    mse = ((teacher - student) ** 2).sum(dim=-1).mean()  # squared L2 distance per example, batch mean
-    return alpha * ce + (1 - alpha) * mse
+    if loss == "mse":
+        term = ((teacher - student) ** 2).sum(dim=-1).mean()  # squared L2 distance per example, batch mean
+    elif loss == "kl":
+        t = temperature
+        log_p_student = F.log_softmax(student / t, dim=-1)  # (B, K)
+        log_p_teacher = F.log_softmax(teacher / t, dim=-1)  # (B, K)
+        term = F.kl_div(log_p_student, log_p_teacher, reduction="batchmean", log_target=True) * t * t
+    elif loss == "hard":
+        term = F.cross_entropy(student, teacher.argmax(dim=-1))
+    else:
+        raise ValueError(f"unknown distillation loss {loss!r}")
+    return alpha * ce + (1 - alpha) * term
 
 
 def train_student(
@@ -71,7 +87,7 @@ def train_student(
             inputs = [t for col in train for t in col.pad(idx)]
             hard = torch.from_numpy(targets[idx])
             soft = torch.from_numpy(teacher_logits[idx]) if teacher_logits is not None else None
-            loss = distill_loss(model(*inputs), hard, soft, cfg.alpha)
+            loss = distill_loss(model(*inputs), hard, soft, cfg.alpha, cfg.loss, cfg.temperature)
             opt.zero_grad()
             loss.backward()
             opt.step()

@@ -3,7 +3,8 @@ quantisation, and predictors with the torch predictors' interface (`logits`, `nu
 
 Export uses torch.onnx's TorchScript exporter (`dynamo=False`), which works offline with the installed
 packages; the dynamo exporter needs `onnxscript`. Packed sequences do not export, so students go
-through an export twin: a module sharing the student's parameters that gives its logits unpacked.
+through an export twin (harness/export_twins.py): a module sharing the student's parameters that
+gives its logits unpacked.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import torch
 from onnxruntime.quantization import QuantType, quantize_dynamic
@@ -21,6 +23,7 @@ from torch import nn
 
 from harness.batching import TokenIds, sorted_batches
 from harness.errors import HarnessError
+from harness.export_twins import EXPORT_TWINS
 from harness.registry import STUDENTS
 from harness.wordmodel import StudentPredictor, Vocab
 from teachers.hf import HFTeacher
@@ -29,68 +32,6 @@ OPSET = 17
 STUDENT_TOLERANCE = 1e-4  # max |ORT - torch| logit difference an export must meet
 TEACHER_TOLERANCE = 1e-4  # measured on 200 SST-2 sentences: 1.1e-8 (hf_tiny), 6.5e-8 (MiniLM)
 CHECK_BATCH_SIZE = 64  # batches of several lengths, so padding is part of the check
-
-
-def reverse_within_length(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-    """Each sequence of a padded (B, T, D) batch reversed within its own length; padding stays put."""
-    pos = torch.ones_like(x[:, :, 0], dtype=torch.int64).cumsum(1) - 1  # (B, T)
-    last = (lengths - 1).unsqueeze(1)  # (B, 1)
-    idx = torch.where(pos <= last, last - pos, pos)  # (B, T)
-    return torch.gather(x, 1, idx.unsqueeze(-1).expand_as(x))  # (B, T, D)
-
-
-def at_last_step(out: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-    """The (B, H) outputs at position length - 1 of a (B, T, H) batch."""
-    idx = (lengths - 1).view(-1, 1, 1).expand(-1, 1, out.shape[-1])  # (B, 1, H)
-    return torch.gather(out, 1, idx)[:, 0]  # (B, H)
-
-
-def one_direction(lstm: nn.LSTM, suffix: str) -> nn.LSTM:
-    """A unidirectional LSTM sharing one direction's parameters ("" forward, "_reverse" backward)."""
-    if lstm.num_layers != 1 or not lstm.batch_first or lstm.proj_size:
-        raise HarnessError("ONNX export supports one-layer, batch-first LSTMs without projection")
-    twin = nn.LSTM(lstm.input_size, lstm.hidden_size, bias=lstm.bias, batch_first=True)
-    for name in ("weight_ih_l0", "weight_hh_l0", *(("bias_ih_l0", "bias_hh_l0") if lstm.bias else ())):
-        setattr(twin, name, getattr(lstm, name + suffix))
-    return twin
-
-
-class BiLSTMEncoderTwin(nn.Module):
-    """`students.bilstm.BiLSTMEncoder` unpacked: the forward LSTM reads the padded batch, the backward
-    one each sequence reversed within its length; both are read at length - 1."""
-
-    def __init__(self, encoder: nn.Module) -> None:
-        super().__init__()
-        self.embed, self.static = encoder.embed, encoder.static
-        self.forward_lstm = one_direction(encoder.lstm, "")
-        self.backward_lstm = one_direction(encoder.lstm, "_reverse")
-
-    def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        x = self.embed(ids)  # (B, T, E)
-        if self.static is not None:
-            x = torch.cat([x, self.static(ids)], dim=-1)  # (B, T, 2E)
-        h_fwd = at_last_step(self.forward_lstm(x)[0], lengths)  # (B, H)
-        h_bwd = at_last_step(self.backward_lstm(reverse_within_length(x, lengths))[0], lengths)  # (B, H)
-        return torch.cat([h_fwd, h_bwd], dim=-1)  # (B, 2H)
-
-
-class BiLSTMClassifierTwin(nn.Module):
-    """`students.bilstm.BiLSTMClassifier` for export: one text column, (ids, lengths) -> logits."""
-
-    columns = 1
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.encoder = BiLSTMEncoderTwin(model.encoder)
-        self.head = model.head
-
-    def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        return self.head(self.encoder(ids, lengths))  # (B, K)
-
-
-# Student architecture (StudentSpec.arch) -> its export twin. A twin takes (ids, lengths) per text
-# column, in column order, and has a `columns` attribute; a pair student adds its own entry.
-EXPORT_TWINS: dict[str, Callable[[nn.Module], nn.Module]] = {"bilstm": BiLSTMClassifierTwin}
 
 
 def student_input_names(columns: int) -> list[str]:
@@ -111,7 +52,9 @@ def export_student(predictor: StudentPredictor, path: Path, check_texts: list[tu
         raise HarnessError(f"no ONNX export for student architecture {arch!r} (have: {', '.join(EXPORT_TWINS)})")
     twin = EXPORT_TWINS[arch](predictor.model)
     example = (torch.ones(2, 3, dtype=torch.int64), torch.tensor([3, 2])) * twin.columns  # (B, T), (B,)
-    axes = {n: {0: "batch", 1: "time"} if n.startswith("ids") else {0: "batch"} for n in student_input_names(twin.columns)}
+    # each column its own time axis (time, or time_0, time_1): ORT takes equal names to mean equal sizes
+    axes = {n: {0: "batch", 1: f"time{n[3:]}"} if n.startswith("ids") else {0: "batch"}
+            for n in student_input_names(twin.columns)}
     return _export_checked(twin, predictor, OrtStudent.from_predictor, example, axes, path, check_texts, STUDENT_TOLERANCE)
 
 
@@ -181,11 +124,32 @@ def quantize_int8(src: Path, dst: Path) -> Path:
     dst = Path(dst)
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
+    direct = dst.with_name(f".{dst.name}.{os.getpid()}.direct.tmp")
     try:
-        quantize_dynamic(Path(src), tmp, weight_type=QuantType.QInt8)
+        quantize_dynamic(read_initializers_directly(Path(src), direct), tmp, weight_type=QuantType.QInt8)
         os.replace(tmp, dst)
     finally:
         tmp.unlink(missing_ok=True)
+        direct.unlink(missing_ok=True)
+    return dst
+
+
+def read_initializers_directly(src: Path, dst: Path) -> Path:
+    """`src`, or a copy at `dst` without Identity nodes on initializers (their users read the
+    initializer itself). The exporter stores a weight used twice (a pair student's shared encoder)
+    once and feeds the second user through Identity; quantize_dynamic only quantises ops that read
+    initializers directly, so that second use would stay fp32 and the weights be stored twice."""
+    model = onnx.load(str(src))
+    weights = {t.name for t in model.graph.initializer}
+    alias = {n.output[0]: n.input[0] for n in model.graph.node if n.op_type == "Identity" and n.input[0] in weights}
+    if not alias:
+        return src
+    nodes = [n for n in model.graph.node if not (n.op_type == "Identity" and n.output[0] in alias)]
+    for node in nodes:
+        node.input[:] = [alias.get(name, name) for name in node.input]
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+    onnx.save(model, str(dst))
     return dst
 
 

@@ -17,29 +17,40 @@ from harness.errors import HarnessError
 from harness.metrics import score
 from harness.registry import REFERENCES, TASKS, TEACHERS
 from harness.report import write_report
-from harness.tasks import REPO_ROOT, Split, Task, candidate_dirs, load_task
+from harness.tasks import REPO_ROOT, Split, Task, candidate_dirs, load_task, score_name
+from harness.variants import student_jobs
 from harness.wordmodel import load_student
 
 
 def evaluate(predictor, task: Task, splits: dict[str, Split]) -> dict[str, dict[str, float]]:
-    """Scores on every split that has labels (dev always; test where the file has them)."""
+    """Scores on every evaluation split that has labels: dev (and MNLI's dev_mismatched) always,
+    test where the file has labels."""
     out = {}
-    for name in ("validation", "test"):
+    for name in task.eval_splits:
         split = splits.get(name)
         if split is not None and split.labels is not None:
             preds = predictor.logits(split.texts, 256).argmax(-1)
-            out["dev" if name == "validation" else "test"] = score(task.metrics, split.labels, preds)
+            out[score_name(name)] = score(task.metrics, split.labels, preds)
     return out
 
 
-def run_task(name: str, cfg: RunConfig, store: Store, out: Path, data_dir: str | None) -> dict:
-    task: Task = TASKS.get(name)
-    splits = load_task(name, data_dir)
+def load_splits(task: Task, cfg: RunConfig, data_dir: str | None) -> dict[str, Split]:
+    """The task's splits, training and every dev split cut to the run's limits."""
+    splits = load_task(task.name, data_dir)
     if "train" not in splits or splits["train"].labels is None:
-        raise HarnessError(f"task {name}: no labelled training split found")
-    train = splits["train"].head(cfg.train_limit)
-    splits["validation"] = splits["validation"].head(cfg.dev_limit)
-    dev = splits["validation"]
+        raise HarnessError(f"task {task.name}: no labelled training split found")
+    splits["train"] = splits["train"].head(cfg.train_limit)
+    for name in splits:
+        if name.startswith("validation"):
+            splits[name] = splits[name].head(cfg.dev_limit)
+    return splits
+
+
+def run_task(name: str, cfg: RunConfig, store: Store, out: Path, data_dir: str | None) -> dict:
+    """One task end to end: the cached stages, then every model scored and measured."""
+    task: Task = TASKS.get(name)
+    splits = load_splits(task, cfg, data_dir)
+    train, dev = splits["train"], splits["validation"]
     print(f"== {name}: {len(train)} train, {len(dev)} dev ({train.source})", flush=True)
 
     teacher_dir, teacher_meta = stages.teacher_stage(store, task, cfg, train, dev)
@@ -48,36 +59,61 @@ def run_task(name: str, cfg: RunConfig, store: Store, out: Path, data_dir: str |
     stage_meta = {"teacher": teacher_meta, "augment": augment_meta, "label": label_meta}
 
     models_out = out / "models" / name
-    teacher = stages.load_teacher(teacher_dir, cfg)
     copy_model(teacher_dir / "model", models_out / "teacher")
-    predictors = {"teacher": teacher}
-    for student in cfg.students:
-        student_dir, meta = stages.student_stage(store, student, task, cfg, dev, len(train), teacher_dir, augment_dir, label_dir)
-        stage_meta[student] = meta
-        copy_model(student_dir / "model", models_out / student)
-        predictors[student] = load_student(student_dir / "model")
+    predictors = {"teacher": stages.load_teacher(teacher_dir, cfg)}
+    variants = {}
+    jobs = student_jobs(cfg, len(task.text_columns))
+    skipped = [v for v in cfg.ablations if v not in {job.name for job in jobs}]
+    if skipped:
+        print(f"[ablations] {name}: not run here, their students read another number of sentences: {', '.join(skipped)}")
+    for job in jobs:
+        data = stages.TransferData(augment_dir, label_dir)
+        if job.augment is not None and job.transfer:  # a variant's own synthetic rows, made and labelled once
+            synthetic_dir, stage_meta[f"augment ({job.name})"] = stages.augment_stage(
+                store, task, cfg, train, job.augment, synthetic_only=True)
+            synthetic_labels, stage_meta[f"label ({job.name})"] = stages.label_stage(store, cfg, task, teacher_dir, synthetic_dir)
+            data = stages.TransferData(augment_dir, label_dir, (synthetic_dir, synthetic_labels))
+        student_dir, stage_meta[job.name] = stages.student_stage(store, job, task, cfg, dev, len(train), teacher_dir, data)
+        copy_model(student_dir / "model", models_out / job.name)
+        predictors[job.name] = load_student(student_dir / "model")
+        if job.changes:
+            variants[job.name] = {"base": job.base, "changes": job.changes}
 
-    results = {"data": {"train": len(train), "dev": len(dev), "source": train.source}, "config": asdict(cfg),
-               "stages": stage_meta, "models": {}}
+    models = {}
     for model_name, predictor in predictors.items():
-        start = time.perf_counter()
-        entry = {"kind": "teacher" if model_name == "teacher" else "student", "scores": evaluate(predictor, task, splits)}
-        print(f"[evaluate] {model_name}: {entry['scores']}", flush=True)
-        if cfg.measure.enabled:
-            entry.update(efficiency.measure_model(model_name, entry["kind"], predictor, cfg.measure, dev, train,
-                                                  models_out / model_name, lambda p: evaluate(p, task, splits)["dev"]))
-        entry["eval_seconds"] = round(time.perf_counter() - start, 2)
-        results["models"][model_name] = entry
+        models[model_name] = score_and_time(model_name, predictor, task, splits, cfg, models_out, variants.get(model_name))
     for ref_name in cfg.measure.references if cfg.measure.enabled else ():
-        start = time.perf_counter()
-        spec = REFERENCES.get(ref_name)
-        entry = {"kind": "reference", "scores": {}, "reported": spec.reported.get(name), "description": spec.description}
-        entry.update(efficiency.measure_model(ref_name, "reference", spec.build(task.num_labels), cfg.measure, dev, train, None))
-        entry["eval_seconds"] = round(time.perf_counter() - start, 2)
-        results["models"][ref_name] = entry
+        models[ref_name] = time_reference(ref_name, task, cfg, dev, train)
+    results = {"data": {"train": len(train), "dev": len(dev), "source": train.source}, "config": asdict(cfg),
+               "stages": stage_meta, "models": models}
     if cfg.measure.enabled and efficiency.cuda_note(cfg.measure):
         results["measure_notes"] = [efficiency.cuda_note(cfg.measure)]
     return results
+
+
+def score_and_time(name: str, predictor, task: Task, splits: dict[str, Split], cfg: RunConfig, models_out: Path,
+                   variant: dict | None) -> dict:
+    """A trained model's scores and, unless it is an ablation variant (timed as its base), its size and speed."""
+    start = time.perf_counter()
+    entry = {"kind": "teacher" if name == "teacher" else "student", "scores": evaluate(predictor, task, splits)}
+    print(f"[evaluate] {name}: {entry['scores']}", flush=True)
+    if variant is not None:
+        entry["variant"] = variant
+    elif cfg.measure.enabled:
+        entry.update(efficiency.measure_model(name, entry["kind"], predictor, cfg.measure, splits["validation"],
+                                              splits["train"], models_out / name, lambda p: evaluate(p, task, splits)["dev"]))
+    entry["eval_seconds"] = round(time.perf_counter() - start, 2)
+    return entry
+
+
+def time_reference(name: str, task: Task, cfg: RunConfig, dev: Split, train: Split) -> dict:
+    """A timing-only reference model (random weights): size and speed, and the literature's score."""
+    start = time.perf_counter()
+    spec = REFERENCES.get(name)
+    entry = {"kind": "reference", "scores": {}, "reported": spec.reported.get(task.name), "description": spec.description}
+    entry.update(efficiency.measure_model(name, "reference", spec.build(task.num_labels), cfg.measure, dev, train, None))
+    entry["eval_seconds"] = round(time.perf_counter() - start, 2)
+    return entry
 
 
 def copy_model(src: Path, dst: Path) -> None:

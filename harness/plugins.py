@@ -4,8 +4,10 @@ import importlib
 
 PLUGIN_MODULES = (
     "harness.tasks",
+    "harness.pair_tasks",
     "teachers.hf",
     "students.bilstm",
+    "students.siamese",
     "teachers.reference",
     "students.elmo",
 )

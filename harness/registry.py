@@ -82,15 +82,17 @@ class StudentSpec:
         distill: train on teacher logits (True) or on gold labels only (False).
         transfer: train on the augmented transfer set (True) or the original training set.
         overrides: StudentConfig fields this variant fixes (tiny variants).
+        columns: text columns the model reads: 1 for single sentences, 2 for sentence pairs.
     """
 
     def __init__(self, arch: str, build: Callable, distill: bool, transfer: bool,
-                 overrides: dict | None = None) -> None:
+                 overrides: dict | None = None, columns: int = 1) -> None:
         self.arch = arch
         self.build = build
         self.distill = distill
         self.transfer = transfer
         self.overrides = overrides or {}
+        self.columns = columns
 
 
 class ReferenceSpec:

@@ -11,13 +11,21 @@ from pathlib import Path
 import pandas as pd
 
 # Tang et al. (2019), Table 1 (GLUE test) and section 4.4 (67,350 sentences, batch 512, one V100).
-PAPER_ACCURACY = {"sst2": {"teacher": ("BERT-large", 94.9), "bilstm": ("BiLSTM", 86.7), "bilstm_soft": ("BiLSTM_SOFT", 90.7)}}
+PAPER_ACCURACY = {
+    "sst2": {"teacher": ("BERT-large", 94.9), "bilstm": ("BiLSTM", 86.7), "bilstm_soft": ("BiLSTM_SOFT", 90.7)},
+    "qqp": {"teacher": ("BERT-large, F1 / acc", "72.1 / 89.3"), "siamese_bilstm": ("BiLSTM, F1 / acc", "63.7 / 86.2"),
+            "siamese_bilstm_soft": ("BiLSTM_SOFT, F1 / acc", "68.2 / 88.1")},
+    "mnli": {"teacher": ("BERT-large, m / mm", "86.7 / 85.9"), "siamese_bilstm": ("BiLSTM, m / mm", "68.7 / 68.3"),
+             "siamese_bilstm_soft": ("BiLSTM_SOFT, m / mm", "73.0 / 72.6")},
+}
 PAPER_EFFICIENCY = [
     ("BERT-large", 335_000_000, 1060.0),
     ("ELMo", 93_600_000, 36.71),
     ("BiLSTM_SOFT", 960_000, 2.44),
 ]
-TASK_TITLES = {"sst2": "SST-2"}
+TASK_TITLES = {"sst2": "SST-2", "qqp": "QQP", "mnli": "MNLI"}
+LOCAL_SPLIT_NOTE = ("Scores are on this harness's own seeded train/dev split of the Quora release (GLUE's split is not "
+                    "available offline): they are not comparable with GLUE dev or test numbers.")
 
 
 def fmt(x: float | None, digits: int = 2) -> str:
@@ -28,6 +36,8 @@ def accuracy_table(task: str, models: dict) -> pd.DataFrame:
     paper = PAPER_ACCURACY.get(task, {})
     rows = []
     for name, m in models.items():
+        if "variant" in m:  # in the ablation table
+            continue
         row = {"model": name}
         for split, scores in m["scores"].items():
             for metric, value in scores.items():
@@ -36,6 +46,48 @@ def accuracy_table(task: str, models: dict) -> pd.DataFrame:
         row["paper, GLUE test (reported, not measured)"] = f"{ref[1]} ({ref[0]})" if ref else "–"
         rows.append(row)
     return pd.DataFrame(rows).fillna("–")
+
+
+LABELS_ONLY = "gold labels only, original training set (no teacher, no augmentation)"
+FULL_METHOD = "the full method: teacher logits on the augmented transfer set"
+STUDENT_ROLES = {"bilstm": LABELS_ONLY, "siamese_bilstm": LABELS_ONLY, "bilstm_soft": FULL_METHOD,
+                 "siamese_bilstm_soft": FULL_METHOD}
+
+
+def dev_score(m: dict | None) -> tuple[str, float] | None:
+    """A model's first dev metric and its value."""
+    dev = (m or {}).get("scores", {}).get("dev")
+    return next(iter(dev.items())) if dev else None
+
+
+def ablation_table(models: dict) -> pd.DataFrame:
+    """Each ablation variant's dev score and its gain over each of the run's own students (the
+    label-only `bilstm` and the full `bilstm_soft` on SST-2), those students first."""
+    variants = [n for n, m in models.items() if "variant" in m]
+    if not variants:
+        return pd.DataFrame()
+    refs = {n: dev_score(m) for n, m in models.items() if m.get("kind") == "student" and "variant" not in m and dev_score(m)}
+    rows = []
+    for name in [*refs, *variants]:
+        m, score = models[name], dev_score(models[name])
+        row = {"model": name, "base": m["variant"]["base"] if name in variants else "–",
+               "what it changes": m["variant"]["changes"] if name in variants else STUDENT_ROLES.get(name, "–"),
+               f"dev {score[0]}" if score else "dev": fmt(score[1]) if score else "–"}
+        for ref, (metric, value) in refs.items():
+            row[f"vs {ref}"] = f"{score[1] - value:+.2f}" if score and score[0] == metric and ref != name else "–"
+        rows.append(row)
+    return pd.DataFrame(rows).fillna("–")
+
+
+def ablation_section(models: dict) -> list[str]:
+    """The report's ablation subsection (nothing when the run has no variants)."""
+    table = ablation_table(models)
+    if not len(table):
+        return []
+    return ["### Ablations", "",
+            "Each variant is its base student with the listed settings changed, trained on the same teacher, data and "
+            "seed; scored on dev, not timed (same architecture as its base). `vs` columns: dev points gained over each "
+            "of the run's own students (`bilstm`: gold labels only; `bilstm_soft`: the full method).", "", md(table), ""]
 
 
 def int8_lines(models: dict) -> list[str]:
@@ -147,6 +199,7 @@ def render(results: dict) -> str:
             f"Data: {t['data']['train']:,} training and {t['data']['dev']:,} dev examples from `{t['data']['source']}`; "
             f"transfer set {t['stages']['augment']['rows']:,} rows ({t['stages']['augment']['synthetic']:,} synthetic).",
             "",
+            *([LOCAL_SPLIT_NOTE, ""] if "local seeded split" in t["data"]["source"] else []),
             "### Accuracy",
             "",
             "Our teacher is MiniLM-L6 (22.7M parameters), not BERT-large; the paper's column is its test-set figure, "
@@ -154,6 +207,7 @@ def render(results: dict) -> str:
             "",
             md(accuracy_table(task, t["models"])),
             "",
+            *ablation_section(t["models"]),
             "### Size and speed (measured here in one process, PyTorch fp32 on CPU, text in -> logits out)",
             "",
             md(efficiency_table(t["models"])),
@@ -199,7 +253,7 @@ def plot(results: dict, path: Path) -> None:
             cpu = timing(m)
             reported = m.get("reported") or (None, None)
             y = next(iter(m["scores"]["dev"].values())) if "dev" in m["scores"] else reported[1]
-            if cpu is None or y is None:
+            if cpu is None or not isinstance(y, (int, float)):
                 continue
             x = cpu["interactive"]["p50_ms"]
             measured = "dev" in m["scores"]

@@ -1,29 +1,54 @@
 """Pipeline stages as functions of (config, inputs), each cached under a content key.
 
 Each returns the path of its committed output folder and a `meta` dict with its wall time.
-Bump a stage's VERSION when its code changes what it produces.
+Bump a stage's VERSION when its code changes what it produces. Configs enter keys through
+`cache_view`, so a field added later (config.added_field) changes no key while left at its default;
+optional key parts are likewise left out when unused. Stages that create a model seed torch's
+global generator first (torch seeds it randomly per process), so a stage's output depends on its
+key alone, not on which stages ran before it in the process.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import torch
 
 from harness import augment, label
 from harness.batching import TokenIds
 from harness.cache import Store, content_key, write_json_atomic
-from harness.config import RunConfig
+from harness.config import KEY_IF_CHANGED, AugmentConfig, RunConfig
 from harness.distill import train_student
 from harness.embeddings import initial_vectors
+from harness.errors import HarnessError
 from harness.registry import STUDENTS, TEACHERS
 from harness.tasks import Split, Task
+from harness.variants import StudentJob
 from harness.wordmodel import StudentPredictor, Vocab
 
 VERSIONS = {"teacher": 1, "augment": 1, "label": 1, "student": 1}
+
+
+def cache_view(cfg: Any) -> Any:
+    """What of a config enters a cache key: its fields, minus `added_field`s left at their default."""
+    if not dataclasses.is_dataclass(cfg):
+        return cfg
+    return {f.name: cache_view(getattr(cfg, f.name)) for f in dataclasses.fields(cfg)
+            if not (f.metadata.get(KEY_IF_CHANGED) and getattr(cfg, f.name) == f.default)}
+
+
+def key_of(stage: str, optional: dict[str, Any] | None = None, **parts: Any) -> str:
+    """The content key of `stage`: its version, `parts` (configs through cache_view) and the
+    `optional` parts that are not None (left out when unused, keeping older keys valid)."""
+    parts = {k: cache_view(v) for k, v in parts.items()}
+    extra = {k: cache_view(v) for k, v in (optional or {}).items() if v is not None}
+    return content_key(stage=stage, v=VERSIONS[stage], **parts, **extra)
 
 
 def cached(store: Store, stage: str, key: str, build) -> tuple[Path, dict]:
@@ -49,12 +74,13 @@ def sample(n: int, limit: int, seed: int) -> np.ndarray:
 
 
 def teacher_stage(store: Store, task: Task, cfg: RunConfig, train: Split, dev: Split) -> tuple[Path, dict]:
-    key = content_key(stage="teacher", v=VERSIONS["teacher"], task=task.name, teacher=cfg.teacher,
-                      seed=cfg.seed, train=train.fingerprint(), dev=dev.fingerprint())
+    key = key_of("teacher", task=task.name, teacher=cfg.teacher, seed=cfg.seed, train=train.fingerprint(),
+                 dev=dev.fingerprint())
 
     def build(work: Path) -> dict:
         idx = sample(len(train), cfg.teacher.train_limit, cfg.seed)
         subset = Split([train.texts[i] for i in idx], [train.labels[i] for i in idx], train.source)
+        torch.manual_seed(cfg.seed)  # the classifier head's initial weights
         teacher = TEACHERS.get(cfg.teacher.name).create(cfg.teacher, task.num_labels)
         result = teacher.finetune(subset, dev, cfg.teacher, cfg.seed, task.metrics, work / "model")
         write_json_atomic(work / "model" / "harness.json", {"kind": "teacher", "plugin": cfg.teacher.name, "task": task.name})
@@ -63,22 +89,33 @@ def teacher_stage(store: Store, task: Task, cfg: RunConfig, train: Split, dev: S
     return cached(store, "teacher", key, build)
 
 
-def augment_stage(store: Store, task: Task, cfg: RunConfig, train: Split) -> tuple[Path, dict]:
-    key = content_key(stage="augment", v=VERSIONS["augment"], task=task.name, augment=cfg.augment,
-                      seed=cfg.seed, train=train.fingerprint())
+def augment_stage(store: Store, task: Task, cfg: RunConfig, train: Split, settings: AugmentConfig | None = None,
+                  synthetic_only: bool = False) -> tuple[Path, dict]:
+    """The transfer set: the originals (gold labels), then the unique synthetic rows (label -1).
+
+    Args:
+        settings: augmentation settings other than the run's (an ablation variant's).
+        synthetic_only: leave the originals out: a variant's own synthetic rows, trained on together
+            with the originals of the run's transfer set, so the originals are labelled once.
+    """
+    settings = settings or cfg.augment
+    key = key_of("augment", {"rows": "synthetic" if synthetic_only else None}, task=task.name, augment=settings,
+                 seed=cfg.seed, train=train.fingerprint())
 
     def build(work: Path) -> dict:
-        ids = sample(len(train), cfg.augment.source_limit, cfg.seed)
-        rows = augment.generate(train.texts, train.labels, cfg.augment, cfg.seed, augment_ids=ids)
+        ids = sample(len(train), settings.source_limit, cfg.seed)
+        rows = augment.generate(train.texts, train.labels, settings, cfg.seed, augment_ids=ids)
+        if synthetic_only:
+            rows = (row for row in rows if row[1] < 0)
         n = augment.write_transfer_set(rows, len(task.text_columns), work / "transfer.arrow")
-        return {"rows": n, "originals": len(train), "synthetic": n - len(train), "augmented_sources": len(ids)}
+        originals = 0 if synthetic_only else len(train)
+        return {"rows": n, "originals": originals, "synthetic": n - originals, "augmented_sources": len(ids)}
 
     return cached(store, "augment", key, build)
 
 
 def label_stage(store: Store, cfg: RunConfig, task: Task, teacher_dir: Path, augment_dir: Path) -> tuple[Path, dict]:
-    key = content_key(stage="label", v=VERSIONS["label"], teacher=teacher_dir.name, augment=augment_dir.name,
-                      batch=cfg.teacher.label_batch_size)
+    key = key_of("label", teacher=teacher_dir.name, augment=augment_dir.name, batch=cfg.teacher.label_batch_size)
 
     def build(work: Path) -> dict:
         teacher = load_teacher(teacher_dir, cfg)
@@ -93,34 +130,83 @@ def load_teacher(teacher_dir: Path, cfg: RunConfig):
     return TEACHERS.get(cfg.teacher.name).load(teacher_dir / "model", cfg.teacher.max_length)
 
 
-def student_stage(store: Store, name: str, task: Task, cfg: RunConfig, dev: Split, n_train: int,
-                  teacher_dir: Path, augment_dir: Path, label_dir: Path) -> tuple[Path, dict]:
+def check_student_fits(name: str, task: Task) -> None:
+    """A student must read as many text columns as the task has (bilstm: 1, siamese_bilstm: 2).
+
+    Raises:
+        HarnessError: naming the student, the task and the students that fit.
+    """
     spec = STUDENTS.get(name)
-    scfg = replace(cfg.student, **spec.overrides)
-    key = content_key(stage="student", v=VERSIONS["student"], name=name, student=scfg, seed=cfg.seed,
-                      teacher=teacher_dir.name, augment=augment_dir.name, label=label_dir.name, dev=dev.fingerprint())
+    columns = len(task.text_columns)
+    if spec.columns != columns:
+        fits = ", ".join(n for n in STUDENTS.names() if STUDENTS.get(n).columns == columns)
+        raise HarnessError(f"student {name} reads {spec.columns} sentence(s) per example but task {task.name} has "
+                           f"{columns}; students for it: {fits} (set them per task: per_task.{task.name}.students)")
+
+
+@dataclass(frozen=True)
+class TransferData:
+    """Where a student's training rows come from.
+
+    Attributes:
+        augment_dir: the run's transfer set (the originals first, then synthetic rows).
+        label_dir: its teacher logits.
+        synthetic: (augment_dir, label_dir) of a variant's own synthetic rows, which replace the run's
+            (the originals still come from the run's transfer set); None for the run's own.
+    """
+
+    augment_dir: Path
+    label_dir: Path
+    synthetic: tuple[Path, Path] | None = None
+
+
+def training_rows(data: TransferData, n_originals: int, transfer: bool) -> tuple[list[list[str]], np.ndarray, np.ndarray]:
+    """Text columns, gold labels (-1 on synthetic rows) and teacher logits of the rows a student trains
+    on: the whole transfer set, or only its first `n_originals` rows (the originals)."""
+    parts = [(data.augment_dir, data.label_dir, n_originals if data.synthetic or not transfer else None)]
+    if transfer and data.synthetic:
+        parts.append((*data.synthetic, None))
+    columns, gold, logits = None, [], []
+    for augment_dir, label_dir, n in parts:
+        table = label.read_transfer_set(augment_dir / "transfer.arrow")
+        n = table.num_rows if n is None else n
+        cols = [table.column(c).slice(0, n).to_pylist() for c in label.text_columns(table)]
+        columns = cols if columns is None else [a + b for a, b in zip(columns, cols)]
+        gold.append(table.column("label").to_numpy()[:n])
+        logits.append(np.load(label_dir / "logits.npy", mmap_mode="r")[:n])
+    return columns, np.concatenate(gold), np.ascontiguousarray(np.concatenate(logits))
+
+
+def student_stage(store: Store, job: StudentJob, task: Task, cfg: RunConfig, dev: Split, n_train: int,
+                  teacher_dir: Path, data: TransferData) -> tuple[Path, dict]:
+    """Train one student (or ablation variant) on `data`; keyed by what it trains, so a variant equal
+    to its base shares the base's output."""
+    check_student_fits(job.base, task)
+    spec = STUDENTS.get(job.base)
+    scfg = job.student
+    optional = {"transfer": job.transfer if job.transfer != spec.transfer else None,
+                "synthetic": [p.name for p in data.synthetic] if data.synthetic and job.transfer else None}
+    key = key_of("student", optional, name=job.base, student=scfg, seed=cfg.seed, teacher=teacher_dir.name,
+                 augment=data.augment_dir.name, label=data.label_dir.name, dev=dev.fingerprint())
 
     def build(work: Path) -> dict:
-        table = label.read_transfer_set(augment_dir / "transfer.arrow")
-        logits = np.load(label_dir / "logits.npy", mmap_mode="r")
-        n = table.num_rows if spec.transfer else n_train
-        gold = table.column("label").to_numpy()[:n]
-        soft = np.ascontiguousarray(logits[:n]) if spec.distill else None
-        targets = np.where(gold >= 0, gold, np.asarray(logits[:n]).argmax(-1)).astype(np.int64)
-        columns = [table.column(name).slice(0, n).to_pylist() for name in label.text_columns(table)]
+        columns, gold, logits = training_rows(data, n_train, job.transfer)
+        soft = logits if spec.distill else None
+        targets = np.where(gold >= 0, gold, logits.argmax(-1)).astype(np.int64)
         vocab = Vocab.from_texts(columns)
         teacher = load_teacher(teacher_dir, cfg) if scfg.embedding == "teacher" else None
         vectors, emb_meta = initial_vectors(scfg.embedding, vocab.itos, scfg.embed_dim, cfg.seed, teacher)
+        torch.manual_seed(cfg.seed)  # initial weights
         model = spec.build(scfg, len(vocab), vectors.shape[1], task.num_labels)
         model.encoder.init_embeddings(vectors)
-        meta = {"student": name, "task": task.name, "num_labels": task.num_labels, "embed_dim": int(vectors.shape[1]),
+        meta = {"student": job.base, "task": task.name, "num_labels": task.num_labels, "embed_dim": int(vectors.shape[1]),
                 "max_tokens": scfg.max_tokens, **{k: getattr(scfg, k) for k in ("hidden", "fc", "multichannel", "dropout")}}
         predictor = StudentPredictor(model, vocab, meta)
         train_ids = [TokenIds.from_lists([vocab.encode(s.split(" "), scfg.max_tokens) for s in col]) for col in columns]
         result = train_student(model, scfg, train_ids, targets, soft, predictor.encode(dev.texts), dev.labels,
-                               task.metrics, lambda ids: predictor.logits_from_ids(ids, 256), cfg.seed, name)
+                               task.metrics, lambda ids: predictor.logits_from_ids(ids, 256), cfg.seed, job.name)
         predictor.save(work / "model")
-        write_json_atomic(work / "model" / "harness.json", {"kind": "student", "plugin": name, "task": task.name})
-        return {**result, "train_examples": n, "vocab": len(vocab), "embedding": emb_meta, "config": asdict(scfg)}
+        write_json_atomic(work / "model" / "harness.json", {"kind": "student", "plugin": job.base, "task": task.name})
+        return {**result, "train_examples": len(gold), "vocab": len(vocab), "embedding": emb_meta, "config": asdict(scfg)}
 
     return cached(store, "student", key, build)

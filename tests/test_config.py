@@ -10,6 +10,7 @@ import yaml
 from harness.config import SUITES_DIR, RunConfig, load_suite, parse_set
 from harness.errors import HarnessError
 from harness.registry import REFERENCES, STUDENTS, TASKS, TEACHERS
+from harness.variants import check_registered
 
 
 def shipped_suites() -> list[tuple[str, str | None]]:
@@ -35,6 +36,7 @@ def test_shipped_suite_loads(suite: str, preset: str | None) -> None:
         TASKS.get(name)
         for student in cfg.for_task(name).students:
             STUDENTS.get(student)
+        check_registered(cfg.for_task(name))  # ablation variants' bases are registered and fit their changes
     for name in cfg.measure.references:
         REFERENCES.get(name)
     TEACHERS.get(cfg.teacher.name)

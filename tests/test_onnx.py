@@ -13,7 +13,7 @@ import onnxruntime
 import pytest
 import torch
 
-from harness import ort
+from harness import export_twins, ort
 from harness.config import StudentConfig, TeacherConfig
 from harness.errors import HarnessError
 from harness.registry import STUDENTS, TEACHERS
@@ -114,7 +114,7 @@ def test_mismatched_export_is_refused(student: StudentPredictor, texts: list, tm
                                       monkeypatch: pytest.MonkeyPatch) -> None:
     """A twin whose backward direction flips the whole padded batch (so it starts on padding) fails
     the check: HarnessError with the measured difference, and nothing is left at the target."""
-    monkeypatch.setattr(ort, "reverse_within_length", lambda x, lengths: torch.flip(x, dims=[1]))
+    monkeypatch.setattr(export_twins, "reverse_within_length", lambda x, lengths: torch.flip(x, dims=[1]))
     target = tmp_path / "bad.onnx"
     with pytest.raises(HarnessError, match=r"does not match PyTorch: max \|logit difference\| \S+ > 0.0001"):
         ort.export_student(student, target, texts[:200])

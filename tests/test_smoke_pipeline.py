@@ -39,6 +39,7 @@ def smoke(tmp_path_factory: pytest.TempPathFactory, data_root: Path) -> SmokeRun
             "--set", "measure.interactive_n=10", "--set", "measure.offline_n=256",
             "--set", "measure.teacher_offline_n=64", "--set", "measure.threads=1",
             "--set", "measure.references=elmo_tiny", "--set", "measure.reference_offline_n=32",
+            "--set", "ablations=",  # variants have their own end-to-end test (test_ablations.py)
             "--out", str(out), "--cache-dir", str(cache)]
     first = harness(*args)
     assert first.returncode == 0, first.stderr[-3000:]

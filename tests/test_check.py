@@ -1,0 +1,159 @@
+"""`harness check`: a run passes against the baseline made from it, and a degraded copy of it (lower
+accuracy, a worse in-run speed ratio) fails with a table of what regressed."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+
+import pytest
+from cli_runner import harness
+
+from harness.check import DEFAULT_TOLERANCE, check, load_baseline, make_baseline, update_baseline
+from harness.errors import HarnessError
+from harness.tasks import REPO_ROOT
+
+RUN = Path(__file__).parent / "golden" / "run_a"
+COMMITTED = REPO_ROOT / "benchmarks" / "baseline.json"
+
+
+def write_run(folder: Path, results: dict) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "results.json").write_text(json.dumps(results))
+    return folder
+
+
+@pytest.fixture
+def results() -> dict:
+    return json.loads((RUN / "results.json").read_text())
+
+
+@pytest.fixture
+def baseline(tmp_path: Path) -> Path:
+    """A baseline made from the synthetic run with `check --update`."""
+    path = tmp_path / "baseline.json"
+    assert "rows from" in update_baseline(RUN, path)
+    return path
+
+
+def degrade(results: dict, accuracy_drop: float, slowdown: float) -> dict:
+    """bilstm_soft's dev accuracy lowered by `accuracy_drop` points, and all its timings `slowdown` times slower."""
+    worse = copy.deepcopy(results)
+    soft = worse["tasks"]["sst2"]["models"]["bilstm_soft"]
+    soft["scores"]["dev"]["accuracy"] -= accuracy_drop
+    for timing in soft["speed"]:
+        timing["offline"]["whole_set_s"] *= slowdown
+        timing["interactive"]["p50_ms"] *= slowdown
+    return worse
+
+
+def table_rows(markdown: str) -> list[tuple[str, ...]]:
+    """The cells of every body row of the markdown tables in `markdown`."""
+    lines = [line for line in markdown.splitlines() if line.startswith("|") and not line.startswith("|:")]
+    return [tuple(cell.strip() for cell in line.strip("|").split("|")) for line in lines]
+
+
+def regressed_rows(text: str) -> set[tuple[str, str, str]]:
+    """(model, score, status) of the rows in the report's Regressed table."""
+    return {(r[1], r[2], r[-1]) for r in table_rows(text.split("## Regressed")[1]) if r[0] != "task"}
+
+
+def test_baseline_from_a_run(baseline: Path) -> None:
+    """The baseline keeps accuracy rows (variants and int8 included) and in-run speed ratios, no absolute times."""
+    data = load_baseline(baseline)
+    rows = {(r["model"], r["score"]): r for r in data["rows"]}
+    assert rows[("bilstm_soft", "dev accuracy")]["kind"] == "accuracy"
+    assert rows[("bilstm_soft_noaug", "dev accuracy")]["value"] == 72.0
+    assert rows[("bilstm", "dev accuracy (onnx-int8/cpu)")]["value"] == 69.67
+    assert rows[("bilstm", "offline speed-up vs teacher")] == {
+        "task": "sst2", "model": "bilstm", "score": "offline speed-up vs teacher", "kind": "speed", "value": 100.0}
+    assert not any("ms" in r["score"] or r["score"].endswith(" s") for r in data["rows"])
+    assert data["tolerance"] == DEFAULT_TOLERANCE
+    assert data["made_from"]["preset"] == "smoke" and data["made_from"]["commit"] == "aaaa111"
+
+
+def test_passes_on_its_own_run(baseline: Path) -> None:
+    text, regressed = check(RUN, baseline)
+    assert not regressed and text.rstrip().endswith("passed (20 baseline rows)") and "## Regressed" not in text
+    assert {r[-1] for r in table_rows(text)} == {"status", "ok"}
+
+
+def test_fails_on_a_degraded_run(baseline: Path, results: dict, tmp_path: Path) -> None:
+    """2 points less accuracy and a 3x slower student: both named in the regressed table."""
+    text, regressed = check(write_run(tmp_path / "worse", degrade(results, 2.0, 3.0)), baseline)
+    assert regressed
+    assert regressed_rows(text) == {("bilstm_soft", "dev accuracy", "REGRESSED"),
+                                    ("bilstm_soft", "offline speed-up vs teacher", "REGRESSED"),
+                                    ("bilstm_soft", "batch-1 speed-up vs teacher", "REGRESSED")}
+    accuracy = next(r for r in table_rows(text) if r[1:3] == ("bilstm_soft", "dev accuracy"))
+    assert accuracy[3:] == ("74.33", "72.33", "-2.00", ">= 73.33 (-1 points)", "REGRESSED")
+    assert text.rstrip().endswith("check: 3 of 20 baseline rows regressed")
+
+
+def test_noise_within_tolerance_passes(baseline: Path, results: dict, tmp_path: Path) -> None:
+    """Less than the tolerance (0.5 points, a 1.5x slower student) is not a regression; improvements never are."""
+    _, regressed = check(write_run(tmp_path / "noisy", degrade(results, 0.5, 1.5)), baseline)
+    assert not regressed
+    _, regressed = check(write_run(tmp_path / "better", degrade(results, -3.0, 0.5)), baseline)
+    assert not regressed
+
+
+def test_row_tolerance_wins_and_update_keeps_it(baseline: Path, results: dict, tmp_path: Path) -> None:
+    """A per-row tolerance overrides the global one, and refreshing the baseline keeps it."""
+    data = json.loads(baseline.read_text())
+    for row in data["rows"]:
+        if (row["model"], row["score"]) == ("bilstm_soft", "dev accuracy"):
+            row["tolerance"] = 3.0
+    data["tolerance"]["speed_ratio_factor"] = 0.25
+    baseline.write_text(json.dumps(data))
+    _, regressed = check(write_run(tmp_path / "worse", degrade(results, 2.0, 3.0)), baseline)
+    assert not regressed
+    update_baseline(RUN, baseline)
+    kept = load_baseline(baseline)
+    assert kept["tolerance"]["speed_ratio_factor"] == 0.25
+    assert [r["tolerance"] for r in kept["rows"] if "tolerance" in r] == [3.0]
+
+
+def test_missing_row_regresses_new_row_does_not(baseline: Path, results: dict, tmp_path: Path) -> None:
+    fewer = copy.deepcopy(results)
+    del fewer["tasks"]["sst2"]["models"]["bilstm_soft_noaug"]
+    fewer["tasks"]["sst2"]["models"]["extra_variant"] = {"kind": "student", "scores": {"dev": {"accuracy": 1.0}},
+                                                          "variant": {"base": "bilstm_soft", "changes": "x"}}
+    text, regressed = check(write_run(tmp_path / "fewer", fewer), baseline)
+    assert regressed and regressed_rows(text) == {("bilstm_soft_noaug", "dev accuracy", "MISSING")}
+    assert ("sst2", "extra_variant", "dev accuracy", "–", "1.00", "–", "–", "new") in table_rows(text)
+
+
+def test_bad_baselines_are_named(tmp_path: Path) -> None:
+    with pytest.raises(HarnessError, match="--update"):
+        load_baseline(tmp_path / "none.json")
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({"rows": [], "tolerance": {"accuracy": 1}}))
+    with pytest.raises(HarnessError, match="unknown tolerance accuracy"):
+        load_baseline(bad)
+    bad.write_text(json.dumps({"rows": [{"task": "sst2", "model": "m", "score": "s", "kind": "latency", "value": 1}]}))
+    with pytest.raises(HarnessError, match="bad row"):
+        load_baseline(bad)
+
+
+def test_exit_status(baseline: Path, results: dict, tmp_path: Path) -> None:
+    """The command line: 0 when it passes, 1 when a row regressed, 2 for a bad input (one error line)."""
+    ok = harness("check", "--baseline", str(baseline), str(RUN))
+    assert ok.returncode == 0, ok.stderr
+    worse = harness("check", "--baseline", str(baseline), str(write_run(tmp_path / "worse", degrade(results, 2.0, 3.0))))
+    assert worse.returncode == 1 and "## Regressed" in worse.stdout
+    missing = harness("check", "--baseline", str(tmp_path / "nope.json"), str(RUN))
+    assert missing.returncode == 2 and missing.stderr.startswith("error: no baseline")
+
+
+def test_make_baseline_is_pure(results: dict) -> None:
+    assert make_baseline(results) == make_baseline(copy.deepcopy(results))
+
+
+def test_committed_baseline_is_valid() -> None:
+    """benchmarks/baseline.json (made from CI's smoke run) loads and is for the smoke preset."""
+    if not COMMITTED.is_file():
+        pytest.skip("no committed baseline yet: make it with the command in .ci/run")
+    data = load_baseline(COMMITTED)
+    assert data["made_from"]["preset"] == "smoke" and data["rows"]

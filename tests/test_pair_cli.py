@@ -1,0 +1,139 @@
+"""Pair tasks through the command line: MNLI without a training set fails clearly; a tiny MNLI run
+end to end (plumbing only: its "training set" is a slice of the real dev set); predict on QQP's
+and GLUE/MNLI's file layouts."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import subprocess
+from itertools import islice
+from pathlib import Path
+
+import pytest
+import torch
+from cli_runner import harness
+
+from harness.config import StudentConfig
+from harness.registry import STUDENTS
+from harness.wordmodel import StudentPredictor, Vocab
+
+FIXTURES = Path(__file__).parent / "fixtures" / "glue"
+TRAIN, DEV = 240, 80
+
+
+def one_line_error(proc: subprocess.CompletedProcess, *needles: str) -> None:
+    """Exit status 2, no traceback, one stderr line `error: ...` holding every needle."""
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    lines = proc.stderr.strip().splitlines()
+    assert "Traceback" not in proc.stderr and len(lines) == 1 and lines[0].startswith("error:"), lines
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
+def last_json(proc: subprocess.CompletedProcess) -> dict:
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_mnli_without_train_split(tmp_path: Path, data_root: Path) -> None:
+    """The shared MNLI has dev files only: offline, `run --tasks mnli` names what is missing and how
+    to supply it, and writes no results."""
+    proc = harness("run", "--tasks", "mnli", "--students", "siamese_bilstm_tiny", "--set", "teacher.name=hf_tiny",
+                   "--out", str(tmp_path / "out"), "--cache-dir", str(tmp_path / "cache"), timeout=300)
+    one_line_error(proc, "MNLI/train.tsv", "dev_matched.tsv", "--data-dir", "hub")
+    assert not (tmp_path / "out" / "results.json").exists()
+
+
+@pytest.fixture(scope="module")
+def mnli_run(tmp_path_factory: pytest.TempPathFactory, data_root: Path) -> Path:
+    """PLUMBING ONLY, NOT A RESULT: a GLUE-layout MNLI folder whose train.tsv is the first 240 rows of
+    the real dev_mismatched set (MNLI's train set is not available here), dev_matched its first 80
+    rows, dev_mismatched 80 other mismatched rows; then a tiny run with the hf_tiny teacher, both
+    pair students and small measurements. Returns the run folder."""
+    tmp = tmp_path_factory.mktemp("mnli")
+    folder = tmp / "data" / "MNLI"
+    folder.mkdir(parents=True)
+    matched = (data_root / "MNLI" / "dev_matched.tsv").read_text().splitlines(keepends=True)
+    mismatched = (data_root / "MNLI" / "dev_mismatched.tsv").read_text().splitlines(keepends=True)
+    (folder / "train.tsv").write_text("".join(mismatched[: 1 + TRAIN]))
+    (folder / "dev_matched.tsv").write_text("".join(matched[: 1 + DEV]))
+    (folder / "dev_mismatched.tsv").write_text("".join(mismatched[:1] + mismatched[1 + TRAIN : 1 + TRAIN + DEV]))
+    out = tmp / "run"
+    proc = harness("run", "--preset", "smoke", "--tasks", "mnli", "--data-dir", str(tmp / "data"),
+                   "--set", "teacher.name=hf_tiny", "--students", "siamese_bilstm,siamese_bilstm_tiny",
+                   "--set", f"train_limit={TRAIN}", "--set", f"dev_limit={DEV}", "--set", "augment.n_iter=2",
+                   "--set", "student.batch_size=32", "--set", "measure.threads=1", "--set", "measure.warmup=1",
+                   "--set", "measure.interactive_n=5", "--set", "measure.offline_n=64",
+                   "--set", "measure.teacher_offline_n=32", "--set", "measure.references=[]", "--set", "ablations=[]",
+                   "--out", str(out), "--cache-dir", str(tmp / "cache"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return out
+
+
+def test_mnli_run_end_to_end(mnli_run: Path) -> None:
+    """Teacher, augmentation, labelling and both pair students run on pairs; every model is scored
+    on dev and timed on PyTorch and ONNX (int8 too for students, scored beside fp32)."""
+    mnli = json.loads((mnli_run / "results.json").read_text())["tasks"]["mnli"]
+    assert mnli["data"]["train"] == TRAIN and mnli["data"]["dev"] == DEV
+    assert set(mnli["models"]) == {"teacher", "siamese_bilstm", "siamese_bilstm_tiny"}
+    assert mnli["stages"]["augment"]["synthetic"] > 0
+    for name, model in mnli["models"].items():
+        assert 0 <= model["scores"]["dev"]["accuracy"] <= 100, name
+        backends = [s["backend"] for s in model["speed"] if s["device"] == "cpu"]
+        assert backends == (["torch", "onnx"] if name == "teacher" else ["torch", "onnx", "onnx-int8"]), name
+        for timing in model["speed"][1:]:
+            assert 0 <= timing["scores"]["accuracy"] <= 100, name
+    for name in ("teacher", "siamese_bilstm", "siamese_bilstm_tiny"):
+        assert (mnli_run / "models" / "mnli" / name / "harness.json").is_file()
+
+
+def test_mnli_mismatched_dev_is_scored(mnli_run: Path) -> None:
+    """MNLI's second dev set (mismatched) is scored too, as `dev_mismatched`."""
+    mnli = json.loads((mnli_run / "results.json").read_text())["tasks"]["mnli"]
+    trained = [m for m in mnli["models"].values() if m["kind"] != "reference"]
+    assert trained and all("dev_mismatched" in m["scores"] for m in trained)
+
+
+def test_predict_real_mismatched_dev(mnli_run: Path, data_root: Path) -> None:
+    """A student trained by `run` predicts the whole real 6-column dev_mismatched file."""
+    scores = last_json(harness("predict", "--model", str(mnli_run / "models" / "mnli" / "siamese_bilstm_tiny"),
+                               "--input", str(data_root / "MNLI" / "dev_mismatched.tsv")))
+    assert set(scores) == {"n", "accuracy"} and scores["n"] == 9_832
+
+
+def saved_pair_student(folder: Path, task: str, num_labels: int, texts: list[str]) -> Path:
+    """A tiny random siamese_bilstm_tiny saved as `run` saves models."""
+    vocab = Vocab.from_texts([texts])
+    torch.manual_seed(0)
+    model = STUDENTS.get("siamese_bilstm_tiny").build(StudentConfig(hidden=4, fc=4), len(vocab), 5, num_labels)
+    meta = {"student": "siamese_bilstm_tiny", "task": task, "num_labels": num_labels, "embed_dim": 5,
+            "max_tokens": 64, "hidden": 4, "fc": 4, "multichannel": True, "dropout": 0.0}
+    StudentPredictor(model, vocab, meta).save(folder)
+    (folder / "harness.json").write_text(json.dumps({"kind": "student", "plugin": "siamese_bilstm_tiny", "task": task}))
+    return folder
+
+
+def test_predict_qqp_layout(tmp_path: Path, data_root: Path) -> None:
+    """predict on QQP's own layout (id, qid1, qid2, question1, question2, is_duplicate; CSV-quoted)
+    prints n, accuracy and F1, and writes one prediction per pair."""
+    with gzip.open(data_root / "QQP" / "quora_pairs.tsv.gz", "rt") as f:
+        head = "".join(islice(f, 13))  # header + 12 pairs, one of them CSV-quoted (id 8)
+    (tmp_path / "qqp.tsv").write_text(head)
+    model = saved_pair_student(tmp_path / "qqp_model", "qqp", 2, ["what is the best way to learn"])
+    out = tmp_path / "pred.tsv"
+    scores = last_json(harness("predict", "--model", str(model), "--input", str(tmp_path / "qqp.tsv"), "--output", str(out)))
+    assert set(scores) == {"n", "accuracy", "f1"} and scores["n"] == 12
+    assert 0 <= scores["f1"] <= 100 and len(out.read_text().splitlines()) == 13
+
+
+def test_predict_glue_and_mnli_layouts(tmp_path: Path) -> None:
+    """predict on GLUE's 16-column MNLI file (gold_label) and on a sentence1/sentence2/label file
+    with label names: n and accuracy."""
+    model = saved_pair_student(tmp_path / "mnli_model", "mnli", 3, ["the new rights are nice"])
+    glue = last_json(harness("predict", "--model", str(model), "--input", str(FIXTURES / "MNLI" / "dev_matched.tsv")))
+    assert set(glue) == {"n", "accuracy"} and glue["n"] == 5
+    simple = tmp_path / "pairs.tsv"
+    simple.write_text("sentence1\tsentence2\tlabel\nA man sleeps.\tA man is awake.\tcontradiction\n"
+                      "A dog runs.\tAn animal moves.\tentailment\n")
+    assert last_json(harness("predict", "--model", str(model), "--input", str(simple)))["n"] == 2
