@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 import math
 import time
 from pathlib import Path
@@ -41,8 +42,9 @@ CHECKPOINT_EVERY_SECONDS = 600.0
 def run_fingerprint(cfg: TeacherConfig, seed: int, lengths: list[int], labels: np.ndarray, dev_size: int) -> dict:
     """What a saved training state must match to be resumed: the settings and the training data."""
     data = hashlib.sha256(np.asarray(lengths, dtype=np.int64).tobytes() + labels.astype(np.int64).tobytes())
-    return {"config": dataclasses.asdict(cfg), "seed": seed, "examples": len(lengths), "data": data.hexdigest()[:20],
-            "steps_per_epoch": math.ceil(len(lengths) / cfg.batch_size), "dev_examples": dev_size}
+    run = {"config": dataclasses.asdict(cfg), "seed": seed, "examples": len(lengths), "data": data.hexdigest()[:20],
+           "steps_per_epoch": math.ceil(len(lengths) / cfg.batch_size), "dev_examples": dev_size}
+    return json.loads(json.dumps(run))  # as read back from a state (tuples become lists)
 
 
 def resolve_checkpoint(checkpoint: str) -> str:
