@@ -63,7 +63,8 @@ def parser() -> argparse.ArgumentParser:
     me.add_argument("--regime", choices=["interactive", "offline"], default="interactive",
                     help="interactive: batch 1, one sentence per call; offline: batches of 512 (the paper's)")
     me.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
-    me.add_argument("--threads", type=int, default=0, help="intra-op threads (default 0: all usable cores)")
+    me.add_argument("--threads", type=int, help="intra-op threads (default: 1 for interactive, as in `run`; "
+                    "all usable cores for offline)")
     me.add_argument("--n", type=int, help="sentences to time (default: 200 batch-1; offline: all for students, "
                     "2,048 for a teacher, 512 for references)")
     me.add_argument("--data-dir", help="folder in GLUE's layout (default: $HARNESS_DATA, then ../shared/data)")
@@ -110,13 +111,15 @@ def cmd_compare(args: argparse.Namespace) -> None:
 
 def cmd_measure(args: argparse.Namespace) -> None:
     from harness.augment import use_nltk_data
+    from harness.config import MeasureConfig
     from harness.efficiency import measure_one
     from harness.measure import set_threads
     from harness.tasks import candidate_dirs
 
-    if args.threads < 0 or (args.n is not None and args.n < 1):
+    if (args.threads is not None and args.threads < 0) or (args.n is not None and args.n < 1):
         raise HarnessError("--threads must be >= 0 and --n >= 1")
-    set_threads(args.threads)
+    default = MeasureConfig().interactive_threads if args.regime == "interactive" else 0
+    set_threads(default if args.threads is None else args.threads)
     use_nltk_data([root for _, root in candidate_dirs(args.data_dir)])
     print(json.dumps(measure_one(args.model, args.backend, args.regime, args.device, args.n, args.data_dir)))
 

@@ -132,6 +132,7 @@ class MeasureConfig:
 
     enabled: bool = True
     threads: int = 0  # 0 = all cores this process may use
+    interactive_threads: int = 1  # batch-1 timing: one thread per request (0 = as `threads`)
     warmup: int = 10
     interactive_n: int = 200
     offline_batch: int = 512
@@ -145,7 +146,7 @@ class MeasureConfig:
     reference_offline_n: int = 512
 
     def __post_init__(self) -> None:
-        _check(self.threads >= 0, "measure.threads must be >= 0")
+        _check(self.threads >= 0 and self.interactive_threads >= 0, "measure.threads and interactive_threads must be >= 0")
         _check(min(self.interactive_n, self.offline_batch, self.reference_interactive_n, self.reference_offline_n) >= 1,
                "measure sizes must be >= 1")
         bad = set(self.backends) - set(BACKENDS)

@@ -71,14 +71,17 @@ def on_device(predictor, device: str, dtype: str):
 
 
 def time_one(predictor, device: str, dev: Split, train: Split, kind: str, cfg: MeasureConfig) -> dict:
-    """Both regimes for one predictor on one device. References (the slowest models) warm up the
-    offline regime on 64 sentences rather than a whole batch."""
+    """Both regimes for one predictor on one device: batch 1 with `interactive_threads` (one request
+    per core, as a server runs; also far steadier than 2 threads for sub-millisecond calls), the
+    offline regime with `threads`. References (the slowest models) warm up the offline regime on 64
+    sentences rather than a whole batch."""
     n_inter, n_off = sizes(kind, cfg, train)
-    return {
-        "interactive": measure.interactive(predictor.logits, dev.texts[:n_inter], min(cfg.warmup, n_inter), device),
-        "offline": measure.offline(predictor.logits, train.texts[:n_off], cfg.offline_batch,
-                                   warmup_n=64 if kind == "reference" else None, device=device),
-    }
+    with measure.threads_for(cfg.interactive_threads or cfg.threads) as threads:
+        inter = measure.interactive(predictor.logits, dev.texts[:n_inter], min(cfg.warmup, n_inter), device)
+    with measure.threads_for(cfg.threads) as off_threads:
+        off = measure.offline(predictor.logits, train.texts[:n_off], cfg.offline_batch,
+                              warmup_n=64 if kind == "reference" else None, device=device)
+    return {"interactive": {**inter, "threads": threads}, "offline": {**off, "threads": off_threads}}
 
 
 def sizes(kind: str, cfg: MeasureConfig, train: Split) -> tuple[int, int]:

@@ -8,14 +8,25 @@ every timed call ends with `torch.cuda.synchronize()`, so queued kernels are ins
 
 from __future__ import annotations
 
+import contextlib
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
 
 SST2_TRAIN_SENTENCES = 67_349
+
+
+@contextlib.contextmanager
+def threads_for(threads: int) -> Iterator[int]:
+    """Run a block with `threads` intra-op threads (0 = all usable cores), then restore the count."""
+    before = torch.get_num_threads()
+    try:
+        yield set_threads(threads)
+    finally:
+        torch.set_num_threads(before)
 
 
 def set_threads(threads: int) -> int:

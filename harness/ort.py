@@ -9,6 +9,7 @@ gives its logits unpacked.
 
 from __future__ import annotations
 
+import logging
 import os
 import warnings
 from collections.abc import Callable
@@ -125,10 +126,14 @@ def quantize_int8(src: Path, dst: Path) -> Path:
     dst.parent.mkdir(parents=True, exist_ok=True)
     tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
     direct = dst.with_name(f".{dst.name}.{os.getpid()}.direct.tmp")
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # quantize_dynamic logs a pre-processing tip (a WARNING) on every call
     try:
         quantize_dynamic(read_initializers_directly(Path(src), direct), tmp, weight_type=QuantType.QInt8)
         os.replace(tmp, dst)
     finally:
+        root.setLevel(level)
         tmp.unlink(missing_ok=True)
         direct.unlink(missing_ok=True)
     return dst

@@ -119,7 +119,11 @@ def whole_set(off: dict) -> str:
 
 
 def ratio(num: float | None, den: float | None, digits: int = 1) -> str:
-    return f"{num / den:,.{digits}f}x" if num and den else "–"
+    """`num / den` as `12.3x`; below 1, two significant digits (`0.042x`), so slow rows keep their size."""
+    if not (num and den):
+        return "–"
+    r = num / den
+    return f"{r:,.{digits}f}x" if r >= 1 else f"{r:.2g}x"
 
 
 def efficiency_table(models: dict, device: str = "cpu") -> pd.DataFrame:
@@ -146,6 +150,16 @@ def efficiency_table(models: dict, device: str = "cpu") -> pd.DataFrame:
             row[f"offline speed-up vs {label}"] = ratio(other and other["offline"]["whole_set_s"], t["offline"]["whole_set_s"])
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def thread_lines(models: dict) -> list[str]:
+    """Which intra-op thread counts the two regimes ran with (recorded per timing)."""
+    counts = {regime: sorted({s[regime]["threads"] for m in models.values() for s in speeds(m) if "threads" in s[regime]})
+              for regime in ("interactive", "offline")}
+    if not any(counts.values()):
+        return []
+    return [f"- Threads: batch 1 ran with {', '.join(map(str, counts['interactive']))} intra-op thread(s) (one request "
+            f"per core), the offline regime with {', '.join(map(str, counts['offline']))}."]
 
 
 def backend_table(models: dict) -> pd.DataFrame:
@@ -214,6 +228,7 @@ def render(results: dict) -> str:
             "",
             *(["On the GPU:", "", md(efficiency_table(t["models"], "cuda")), ""] if any(
                 s["device"] == "cuda" for m in t["models"].values() for s in speeds(m)) else []),
+            *thread_lines(t["models"]),
             *[f"- {note}" for note in t.get("measure_notes", [])],
             "",
             "Reference models (`random weights`) are timed with random weights: speed does not depend on weight "

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import torch
 
 from harness import plugins
 from harness.augment import use_nltk_data
@@ -30,3 +32,13 @@ def data_root() -> Path:
 def nltk_tagger(data_root: Path) -> None:
     """Put the shared NLTK POS tagger on NLTK's data path."""
     use_nltk_data([data_root])
+
+
+@pytest.fixture(scope="module")
+def one_thread() -> Iterator[None]:
+    """One torch (and so ONNX Runtime) thread for a module: bit-identical reruns, and fast on 2 cores
+    shared with other jobs (2 threads there run far slower)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

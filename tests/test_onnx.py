@@ -4,7 +4,6 @@ dynamic axes, quantise to int8, and an export that does not match is refused."""
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -25,19 +24,13 @@ N_TEACHER = 200
 # A random-weight student has many near-tie logits, the worst case for int8; measured 99.0%.
 MIN_INT8_ARGMAX_AGREEMENT = 0.9
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.one_thread
+
 
 def op_types(path: Path) -> Counter[str]:
     """How many nodes of each op type an ONNX file's graph has."""
     return Counter(node.op_type for node in onnx.load(str(path)).graph.node)
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    """One torch (and so ORT) thread: on 2 cores shared with other jobs, 2 threads run far slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

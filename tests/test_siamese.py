@@ -4,7 +4,6 @@ real MNLI pairs, and the check that a student fits its task's number of sentence
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -24,14 +23,8 @@ from students.siamese import SiameseBiLSTM
 
 N_PAIRS = 400
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.one_thread
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    """One torch (and so ORT) thread: 2 cores are shared with other jobs."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def small_model(seed: int = 0, num_labels: int = 3) -> SiameseBiLSTM:

@@ -4,7 +4,6 @@ weights and dev history of an uninterrupted run; its training state holds no pic
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -30,18 +29,12 @@ CHECKPOINT_EVERY = 5  # so states are saved after global steps 5, 6 (eval), 11, 
 METRICS = ("accuracy",)
 SEED = 3
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # see conftest.one_thread
+
 
 class Interrupted(KeyboardInterrupt):
     """The simulated Ctrl-C / kill, raised from inside the training loop."""
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread() -> Iterator[None]:
-    """One torch thread: bit-identical runs, and fast on 2 cores shared with other jobs."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(autouse=True)
