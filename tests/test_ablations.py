@@ -37,6 +37,9 @@ PINNED_KEYS = {
               "bilstm": "ba645f67eec41141fed5", "bilstm_soft": "ca90928bfd86c88421b2",
               "bilstm_tiny": "ebf699b69c0d109150d7"},
 }
+# The smoke preset's teacher went from 1 to 3 epochs after the pin (a deliberate change of what smoke
+# computes); the pinned smoke keys are for its earlier teacher setting, restored by this override.
+SMOKE_AS_PINNED = {"teacher.epochs": 1}
 TRAIN = Split([("a good film",), ("a bad film",), ("it is fine",)], [1, 0, 1], "synthetic")
 DEV = Split([("great",), ("awful",)], [1, 0], "synthetic")
 
@@ -65,7 +68,7 @@ def stage_keys(cfg: RunConfig, monkeypatch: pytest.MonkeyPatch) -> dict[str, str
 @pytest.mark.parametrize("preset", ["default", "smoke", "quick"])
 def test_cache_keys_are_pinned(preset: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """The shipped presets (ablations added and all) keep the keys of the code before them."""
-    cfg, _ = load_suite("glue", None if preset == "default" else preset)
+    cfg, _ = load_suite("glue", None if preset == "default" else preset, SMOKE_AS_PINNED if preset == "smoke" else None)
     cfg = dataclasses.replace(cfg.for_task("sst2"), students=("bilstm", "bilstm_soft", "bilstm_tiny"), ablations=())
     assert stage_keys(cfg, monkeypatch) == PINNED_KEYS[preset]
 
@@ -75,7 +78,7 @@ def test_new_fields_enter_keys_only_when_changed(monkeypatch: pytest.MonkeyPatch
     view = stages.cache_view(StudentConfig())
     assert "loss" not in view and "temperature" not in view and "alpha" in view
     assert stages.cache_view(StudentConfig(loss="kl", temperature=2.0))["temperature"] == 2.0
-    cfg, _ = load_suite("glue", "smoke", {"ablations": ""})
+    cfg, _ = load_suite("glue", "smoke", {"ablations": "", **SMOKE_AS_PINNED})
     base = stage_keys(dataclasses.replace(cfg, students=("bilstm_soft",)), monkeypatch)
     kl = stage_keys(dataclasses.replace(cfg, students=("bilstm_soft",), student=dataclasses.replace(
         cfg.student, loss="kl")), monkeypatch)
@@ -88,10 +91,11 @@ def test_variant_keys(monkeypatch: pytest.MonkeyPatch) -> None:
     label-only student ignores distillation settings."""
     sets = parse_set(["variants.same.base=bilstm_soft", "variants.same.student.alpha=0", "students=bilstm,bilstm_soft",
                       "ablations=same,bilstm_soft_noaug,bilstm_soft_kl_t2"])
-    keys = stage_keys(load_suite("glue", "smoke", sets)[0], monkeypatch)
+    keys = stage_keys(load_suite("glue", "smoke", {**sets, **SMOKE_AS_PINNED})[0], monkeypatch)
     assert keys["same"] == keys["bilstm_soft"] == PINNED_KEYS["smoke"]["bilstm_soft"]
     assert len({keys["bilstm_soft"], keys["bilstm_soft_noaug"], keys["bilstm_soft_kl_t2"], keys["bilstm"]}) == 4
-    kl_everywhere = load_suite("glue", "smoke", parse_set(["student.loss=kl", "ablations=", "students=bilstm"]))[0]
+    kl_everywhere = load_suite("glue", "smoke", {**parse_set(["student.loss=kl", "ablations=", "students=bilstm"]),
+                                                 **SMOKE_AS_PINNED})[0]
     assert stage_keys(kl_everywhere, monkeypatch)["bilstm"] == PINNED_KEYS["smoke"]["bilstm"]
 
 
