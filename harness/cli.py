@@ -13,7 +13,7 @@ from pathlib import Path
 from harness.errors import HarnessError
 
 EPILOG = """examples:
-  python -m harness run --suite glue --preset quick          # SST-2 end to end, ~20 min on 2 cores
+  python -m harness run --suite glue --preset quick          # SST-2 end to end + ablations, ~30 min on 2 cores
   python -m harness run --suite glue --preset smoke --out runs/smoke
   python -m harness run --suite glue --set student.hidden=300 --set teacher.epochs=2
   python -m harness ls students
@@ -35,7 +35,8 @@ def parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="teacher -> augment -> label -> students -> evaluate -> measure -> report")
     run.add_argument("--suite", default="glue", help="suite name in harness/suites/ or a YAML path (default: glue)")
-    run.add_argument("--preset", help="named overrides from the suite: smoke (~3 min), quick (~20 min), full (paper protocol)")
+    run.add_argument("--preset", help="named overrides from the suite: smoke (~1.5 min), quick (~30 min, 17 without ablations), "
+                     "full (paper protocol, hours)")
     run.add_argument("--tasks", help="comma-separated tasks, overriding the suite's (e.g. sst2)")
     run.add_argument("--students", help="comma-separated students, overriding the suite's")
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
