@@ -27,7 +27,7 @@ from harness.errors import HarnessError
 from harness.export_twins import EXPORT_TWINS
 from harness.registry import STUDENTS
 from harness.wordmodel import StudentPredictor, Vocab
-from teachers.hf import HFTeacher
+from teachers.hf import HFTeacher, text_lengths
 
 OPSET = 17
 STUDENT_TOLERANCE = 1e-4  # max |ORT - torch| logit difference an export must meet
@@ -256,10 +256,8 @@ class OrtTeacher(OrtPredictor):
 
     def logits(self, texts: list[tuple[str, ...]], batch_size: int) -> np.ndarray:
         """(N, K) float32 logits in input order, computed in HFTeacher.logits' length order."""
-        order = np.argsort([sum(len(s) for s in t) for t in texts], kind="stable")
         out = np.zeros((len(texts), self.num_labels), dtype=np.float32)
-        for start in range(0, len(texts), batch_size):
-            idx = order[start : start + batch_size]
+        for idx in sorted_batches(text_lengths(texts), batch_size):
             batch = self.encode([texts[i] for i in idx])  # (B, S) tensors
             out[idx] = self.runner.run({k: v.numpy() for k, v in batch.items()})
         return out

@@ -24,7 +24,7 @@ from transformers import (
     get_linear_schedule_with_warmup,
 )
 
-from harness.batching import bucketed_batches
+from harness.batching import bucketed_batches, sorted_batches
 from harness.config import TeacherConfig
 from harness.errors import HarnessError
 from harness.metrics import score
@@ -60,6 +60,11 @@ def resolve_checkpoint(checkpoint: str) -> str:
             ) from None
         return str(package.get_model_path())
     return checkpoint
+
+
+def text_lengths(texts: list[tuple[str, ...]]) -> list[int]:
+    """Characters per example (all its sentences): the sort key of length-sorted inference batches."""
+    return [sum(len(s) for s in t) for t in texts]
 
 
 class HFTeacher:
@@ -115,11 +120,9 @@ class HFTeacher:
     def logits(self, texts: list[tuple[str, ...]], batch_size: int, progress: bool = False) -> np.ndarray:
         """Logits for every example, computed in length-sorted batches; returned in input order."""
         self.model.eval()
-        order = np.argsort([sum(len(s) for s in t) for t in texts], kind="stable")
         out = np.zeros((len(texts), self.model.config.num_labels), dtype=np.float32)
         bar = tqdm(total=len(texts), desc="teacher logits", unit="ex", disable=not progress, mininterval=2)
-        for start in range(0, len(texts), batch_size):
-            idx = order[start : start + batch_size]
+        for idx in sorted_batches(text_lengths(texts), batch_size):
             batch = self.encode([texts[i] for i in idx]).to(self.device)
             with torch.autocast(self.device.split(":")[0], dtype=self.autocast, enabled=self.autocast is not None):
                 out[idx] = self.model(**batch).logits.float().cpu().numpy()
