@@ -135,6 +135,7 @@ class MeasureConfig:
     interactive_threads: int = 1  # batch-1 timing: one thread per request (0 = as `threads`)
     warmup: int = 10
     interactive_n: int = 200
+    interactive_passes: int = 3  # the batch-1 sample is timed this many times over; percentiles pool all calls
     offline_batch: int = 512
     offline_n: int = 0  # sentences timed in the offline regime; 0 = all training sentences
     teacher_offline_n: int = 2048  # the teacher is too slow for all of them on a CPU: projected
@@ -147,8 +148,9 @@ class MeasureConfig:
 
     def __post_init__(self) -> None:
         _check(self.threads >= 0 and self.interactive_threads >= 0, "measure.threads and interactive_threads must be >= 0")
-        _check(min(self.interactive_n, self.offline_batch, self.reference_interactive_n, self.reference_offline_n) >= 1,
-               "measure sizes must be >= 1")
+        sizes = (self.interactive_n, self.interactive_passes, self.offline_batch, self.reference_interactive_n,
+                 self.reference_offline_n)
+        _check(min(sizes) >= 1, "measure sizes (interactive_n, interactive_passes, offline_batch, reference_*_n) must be >= 1")
         bad = set(self.backends) - set(BACKENDS)
         _check(not bad, f"measure.backends: unknown {', '.join(sorted(bad))} (known: {', '.join(BACKENDS)})")
         bad = set(self.devices) - {"cpu", "cuda"}

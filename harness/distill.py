@@ -73,8 +73,11 @@ def train_student(
     """
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.Adadelta(params, lr=cfg.lr, rho=cfg.rho)
+    sparse = [m.weight for m in model.modules() if isinstance(m, torch.nn.Embedding) and m.sparse and m.weight.requires_grad]
+    dense = [p for p in model.parameters() if p.requires_grad and all(p is not q for q in sparse)]
+    opts = [torch.optim.Adadelta(dense, lr=cfg.lr, rho=cfg.rho)]
+    if sparse:
+        opts.append(LazyAdadelta(sparse, lr=cfg.lr, rho=cfg.rho))
     lengths = sum(t.lengths for t in train)
     stopper = EarlyStopping(cfg.patience)
     history, t0 = [], time.perf_counter()
@@ -88,9 +91,11 @@ def train_student(
             hard = torch.from_numpy(targets[idx])
             soft = torch.from_numpy(teacher_logits[idx]) if teacher_logits is not None else None
             loss = distill_loss(model(*inputs), hard, soft, cfg.alpha, cfg.loss, cfg.temperature)
-            opt.zero_grad()
+            for opt in opts:
+                opt.zero_grad()
             loss.backward()
-            opt.step()
+            for opt in opts:
+                opt.step()
             bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
             if step not in eval_at:
                 continue
@@ -107,6 +112,43 @@ def train_student(
     stopper.restore(model)
     model.eval()
     return {"history": history, "best_dev": stopper.best, "epochs_run": history[-1]["epoch"] if history else 0}
+
+
+class LazyAdadelta(torch.optim.Optimizer):
+    """torch.optim.Adadelta's update for parameters with sparse gradients (embedding tables), applied
+    to the rows in the batch only.
+
+    Dense Adadelta decays both running averages of every row each step, and a row whose gradient is
+    zero does not move. So a row last updated k steps ago gets its averages multiplied by rho**k, then
+    the usual update: the dense result (up to float rounding) at the cost of the batch's rows. With
+    QQP's 39,300-word vocabulary the dense update of the trainable embedding copy took 35% of each
+    Siamese training step.
+    """
+
+    def __init__(self, params, lr: float = 1.0, rho: float = 0.9, eps: float = 1e-6) -> None:
+        super().__init__(params, {"lr": lr, "rho": rho, "eps": eps})
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for group in self.param_groups:
+            lr, rho, eps = group["lr"], group["rho"], group["eps"]
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                state = self.state[p]
+                if not state:
+                    state.update(step=0, square_avg=torch.zeros_like(p), acc_delta=torch.zeros_like(p),
+                                 last=torch.zeros(p.shape[0], dtype=torch.long))
+                state["step"] += 1
+                grad = p.grad.coalesce() if p.grad.is_sparse else p.grad.to_sparse(1)  # rows: indices[0]
+                rows, g = grad.indices()[0], grad.values()  # (R,), (R, D)
+                decay = rho ** (state["step"] - 1 - state["last"][rows]).to(p.dtype).unsqueeze(1)  # steps skipped
+                square_avg = state["square_avg"][rows] * decay * rho + (1 - rho) * g * g
+                delta = (state["acc_delta"][rows] * decay + eps).sqrt() / (square_avg + eps).sqrt() * g
+                state["acc_delta"][rows] = state["acc_delta"][rows] * decay * rho + (1 - rho) * delta * delta
+                state["square_avg"][rows] = square_avg
+                state["last"][rows] = state["step"]
+                p[rows] -= lr * delta
 
 
 class EarlyStopping:

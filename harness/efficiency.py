@@ -77,7 +77,8 @@ def time_one(predictor, device: str, dev: Split, train: Split, kind: str, cfg: M
     sentences rather than a whole batch."""
     n_inter, n_off = sizes(kind, cfg, train)
     with measure.threads_for(cfg.interactive_threads or cfg.threads) as threads:
-        inter = measure.interactive(predictor.logits, dev.texts[:n_inter], min(cfg.warmup, n_inter), device)
+        inter = measure.interactive(predictor.logits, dev.texts[:n_inter], min(cfg.warmup, n_inter), device,
+                                    cfg.interactive_passes)
     with measure.threads_for(cfg.threads) as off_threads:
         off = measure.offline(predictor.logits, train.texts[:n_off], cfg.offline_batch,
                               warmup_n=64 if kind == "reference" else None, device=device)
@@ -146,7 +147,7 @@ def measure_one(model: str, backend: str, regime: str, device: str, n: int | Non
     texts = splits["validation"].texts[: n or n_inter] if regime == "interactive" else splits["train"].texts[: n or n_off]
     runner = on_device(backend_predictor(predictor, kind, backend, folder, splits["validation"].texts), device, "fp32")
     if regime == "interactive":
-        stats = measure.interactive(runner.logits, texts, min(cfg.warmup, len(texts)), device)
+        stats = measure.interactive(runner.logits, texts, min(cfg.warmup, len(texts)), device, cfg.interactive_passes)
     else:
         stats = measure.offline(runner.logits, texts, cfg.offline_batch, warmup_n=64 if kind == "reference" else None,
                                 device=device)

@@ -65,7 +65,8 @@ def run_task(name: str, cfg: RunConfig, store: Store, out: Path, data_dir: str |
     jobs = student_jobs(cfg, len(task.text_columns))
     skipped = [v for v in cfg.ablations if v not in {job.name for job in jobs}]
     if skipped:
-        print(f"[ablations] {name}: not run here, their students read another number of sentences: {', '.join(skipped)}")
+        kind = "pairs" if len(task.text_columns) == 2 else "single sentences"
+        print(f"[ablations] {name}: skipped, their base students do not take {kind}: {', '.join(skipped)}")
     for job in jobs:
         data = stages.TransferData(augment_dir, label_dir)
         if job.augment is not None and job.transfer:  # a variant's own synthetic rows, made and labelled once

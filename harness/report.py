@@ -174,6 +174,7 @@ def backend_table(models: dict) -> pd.DataFrame:
                 "model": name, "backend": t["backend"], "device": t["device"], "dtype": t["dtype"],
                 "batch-1 p50 / p90 / p99 ms": f"{fmt(inter['p50_ms'])} / {fmt(inter['p90_ms'])} / {fmt(inter['p99_ms'])}",
                 "batch-1 mean ± sd ms": f"{fmt(inter['mean_ms'])} ± {fmt(inter['stdev_ms'])}",
+                "p50 per pass ms": " / ".join(fmt(p) for p in inter.get("pass_p50_ms", [])) or "–",
                 f"batch-{off['batch_size']} sentences/s": fmt(off["sentences_per_s"], 0),
                 "whole set, s": whole_set(off),
                 "dev score": fmt(next(iter(dev.values()))) if dev else "–",

@@ -26,7 +26,7 @@ class BiLSTMEncoder(nn.Module):
 
     def __init__(self, vocab_size: int, embed_dim: int, hidden: int, multichannel: bool) -> None:
         super().__init__()
-        self.embed = nn.Embedding(vocab_size, embed_dim, padding_idx=0)
+        self.embed = nn.Embedding(vocab_size, embed_dim, padding_idx=0, sparse=True)  # see distill.LazyAdadelta
         self.static = nn.Embedding(vocab_size, embed_dim, padding_idx=0) if multichannel else None
         if self.static is not None:
             self.static.weight.requires_grad_(False)

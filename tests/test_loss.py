@@ -49,3 +49,25 @@ def test_gradient_reaches_student_only() -> None:
     distill_loss(student, TARGETS, TEACHER, 0.0).backward()
     assert student.grad is not None
     torch.testing.assert_close(student.grad, 2 * (STUDENT - TEACHER) / len(STUDENT))
+
+
+def test_lazy_adadelta_matches_dense_adadelta() -> None:
+    """A sparse embedding trained with LazyAdadelta ends where a dense one trained with
+    torch.optim.Adadelta does, over batches that leave most rows untouched for several steps."""
+    from harness.distill import LazyAdadelta
+
+    torch.manual_seed(0)
+    sparse, dense = torch.nn.Embedding(50, 4, padding_idx=0, sparse=True), torch.nn.Embedding(50, 4, padding_idx=0)
+    dense.weight.data.copy_(sparse.weight.data)
+    start = sparse.weight.detach().clone()
+    opts = [LazyAdadelta(sparse.parameters(), lr=1.0, rho=0.95), torch.optim.Adadelta(dense.parameters(), lr=1.0, rho=0.95)]
+    target = torch.randn(4)
+    for _ in range(12):
+        ids = torch.randint(0, 50, (3, 5))  # ~15 of 50 rows per step, row 0 (padding) among them
+        for emb, opt in zip((sparse, dense), opts):
+            opt.zero_grad()
+            ((emb(ids) - target) ** 2).sum().backward()
+            opt.step()
+    assert (sparse.weight - start).abs().sum(dim=1).gt(0).sum() > 25  # most rows moved
+    torch.testing.assert_close(sparse.weight, dense.weight, atol=1e-6, rtol=1e-5)
+    assert torch.equal(sparse.weight[0], dense.weight[0])  # the padding row never moves

@@ -24,6 +24,16 @@ def test_summary_percentiles_and_throughput() -> None:
     assert stats["sentences_per_s"] == pytest.approx(100 / sum(0.001 * k for k in range(1, 101)))
 
 
+def test_interactive_passes_pool_every_call_and_keep_each_pass_median() -> None:
+    """Three passes over 4 sentences: 2 warm-up calls, then 12 timed batch-1 calls in sentence order,
+    percentiles over all 12, one median per pass."""
+    seen: list = []
+    texts = [(f"s{i}",) for i in range(4)]
+    stats = measure.interactive(lambda batch, bs: seen.append((batch[0][0], bs)), texts, warmup=2, passes=3)
+    assert seen == [("s0", 1), ("s1", 1)] + [(f"s{i}", 1) for i in range(4)] * 3
+    assert stats["calls"] == stats["items"] == 12 and stats["passes"] == 3 and len(stats["pass_p50_ms"]) == 3
+
+
 def test_offline_projects_a_subset_and_says_so() -> None:
     """Timing 1,000 of 67,349 sentences projects the whole set from the rate and records from what."""
     texts = [("a b c",)] * 1000

@@ -120,7 +120,7 @@ def test_onnx_export_matches_torch(predictor: StudentPredictor, pairs: list, tmp
     """The export twin (one encoder twin run on each sentence) matches the packed PyTorch student
     within 1e-4 on 400 real pairs; inputs are ids_0/lengths_0/ids_1/lengths_1, each column with its
     own time axis;
-    the shared encoder's weights are stored once; int8 quantises both sides' LSTMs."""
+    the shared encoder's weights are stored once; int8 quantises both sides' LSTMs and agrees with fp32."""
     path = ort.export_student(predictor, tmp_path / "student.onnx", pairs[:100])
     graph = onnx.load(str(path)).graph
     dims = {i.name: [d.dim_param for d in i.type.tensor_type.shape.dim] for i in graph.input}
@@ -136,7 +136,11 @@ def test_onnx_export_matches_torch(predictor: StudentPredictor, pairs: list, tmp
     ops = Counter(n.op_type for n in onnx.load(str(int8)).graph.node)
     assert ops["DynamicQuantizeLSTM"] == 4 and ops["LSTM"] == 0  # 2 sides x 2 directions, all quantised
     assert int8.stat().st_size < path.stat().st_size
-    assert np.isfinite(ort.OrtStudent.from_predictor(predictor, int8).logits(pairs, 256)).all()
+    q8 = ort.OrtStudent.from_predictor(predictor, int8).logits(pairs, 256)  # (N, 3)
+    # both sides' LSTMs quantised right (each LSTM node its own weights: ort.prepare_for_quantization).
+    # Measured: max |delta logit| 0.0026 and 99.75% argmax agreement; with the two sides' LSTM nodes
+    # sharing their weights, 0.123 and 88.75%.
+    assert np.abs(q8 - got).max() <= 0.03 and (q8.argmax(-1) == got.argmax(-1)).mean() >= 0.97
 
 
 def test_twin_registered() -> None:
