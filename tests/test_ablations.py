@@ -45,7 +45,9 @@ DEV = Split([("great",), ("awful",)], [1, 0], "synthetic")
 
 
 def stage_keys(cfg: RunConfig, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    """The key every stage function computes for `cfg` (nothing is built)."""
+    """The key every stage function computes for `cfg` (nothing is built), with the student stage at
+    version 1 as when PINNED_KEYS were taken (version 2, LazyAdadelta, changed them on purpose)."""
+    monkeypatch.setitem(stages.VERSIONS, "student", 1)
     keys: dict[str, str] = {}
 
     def fake_cached(store, stage: str, key: str, build) -> tuple[Path, dict]:
