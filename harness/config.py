@@ -139,6 +139,8 @@ class MeasureConfig:
     offline_batch: int = 512
     offline_n: int = 0  # sentences timed in the offline regime; 0 = all training sentences
     teacher_offline_n: int = 2048  # the teacher is too slow for all of them on a CPU: projected
+    offline_min_calls: int = 8  # a sample of fewer batches is timed again, whole passes, up to...
+    offline_max_s: float = 10.0  # ...this many seconds of passes; the median pass counts
     backends: tuple[str, ...] = ("torch", "onnx", "onnx-int8")  # int8 applies to students only
     devices: tuple[str, ...] = ("cpu", "cuda")  # cuda is skipped (and recorded so) without a GPU
     gpu_autocast: str = "bf16"  # transformers on CUDA are also timed in this dtype: bf16 | fp16 | none
@@ -148,6 +150,8 @@ class MeasureConfig:
 
     def __post_init__(self) -> None:
         _check(self.threads >= 0 and self.interactive_threads >= 0, "measure.threads and interactive_threads must be >= 0")
+        _check(self.offline_min_calls >= 1 and self.offline_max_s >= 0,
+               "measure.offline_min_calls must be >= 1 and measure.offline_max_s >= 0")
         sizes = (self.interactive_n, self.interactive_passes, self.offline_batch, self.reference_interactive_n,
                  self.reference_offline_n)
         _check(min(sizes) >= 1, "measure sizes (interactive_n, interactive_passes, offline_batch, reference_*_n) must be >= 1")

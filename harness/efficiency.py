@@ -81,7 +81,8 @@ def time_one(predictor, device: str, dev: Split, train: Split, kind: str, cfg: M
                                     cfg.interactive_passes)
     with measure.threads_for(cfg.threads) as off_threads:
         off = measure.offline(predictor.logits, train.texts[:n_off], cfg.offline_batch,
-                              warmup_n=64 if kind == "reference" else None, device=device)
+                              warmup_n=64 if kind == "reference" else None, device=device,
+                              min_calls=cfg.offline_min_calls, max_s=cfg.offline_max_s)
     return {"interactive": {**inter, "threads": threads}, "offline": {**off, "threads": off_threads}}
 
 
@@ -150,7 +151,7 @@ def measure_one(model: str, backend: str, regime: str, device: str, n: int | Non
         stats = measure.interactive(runner.logits, texts, min(cfg.warmup, len(texts)), device, cfg.interactive_passes)
     else:
         stats = measure.offline(runner.logits, texts, cfg.offline_batch, warmup_n=64 if kind == "reference" else None,
-                                device=device)
+                                device=device, min_calls=cfg.offline_min_calls, max_s=cfg.offline_max_s)
     total, non_emb = predictor.num_params()
     return {"model": model, "backend": backend, "regime": regime, "device": device, "threads": torch.get_num_threads(),
             "params_total": total, "params_non_embedding": non_emb, **{k: stats[k] for k in

@@ -46,6 +46,20 @@ def test_offline_projects_a_subset_and_says_so() -> None:
     assert full["projected_from"] is None and full["whole_set_s"] == full["total_s"]
 
 
+def test_offline_times_a_small_sample_again_and_keeps_the_median_pass(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two batches with min_calls 8 are timed in 4 passes; one slow pass (load from elsewhere) does not
+    move the time, and max_s stops the passes early."""
+    pass_times = iter([[1.0, 1.0], [9.0, 9.0], [1.1, 1.1], [1.2, 1.2], [5.0, 5.0]])
+    monkeypatch.setattr(measure, "time_calls", lambda fn, batches, warmup, device: next(pass_times))
+    texts = [("a b",)] * 1000
+    stats = measure.offline(lambda batch, bs: None, texts, batch_size=512, min_calls=8, max_s=60)
+    assert stats["passes"] == 4 and stats["calls"] == 8 and stats["pass_s"] == [2.0, 18.0, 2.2, 2.4]
+    assert stats["total_s"] == pytest.approx(2.3) and stats["sentences_per_s"] == pytest.approx(1000 / 2.3)
+    assert stats["whole_set_s"] == pytest.approx(67_349 / 1000 * 2.3)
+    pass_times = iter([[1.0, 1.0], [9.0, 9.0], [1.1, 1.1]])
+    assert measure.offline(lambda batch, bs: None, texts, batch_size=512, min_calls=8, max_s=3)["passes"] == 2
+
+
 class FakeTeacher:
     autocast = None
 
