@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from harness.registry import TASKS  # filled by plugins.load_plugins(); an unknown task counts sentences
+
 # Tang et al. (2019), Table 1 (GLUE test) and section 4.4 (67,350 sentences, batch 512, one V100).
 PAPER_ACCURACY = {
     "sst2": {"teacher": ("BERT-large", 94.9), "bilstm": ("BiLSTM", 86.7), "bilstm_soft": ("BiLSTM_SOFT", 90.7)},
@@ -126,9 +128,10 @@ def ratio(num: float | None, den: float | None, digits: int = 1) -> str:
     return f"{r:,.{digits}f}x" if r >= 1 else f"{r:.2g}x"
 
 
-def efficiency_table(models: dict, device: str = "cpu") -> pd.DataFrame:
+def efficiency_table(models: dict, device: str = "cpu", unit: str = "sentences") -> pd.DataFrame:
     """The paper's comparison, PyTorch fp32 on `device`: sizes, both regimes, and speed-ups of each
-    model over BERT-large, ELMo and our teacher (all timed in this run, on this machine)."""
+    model over BERT-large, ELMo and our teacher (all timed in this run, on this machine). `unit`
+    names what the offline regime's examples are (pairs on pair tasks)."""
     refs = {r: timing(models.get(r), device=device) for r in ("bert_large", "elmo", "teacher")}
     bert_params = models.get("bert_large", {}).get("params_total")
     rows = []
@@ -143,7 +146,7 @@ def efficiency_table(models: dict, device: str = "cpu") -> pd.DataFrame:
             "BERT-large params / these (excl. emb.)": ratio(bert_params, m["params_non_embedding"], 0),
             "batch-1 p50 ms": fmt(t["interactive"]["p50_ms"]),
             "batch-1 p99 ms": fmt(t["interactive"]["p99_ms"]),
-            f"{t['offline']['whole_set']:,} sentences, batch {t['offline']['batch_size']}, s": whole_set(t["offline"]),
+            f"{t['offline']['whole_set']:,} {unit}, batch {t['offline']['batch_size']}, s": whole_set(t["offline"]),
         }
         for ref, label in (("bert_large", "BERT-large"), ("elmo", "ELMo"), ("teacher", "teacher")):
             other = refs[ref]
@@ -208,6 +211,7 @@ def render(results: dict) -> str:
     ]
     for task, t in results["tasks"].items():
         title = TASK_TITLES.get(task, task)
+        unit = "pairs" if task in TASKS and TASKS.get(task).is_pair else "sentences"
         lines += [
             f"## {title}",
             "",
@@ -225,9 +229,9 @@ def render(results: dict) -> str:
             *ablation_section(t["models"]),
             "### Size and speed (measured here in one process, PyTorch fp32 on CPU, text in -> logits out)",
             "",
-            md(efficiency_table(t["models"])),
+            md(efficiency_table(t["models"], unit=unit)),
             "",
-            *(["On the GPU:", "", md(efficiency_table(t["models"], "cuda")), ""] if any(
+            *(["On the GPU:", "", md(efficiency_table(t["models"], "cuda", unit)), ""] if any(
                 s["device"] == "cuda" for m in t["models"].values() for s in speeds(m)) else []),
             *thread_lines(t["models"]),
             *[f"- {note}" for note in t.get("measure_notes", [])],

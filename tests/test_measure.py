@@ -102,3 +102,5 @@ def test_efficiency_table_ratios_come_from_the_same_run() -> None:
     assert row["offline speed-up vs teacher"] == "20.0x"
     assert row["BERT-large params / these (excl. emb.)"] == "335x"
     assert int8_lines(models) == ["- `bilstm_soft` dynamic int8 (ONNX Runtime): dev accuracy 85.00 vs fp32 86.00 (-1.00)"]
+    assert "67,349 sentences, batch 512, s" in row.index
+    assert "67,349 pairs, batch 512, s" in efficiency_table(models, unit="pairs").columns
