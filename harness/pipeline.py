@@ -85,7 +85,8 @@ def run_task(name: str, cfg: RunConfig, store: Store, out: Path, data_dir: str |
         models[model_name] = score_and_time(model_name, predictor, task, splits, cfg, models_out, variants.get(model_name))
     for ref_name in cfg.measure.references if cfg.measure.enabled else ():
         models[ref_name] = time_reference(ref_name, task, cfg, dev, train)
-    results = {"data": {"train": len(train), "dev": len(dev), "source": train.source}, "config": asdict(cfg),
+    results = {"data": {"train": len(train), "dev": len(dev), "source": train.source,
+                        "unit": "pairs" if task.is_pair else "sentences"}, "config": asdict(cfg),
                "stages": stage_meta, "models": models}
     if cfg.measure.enabled and efficiency.cuda_note(cfg.measure):
         results["measure_notes"] = [efficiency.cuda_note(cfg.measure)]

@@ -10,8 +10,6 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness.registry import TASKS  # filled by plugins.load_plugins(); an unknown task counts sentences
-
 # Tang et al. (2019), Table 1 (GLUE test) and section 4.4 (67,350 sentences, batch 512, one V100).
 PAPER_ACCURACY = {
     "sst2": {"teacher": ("BERT-large", 94.9), "bilstm": ("BiLSTM", 86.7), "bilstm_soft": ("BiLSTM_SOFT", 90.7)},
@@ -211,7 +209,7 @@ def render(results: dict) -> str:
     ]
     for task, t in results["tasks"].items():
         title = TASK_TITLES.get(task, task)
-        unit = "pairs" if task in TASKS and TASKS.get(task).is_pair else "sentences"
+        unit = t["data"].get("unit", "sentences")  # runs before the field was recorded: sentences
         lines += [
             f"## {title}",
             "",

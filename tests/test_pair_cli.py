@@ -86,6 +86,7 @@ def test_mnli_run_end_to_end(mnli_run: Path) -> None:
             assert 0 <= timing["scores"]["accuracy"] <= 100, name
     for name in ("teacher", "siamese_bilstm", "siamese_bilstm_tiny"):
         assert (mnli_run / "models" / "mnli" / name / "harness.json").is_file()
+    assert mnli["data"]["unit"] == "pairs" and "67,349 pairs, batch 512, s" in (mnli_run / "report.md").read_text()
 
 
 def test_mnli_mismatched_dev_is_scored(mnli_run: Path) -> None:
