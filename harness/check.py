@@ -38,7 +38,8 @@ def baseline_rows(results: dict) -> list[dict]:
 
 
 def make_baseline(results: dict, previous: dict | None = None) -> dict:
-    """A baseline from `results`, keeping the tolerances (global and per row) of `previous`."""
+    """A baseline from `results`, keeping the tolerances (global and per row) of `previous`, and
+    their written reasons (`tolerance_why`)."""
     previous = previous or {}
     kept = {(r["task"], r["model"], r["score"]): r["tolerance"] for r in previous.get("rows", []) if "tolerance" in r}
     rows = baseline_rows(results)
@@ -53,6 +54,7 @@ def make_baseline(results: dict, previous: dict | None = None) -> dict:
         "made_from": {"suite": results.get("suite"), "preset": results.get("preset"), "set": results.get("set", {}),
                       "commit": env.get("git_commit"), "cpu": env.get("cpu"), "torch_threads": env.get("torch_threads")},
         "tolerance": {**DEFAULT_TOLERANCE, **previous.get("tolerance", {})},
+        **({"tolerance_why": previous["tolerance_why"]} if "tolerance_why" in previous else {}),
         "rows": rows,
     }
 

@@ -73,17 +73,20 @@ def on_device(predictor, device: str, dtype: str):
 def time_one(predictor, device: str, dev: Split, train: Split, kind: str, cfg: MeasureConfig) -> dict:
     """Both regimes for one predictor on one device: batch 1 with `interactive_threads` (one request
     per core, as a server runs; also far steadier than 2 threads for sub-millisecond calls), the
-    offline regime with `threads`. References (the slowest models) warm up the offline regime on 64
-    sentences rather than a whole batch."""
+    offline regime with `threads`."""
     n_inter, n_off = sizes(kind, cfg, train)
     with measure.threads_for(cfg.interactive_threads or cfg.threads) as threads:
         inter = measure.interactive(predictor.logits, dev.texts[:n_inter], min(cfg.warmup, n_inter), device,
                                     cfg.interactive_passes)
     with measure.threads_for(cfg.threads) as off_threads:
-        off = measure.offline(predictor.logits, train.texts[:n_off], cfg.offline_batch,
-                              warmup_n=64 if kind == "reference" else None, device=device,
-                              min_calls=cfg.offline_min_calls, max_s=cfg.offline_max_s)
+        off = time_offline(predictor, train.texts[:n_off], kind, device, cfg)
     return {"interactive": {**inter, "threads": threads}, "offline": {**off, "threads": off_threads}}
+
+
+def time_offline(predictor, texts: list, kind: str, device: str, cfg: MeasureConfig) -> dict:
+    """The offline regime as `cfg` sets it; references (the slowest models) warm up on 64 sentences."""
+    return measure.offline(predictor.logits, texts, cfg.offline_batch, warmup_n=64 if kind == "reference" else None,
+                           device=device, min_calls=cfg.offline_min_calls, max_s=cfg.offline_max_s)
 
 
 def sizes(kind: str, cfg: MeasureConfig, train: Split) -> tuple[int, int]:
@@ -150,8 +153,7 @@ def measure_one(model: str, backend: str, regime: str, device: str, n: int | Non
     if regime == "interactive":
         stats = measure.interactive(runner.logits, texts, min(cfg.warmup, len(texts)), device, cfg.interactive_passes)
     else:
-        stats = measure.offline(runner.logits, texts, cfg.offline_batch, warmup_n=64 if kind == "reference" else None,
-                                device=device, min_calls=cfg.offline_min_calls, max_s=cfg.offline_max_s)
+        stats = time_offline(runner, texts, kind, device, cfg)
     total, non_emb = predictor.num_params()
     return {"model": model, "backend": backend, "regime": regime, "device": device, "threads": torch.get_num_threads(),
             "params_total": total, "params_non_embedding": non_emb, **{k: stats[k] for k in

@@ -106,6 +106,7 @@ def test_row_tolerance_wins_and_update_keeps_it(baseline: Path, results: dict, t
         if (row["model"], row["score"]) == ("bilstm_soft", "dev accuracy"):
             row["tolerance"] = 3.0
     data["tolerance"]["speed_ratio_factor"] = 0.25
+    data["tolerance_why"] = "why these tolerances"
     baseline.write_text(json.dumps(data))
     _, regressed = check(write_run(tmp_path / "worse", degrade(results, 2.0, 3.0)), baseline)
     assert not regressed
@@ -113,6 +114,7 @@ def test_row_tolerance_wins_and_update_keeps_it(baseline: Path, results: dict, t
     kept = load_baseline(baseline)
     assert kept["tolerance"]["speed_ratio_factor"] == 0.25
     assert [r["tolerance"] for r in kept["rows"] if "tolerance" in r] == [3.0]
+    assert kept["tolerance_why"] == "why these tolerances"
 
 
 def test_missing_row_regresses_new_row_does_not(baseline: Path, results: dict, tmp_path: Path) -> None:
