@@ -115,17 +115,17 @@ def tag_corpus(texts: Sequence[tuple[str, ...]]) -> list[tuple[list[list[str]], 
 
 def generate(
     texts: Sequence[tuple[str, ...]],
-    labels: Sequence[int],
+    labels: Sequence[int] | Sequence[float],
     cfg: AugmentConfig,
     seed: int,
     augment_ids: Sequence[int] | None = None,
 ) -> Iterator[tuple[tuple[str, ...], int]]:
     """Yield the transfer set: every original (with its gold label) then the unique synthetic
-    examples (label -1). Texts come out tokenised and space-joined.
+    examples (label None: no gold). Texts come out tokenised and space-joined.
 
     Args:
         texts: training examples.
-        labels: their gold labels.
+        labels: their gold labels (class indices, or a regression task's scores).
         cfg: augmentation settings.
         seed: makes the output deterministic.
         augment_ids: indices of the examples to augment (default: all).
@@ -137,7 +137,7 @@ def generate(
     for (toks, _), label in zip(tagged, labels):
         key = tuple(" ".join(t) for t in toks)
         seen.add(key)
-        yield key, int(label)
+        yield key, label
     if not cfg.enabled or cfg.n_iter == 0:
         return
     ids = range(len(texts)) if augment_ids is None else augment_ids
@@ -150,13 +150,20 @@ def generate(
             key = tuple(" ".join(t) for t in new)
             if key not in seen and all(key):
                 seen.add(key)
-                yield key, -1
+                yield key, None
 
 
-def write_transfer_set(rows: Iterator[tuple[tuple[str, ...], int]], n_sides: int, path: Path) -> int:
-    """Stream (texts, label) rows into an Arrow IPC stream file; returns the row count."""
+NO_GOLD = {pa.int64(): -1, pa.float64(): float("nan")}  # a synthetic row's label, by the label column's type
+
+
+def write_transfer_set(rows: Iterator[tuple[tuple[str, ...], int | float | None]], n_sides: int, path: Path,
+                       regression: bool = False) -> int:
+    """Stream (texts, label) rows into an Arrow IPC stream file; returns the row count. Labels are
+    int64 class indices (-1: synthetic, no gold label), or float64 scores of a regression task (NaN:
+    synthetic); see `label.has_gold`."""
     names = ["text_a", "text_b"][:n_sides]
-    schema = pa.schema([*(pa.field(n, pa.string()) for n in names), pa.field("label", pa.int64())])
+    label_type = pa.float64() if regression else pa.int64()
+    schema = pa.schema([*(pa.field(n, pa.string()) for n in names), pa.field("label", label_type)])
     count = 0
     cols: list[list] = [[] for _ in range(n_sides + 1)]
     with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_stream(sink, schema) as writer:
@@ -169,7 +176,7 @@ def write_transfer_set(rows: Iterator[tuple[tuple[str, ...], int]], n_sides: int
         for texts, label in rows:
             for c, t in zip(cols, texts):
                 c.append(t)
-            cols[-1].append(label)
+            cols[-1].append(NO_GOLD[label_type] if label is None else label)
             count += 1
             if len(cols[-1]) >= WRITE_BATCH:
                 flush()

@@ -13,11 +13,14 @@ from pathlib import Path
 from harness.errors import HarnessError
 
 EPILOG = """examples:
-  python -m harness run --suite glue --preset quick          # SST-2 end to end + ablations, ~30 min on 2 cores
+  python -m harness run --suite glue --preset quick          # every GLUE task with data, about an hour on 2 cores
+  python -m harness run --suite glue --preset quick --tasks stsb   # one task (a task named here must have data)
   python -m harness run --suite glue --preset smoke --out runs/smoke
   python -m harness run --suite glue --set student.hidden=300 --set teacher.epochs=2
   python -m harness ls students
   python -m harness predict --model runs/glue-quick/models/sst2/bilstm_soft --input dev.tsv
+  python -m harness predict --model runs/glue-quick/models/stsb/siamese_bilstm_soft \
+      --input ../shared/data/STS-B/test.tsv --output STS-B.tsv                   # GLUE submission format
   python -m harness run --suite glue --preset quick --set ablations=bilstm_soft_noaug,bilstm_soft_kl_t4
   python -m harness compare runs/glue-quick runs/glue-full
   python -m harness check --baseline benchmarks/baseline.json runs/ci-smoke            # exit 1 on a regression
@@ -35,9 +38,11 @@ def parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="teacher -> augment -> label -> students -> evaluate -> measure -> report")
     run.add_argument("--suite", default="glue", help="suite name in harness/suites/ or a YAML path (default: glue)")
-    run.add_argument("--preset", help="named overrides from the suite: smoke (~1.5 min), quick (~30 min, 17 without ablations), "
-                     "full (paper protocol, hours)")
-    run.add_argument("--tasks", help="comma-separated tasks, overriding the suite's (e.g. sst2)")
+    run.add_argument("--preset", help="named overrides from the suite: smoke (SST-2 + STS-B slices, ~3 min), quick (all "
+                     "six GLUE tasks with data, about an hour), full (paper protocol, hours)")
+    run.add_argument("--tasks", help="comma-separated tasks, overriding the suite's (e.g. sst2,stsb); without it every "
+                     "task of the suite that has training data runs and the others are named as not run; a task named "
+                     "here without data is an error")
     run.add_argument("--students", help="comma-separated students, overriding the suite's")
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                      help="override a config field, e.g. student.hidden=300 (repeatable)")
@@ -49,10 +54,14 @@ def parser() -> argparse.ArgumentParser:
     ls = sub.add_parser("ls", help="list registered tasks, teachers, students or shipped suites")
     ls.add_argument("what", choices=["tasks", "teachers", "students", "references", "suites"])
 
-    pr = sub.add_parser("predict", help="score a GLUE-style TSV with a trained model folder")
+    pr = sub.add_parser("predict", help="score a GLUE-style TSV with a trained model folder",
+                        description="Predict every row of a GLUE-style file. When the file has labels, the last line "
+                        "printed is JSON with the task's metrics, e.g. {\"n\": 1500, \"pearson\": ..., \"spearman\": ...} "
+                        "for STS-B or {\"n\": 1043, \"mcc\": ...} for CoLA.")
     pr.add_argument("--model", type=Path, required=True, help="a folder under <run>/models/<task>/<model>")
     pr.add_argument("--input", type=Path, required=True, help="TSV with the task's text columns (and label, to score)")
-    pr.add_argument("--output", type=Path, help="write index<TAB>prediction here")
+    pr.add_argument("--output", type=Path, help="write GLUE's submission format here: index<TAB>prediction, a score "
+                    "for STS-B, label names for MNLI, QNLI and RTE, class indices otherwise")
     me = sub.add_parser("measure", help="time one model on its own: a trained model folder or a reference name",
                         description="Parameters and latency of one model, printed as one JSON line last. Batch-1 "
                         "timing runs over the task's dev sentences, the offline regime over its training sentences "
@@ -145,7 +154,7 @@ def cmd_run(args: argparse.Namespace) -> None:
         sets["students"] = args.students
     cfg, info = load_suite(args.suite, args.preset, sets)
     from harness.registry import REFERENCES, STUDENTS, TASKS
-    from harness.stages import check_student_fits
+    from harness.stages import check_job_fits
     from harness.variants import check_registered, student_jobs
 
     for name in cfg.tasks:  # every name and every student's fit to its task, before any work
@@ -154,7 +163,7 @@ def cmd_run(args: argparse.Namespace) -> None:
             STUDENTS.get(student)
         check_registered(cfg.for_task(name))
         for job in student_jobs(cfg.for_task(name), len(TASKS.get(name).text_columns)):
-            check_student_fits(job.base, TASKS.get(name))
+            check_job_fits(job, TASKS.get(name))
     for name in cfg.measure.references:
         REFERENCES.get(name)
     threads = set_threads(cfg.measure.threads)

@@ -4,7 +4,9 @@ side, with each run's difference from the first.
 Rows: every model's scores (ablation variants included, and ONNX/int8 dev scores), its batch-1
 latency, and speed ratios measured inside one run (`speed_rows`: a model's speed-up over the
 teacher, and ONNX Runtime's over PyTorch for the same model), which compare across machines where
-absolute times do not. `harness check` gates on the same rows.
+absolute times do not; then each role's GLUE macro average (`glue_rows`), named with the tasks it
+averages, so runs over different task sets show theirs as rows not in every run. `harness check`
+gates on the score and speed rows.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from harness.errors import HarnessError
+from harness.glue_table import glue_tasks, role_averages, tasks_phrase
 from harness.report import speeds, timing
 
 Row = tuple[str, str, str]  # (task, model, score)
@@ -81,6 +84,14 @@ def latency_rows(results: dict) -> dict[Row, float]:
     return rows
 
 
+def glue_rows(results: dict) -> dict[Row, float]:
+    """("GLUE", role, "average (6 tasks: cola, sst2, ...)") -> the role's GLUE macro average over the
+    run's GLUE tasks, for each role scored on all of them."""
+    tasks = glue_tasks(results)
+    score = f"average ({tasks_phrase(len(tasks))}: {', '.join(tasks)})"
+    return {("GLUE", role, score): value for role, value in role_averages(results).items()}
+
+
 def model_order(results: dict) -> dict[tuple[str, str], tuple[int, int, int]]:
     """(task, model) -> sort key: tasks in run order; the teacher, students, ablation variants, then references."""
     rank = {"teacher": 0, "student": 1, "reference": 3}
@@ -89,10 +100,11 @@ def model_order(results: dict) -> dict[tuple[str, str], tuple[int, int, int]]:
 
 
 def all_rows(results: dict) -> dict[Row, float]:
-    """Scores, latency and speed ratios, grouped by task and model."""
+    """Scores, latency and speed ratios, grouped by task and model; then the GLUE averages per role."""
     merged = {**score_rows(results), **latency_rows(results), **speed_rows(results)}
     order = model_order(results)
-    return dict(sorted(merged.items(), key=lambda kv: order[kv[0][:2]]))  # stable: keeps each model's row order
+    grouped = dict(sorted(merged.items(), key=lambda kv: order[kv[0][:2]]))  # stable: keeps each model's row order
+    return {**grouped, **glue_rows(results)}
 
 
 def compare(runs: list[Path], labels: list[str] | None = None) -> str:

@@ -4,6 +4,10 @@ D is the paper's squared distance of logits ||z_T - z_S||^2 (`mse`), or for the 
 divergence of temperature-softened probabilities scaled by T^2 (`kl`, Hinton et al.), or
 cross-entropy on the teacher's argmax (`hard`: labels instead of logits). Without teacher logits
 (the label-only baseline) the loss is plain cross-entropy on gold labels.
+
+A regression task (one output, e.g. STS-B's similarity score) swaps the cross-entropy for the squared
+error to the target score: gold-only students regress gold scores, distilled ones the teacher's
+score with the paper's MSE term, unchanged. `kl` and `hard` have no meaning there (config refuses them).
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from tqdm import tqdm
 
 from harness.batching import TokenIds, bucketed_batches
 from harness.config import StudentConfig
-from harness.metrics import score
+from harness.metrics import improved, score_outputs, worst
 
 
 def distill_loss(student: torch.Tensor, targets: torch.Tensor, teacher: torch.Tensor | None, alpha: float,
@@ -27,13 +31,17 @@ def distill_loss(student: torch.Tensor, targets: torch.Tensor, teacher: torch.Te
 
     Args:
         student: student logits z_S, (B, K).
-        targets: hard labels t, (B,): gold on originals, the teacher's argmax on synthetic examples.
+        targets: hard labels t, (B,): gold on originals, the teacher's argmax on synthetic examples;
+            for a regression task (K = 1) the gold score, or the teacher's on synthetic examples.
         teacher: teacher logits z_T, (B, K), or None for label-only training.
         alpha: weight of the cross-entropy term.
         loss: the distillation term: mse, kl or hard.
         temperature: softmax temperature T of `kl`.
     """
-    ce = F.cross_entropy(student, targets)
+    if student.shape[-1] == 1:  # regression: squared error to the target score, (B, 1) vs (B,)
+        ce = ((student[:, 0] - targets.to(student.dtype)) ** 2).mean()
+    else:
+        ce = F.cross_entropy(student, targets)
     if teacher is None:
         return ce
     if loss == "mse":
@@ -57,7 +65,7 @@ def train_student(
     targets: np.ndarray,
     teacher_logits: np.ndarray | None,
     dev: list[TokenIds],
-    dev_labels: list[int],
+    dev_labels: list[float],
     metrics: tuple[str, ...],
     predict,
     seed: int,
@@ -67,9 +75,10 @@ def train_student(
 
     Args:
         train: token ids per text column.
-        targets: hard labels per training example.
+        targets: hard labels (or regression scores) per training example.
         teacher_logits: (N, K) teacher logits, or None for label-only training.
-        predict: (list[TokenIds]) -> logits, used to score dev.
+        predict: (list[TokenIds]) -> outputs, used to score dev.
+        metrics: the task's metrics; the first one selects the checkpoint, in its direction.
     """
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
@@ -79,7 +88,7 @@ def train_student(
     if sparse:
         opts.append(LazyAdadelta(sparse, lr=cfg.lr, rho=cfg.rho))
     lengths = sum(t.lengths for t in train)
-    stopper = EarlyStopping(cfg.patience)
+    stopper = EarlyStopping(cfg.patience, metrics[0])
     history, t0 = [], time.perf_counter()
     for epoch in range(cfg.epochs):
         batches = bucketed_batches(lengths, cfg.batch_size, rng)
@@ -100,7 +109,7 @@ def train_student(
             if step not in eval_at:
                 continue
             model.eval()
-            dev_scores = score(metrics, dev_labels, predict(dev).argmax(-1))
+            dev_scores = score_outputs(metrics, dev_labels, predict(dev))
             model.train()
             at = round(epoch + step / len(batches), 3)
             history.append({"epoch": at, "dev": dev_scores, "seconds": round(time.perf_counter() - t0, 1)})
@@ -152,17 +161,25 @@ class LazyAdadelta(torch.optim.Optimizer):
 
 
 class EarlyStopping:
-    """Keeps the best weights seen on dev; `stop` turns true after `patience` evaluations without gain."""
+    """Keeps the best weights seen on dev; `stop` turns true after `patience` evaluations without gain.
 
-    def __init__(self, patience: int) -> None:
+    Args:
+        patience: evaluations without gain before stopping.
+        metric: the selection metric's name; best-so-far starts at its worst value (minus infinity
+            for higher-is-better) and the first evaluation's weights are always kept, so an undefined
+            (NaN) score still leaves weights to restore.
+    """
+
+    def __init__(self, patience: int, metric: str = "accuracy") -> None:
         self.patience = patience
-        self.best = -1.0
+        self.metric = metric
+        self.best = worst(metric)
         self.state: dict | None = None
         self.bad = 0
         self.stop = False
 
     def update(self, value: float, model: torch.nn.Module) -> bool:
-        if value > self.best:
+        if self.state is None or improved(self.metric, value, self.best):
             self.best, self.state, self.bad = value, copy.deepcopy(model.state_dict()), 0
         else:
             self.bad += 1

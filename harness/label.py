@@ -26,6 +26,12 @@ def read_transfer_set(path: Path) -> pa.Table:
         return pa.ipc.open_stream(source).read_all()
 
 
+def has_gold(labels: np.ndarray) -> np.ndarray:
+    """Which rows of a transfer set's label column carry a gold label (the originals): synthetic rows
+    hold -1 (classes) or NaN (regression scores)."""
+    return ~np.isnan(labels) if labels.dtype.kind == "f" else labels >= 0
+
+
 def text_columns(table: pa.Table) -> list[str]:
     return [c for c in ("text_a", "text_b") if c in table.column_names]
 

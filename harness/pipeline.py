@@ -14,10 +14,10 @@ from harness.cache import Store, write_json_atomic
 from harness.config import RunConfig
 from harness.env import environment
 from harness.errors import HarnessError
-from harness.metrics import score
-from harness.registry import REFERENCES, TASKS, TEACHERS
+from harness.metrics import score_outputs
+from harness.registry import REFERENCES, STUDENTS, TASKS, TEACHERS
 from harness.report import write_report
-from harness.tasks import REPO_ROOT, Split, Task, candidate_dirs, load_task, score_name
+from harness.tasks import REPO_ROOT, NoData, Split, Task, candidate_dirs, load_task, score_name
 from harness.variants import student_jobs
 from harness.wordmodel import load_student
 
@@ -29,8 +29,7 @@ def evaluate(predictor, task: Task, splits: dict[str, Split]) -> dict[str, dict[
     for name in task.eval_splits:
         split = splits.get(name)
         if split is not None and split.labels is not None:
-            preds = predictor.logits(split.texts, 256).argmax(-1)
-            out[score_name(name)] = score(task.metrics, split.labels, preds)
+            out[score_name(name)] = score_outputs(task.metrics, split.labels, predictor.logits(split.texts, 256))
     return out
 
 
@@ -46,10 +45,9 @@ def load_splits(task: Task, cfg: RunConfig, data_dir: str | None) -> dict[str, S
     return splits
 
 
-def run_task(name: str, cfg: RunConfig, store: Store, out: Path, data_dir: str | None) -> dict:
+def run_task(name: str, cfg: RunConfig, store: Store, out: Path, splits: dict[str, Split]) -> dict:
     """One task end to end: the cached stages, then every model scored and measured."""
     task: Task = TASKS.get(name)
-    splits = load_splits(task, cfg, data_dir)
     train, dev = splits["train"], splits["validation"]
     print(f"== {name}: {len(train)} train, {len(dev)} dev ({train.source})", flush=True)
 
@@ -67,6 +65,7 @@ def run_task(name: str, cfg: RunConfig, store: Store, out: Path, data_dir: str |
     if skipped:
         kind = "pairs" if len(task.text_columns) == 2 else "single sentences"
         print(f"[ablations] {name}: skipped, their base students do not take {kind}: {', '.join(skipped)}")
+    roles = {"teacher": "teacher"}
     for job in jobs:
         data = stages.TransferData(augment_dir, label_dir)
         if job.augment is not None and job.transfer:  # a variant's own synthetic rows, made and labelled once
@@ -79,14 +78,19 @@ def run_task(name: str, cfg: RunConfig, store: Store, out: Path, data_dir: str |
         predictors[job.name] = load_student(student_dir / "model")
         if job.changes:
             variants[job.name] = {"base": job.base, "changes": job.changes}
+        else:
+            roles[job.name] = "distilled" if STUDENTS.get(job.base).distill else "label-only"
 
     models = {}
     for model_name, predictor in predictors.items():
         models[model_name] = score_and_time(model_name, predictor, task, splits, cfg, models_out, variants.get(model_name))
+        if model_name in roles:
+            models[model_name]["role"] = roles[model_name]
     for ref_name in cfg.measure.references if cfg.measure.enabled else ():
         models[ref_name] = time_reference(ref_name, task, cfg, dev, train)
     results = {"data": {"train": len(train), "dev": len(dev), "source": train.source,
-                        "unit": "pairs" if task.is_pair else "sentences"}, "config": asdict(cfg),
+                        "unit": "pairs" if task.is_pair else "sentences"},
+               "metrics": list(task.metrics), "regression": task.is_regression, "config": asdict(cfg),
                "stages": stage_meta, "models": models}
     if cfg.measure.enabled and efficiency.cuda_note(cfg.measure):
         results["measure_notes"] = [efficiency.cuda_note(cfg.measure)]
@@ -127,18 +131,45 @@ def copy_model(src: Path, dst: Path) -> None:
     tmp.rename(dst)
 
 
+def available_splits(cfg: RunConfig, data_dir: str | None, required: bool) -> tuple[dict[str, dict], dict[str, str]]:
+    """Every task's splits, cut to its limits; and the tasks not run, each with why (no training data).
+
+    Args:
+        required: the tasks were named on the command line: a task without data is an error. Otherwise
+            (the suite's own list, e.g. all of GLUE) it is left out and named with the reason.
+    """
+    splits, not_run = {}, {}
+    for name in cfg.tasks:
+        try:
+            splits[name] = load_splits(TASKS.get(name), cfg.for_task(name), data_dir)
+        except NoData as e:
+            if required:
+                raise
+            not_run[name] = f"no training data; {e.reason}"
+            print(f"== {name}: not run, no training data ({e.reason})", flush=True)
+    if not splits:
+        raise HarnessError(f"no task of {', '.join(cfg.tasks)} has training data: "
+                           + "; ".join(f"{t}: {why}" for t, why in not_run.items()))
+    return splits, not_run
+
+
 def run(cfg: RunConfig, suite_info: dict, out: Path, cache_dir: Path, data_dir: str | None, threads: int) -> dict:
-    """Run every task of `cfg`, then write results.json, report.md and plot.png into `out`."""
+    """Run every task of `cfg` that has data, then write results.json, report.md and plot.png into `out`.
+    Tasks named with --tasks (`suite_info["set"]["tasks"]`) must have data; the suite's own are skipped
+    when they have none, and named in the results and the report."""
     start = time.perf_counter()
     use_nltk_data([root for _, root in candidate_dirs(data_dir)])
     TEACHERS.get(cfg.teacher.name)
+    splits, not_run = available_splits(cfg, data_dir, required="tasks" in suite_info.get("set", {}))
     out.mkdir(parents=True, exist_ok=True)
     results = {
         **suite_info,
         "config": asdict(cfg),
         "seed": cfg.seed,
         "environment": {**environment(REPO_ROOT), "torch_threads": threads},
-        "tasks": {name: run_task(name, cfg.for_task(name), Store(cache_dir), out, data_dir) for name in cfg.tasks},
+        "tasks": {name: run_task(name, cfg.for_task(name), Store(cache_dir), out, task_splits)
+                  for name, task_splits in splits.items()},
+        **({"not_run": not_run} if not_run else {}),
     }
     results["wall_seconds"] = round(time.perf_counter() - start, 2)
     write_json_atomic(out / "results.json", results)

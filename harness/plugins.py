@@ -5,6 +5,7 @@ import importlib
 PLUGIN_MODULES = (
     "harness.tasks",
     "harness.pair_tasks",
+    "harness.glue_tasks",
     "teachers.hf",
     "students.bilstm",
     "students.siamese",

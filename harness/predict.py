@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 
 from harness.errors import HarnessError
-from harness.metrics import score
+from harness.metrics import predictions, score
 from harness.registry import STUDENTS, TASKS, TEACHERS
-from harness.tasks import read_tsv
+from harness.tasks import Task, read_tsv
 from harness.wordmodel import load_student
 
 
@@ -27,18 +27,27 @@ def load_model(folder: Path):
     return load_student(folder), meta
 
 
+def submission_value(task: Task, prediction: float) -> str:
+    """One prediction as GLUE's submission files write it: a score (STS-B), a label name (MNLI, QNLI,
+    RTE) or a class index."""
+    if task.is_regression:
+        return f"{float(prediction):.3f}"
+    return task.label_names[int(prediction)] if task.submit_names else str(int(prediction))
+
+
 def predict(model_dir: Path, input_path: Path, output: Path | None) -> dict | None:
-    """Write one prediction per row (index, prediction) to `output` if given; return the scores
-    when the file has labels."""
+    """Write one prediction per row to `output` if given, in GLUE's submission format (`index<TAB>
+    prediction`, with a header line); return the task's scores when the file has labels."""
     predictor, meta = load_model(model_dir)
     task = TASKS.get(meta["task"])
     split = read_tsv(input_path, task, require_labels=False)
-    preds = predictor.logits(split.texts, 256).argmax(-1) if len(split) else np.zeros(0, dtype=int)
+    outputs = predictor.logits(split.texts, 256) if len(split) else np.zeros((0, task.num_labels), dtype=np.float32)
+    preds = predictions(outputs)
     if output is not None:
         tmp = output.with_name(f".{output.name}.tmp-{os.getpid()}")
         with open(tmp, "w") as f:
             f.write("index\tprediction\n")
-            f.writelines(f"{i}\t{int(p)}\n" for i, p in enumerate(preds))
+            f.writelines(f"{i}\t{submission_value(task, p)}\n" for i, p in enumerate(preds))
         os.replace(tmp, output)
     if split.labels is None:
         return None

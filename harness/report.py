@@ -6,9 +6,12 @@ nothing in those columns was measured here.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pandas as pd
+
+from harness.glue_table import GLUE, glue_section
 
 # Tang et al. (2019), Table 1 (GLUE test) and section 4.4 (67,350 sentences, batch 512, one V100).
 PAPER_ACCURACY = {
@@ -23,16 +26,24 @@ PAPER_EFFICIENCY = [
     ("ELMo", 93_600_000, 36.71),
     ("BiLSTM_SOFT", 960_000, 2.44),
 ]
-TASK_TITLES = {"sst2": "SST-2", "qqp": "QQP", "mnli": "MNLI"}
+TASK_TITLES = {task: column.title for task, column in GLUE.items()}  # CoLA, SST-2, MRPC, STS-B, QQP, MNLI, QNLI, RTE, WNLI
 LOCAL_SPLIT_NOTE = ("Scores are on this harness's own seeded train/dev split of the Quora release (GLUE's split is not "
                     "available offline): they are not comparable with GLUE dev or test numbers.")
 
 
 def fmt(x: float | None, digits: int = 2) -> str:
-    return "–" if x is None else f"{x:,.{digits}f}"
+    """`x` with thousands separators; `–` when missing, `nan` when undefined (a correlation of constant predictions)."""
+    if x is None:
+        return "–"
+    return "nan" if math.isnan(x) else f"{x:,.{digits}f}"
+
+
+PAPER_COLUMN = "paper, GLUE test (reported, not measured)"
 
 
 def accuracy_table(task: str, models: dict) -> pd.DataFrame:
+    """Every non-variant model's scores on every split; the paper's figure beside them where the paper
+    (or the model's own `reported` entry) has one for this task, the column left out where none does."""
     paper = PAPER_ACCURACY.get(task, {})
     rows = []
     for name, m in models.items():
@@ -43,9 +54,12 @@ def accuracy_table(task: str, models: dict) -> pd.DataFrame:
             for metric, value in scores.items():
                 row[f"{split} {metric} (ours)"] = fmt(value)
         ref = paper.get(name) or m.get("reported")
-        row["paper, GLUE test (reported, not measured)"] = f"{ref[1]} ({ref[0]})" if ref else "–"
+        row[PAPER_COLUMN] = f"{ref[1]} ({ref[0]})" if ref else "–"
         rows.append(row)
-    return pd.DataFrame(rows).fillna("–")
+    table = pd.DataFrame(rows).fillna("–")
+    if len(table) and (table[PAPER_COLUMN] == "–").all():
+        table = table.drop(columns=PAPER_COLUMN)
+    return table
 
 
 LABELS_ONLY = "gold labels only, original training set (no teacher, no augmentation)"
@@ -206,10 +220,12 @@ def render(results: dict) -> str:
         f"- Teacher: `{results['config']['teacher']['checkpoint']}` fine-tuned here; student embeddings: "
         f"`{results['config']['student']['embedding']}`",
         "",
+        *glue_section(results),
     ]
     for task, t in results["tasks"].items():
         title = TASK_TITLES.get(task, task)
         unit = t["data"].get("unit", "sentences")  # runs before the field was recorded: sentences
+        scores = accuracy_table(task, t["models"])
         lines += [
             f"## {title}",
             "",
@@ -217,12 +233,12 @@ def render(results: dict) -> str:
             f"transfer set {t['stages']['augment']['rows']:,} rows ({t['stages']['augment']['synthetic']:,} synthetic).",
             "",
             *([LOCAL_SPLIT_NOTE, ""] if "local seeded split" in t["data"]["source"] else []),
-            "### Accuracy",
+            "### Scores",
             "",
-            "Our teacher is MiniLM-L6 (22.7M parameters), not BERT-large; the paper's column is its test-set figure, "
-            "ours are dev-set scores.",
+            "Our teacher is MiniLM-L6 (22.7M parameters), not BERT-large; ours are dev-set scores"
+            + ("; the paper's column is its test-set figure." if PAPER_COLUMN in scores else "."),
             "",
-            md(accuracy_table(task, t["models"])),
+            md(scores),
             "",
             *ablation_section(t["models"]),
             "### Size and speed (measured here in one process, PyTorch fp32 on CPU, text in -> logits out)",
@@ -235,7 +251,7 @@ def render(results: dict) -> str:
             *[f"- {note}" for note in t.get("measure_notes", [])],
             "",
             "Reference models (`random weights`) are timed with random weights: speed does not depend on weight "
-            "values; their accuracy is only ever the literature's, in the accuracy table's paper column.",
+            "values; their accuracy is only ever the literature's, in the scores table's paper column.",
             "",
             "#### Every backend, device and dtype",
             "",
@@ -253,12 +269,13 @@ def render(results: dict) -> str:
             md(stage_table(t["stages"])),
             "",
         ]
-    lines += ["![dev accuracy vs batch-1 latency](plot.png)", ""]
+    lines += ["![dev score vs batch-1 latency](plot.png)", ""]
     return "\n".join(lines)
 
 
 def plot(results: dict, path: Path) -> None:
-    """Dev accuracy against batch-1 p50 latency (log x), one point per (task, model)."""
+    """Dev score (each model's first dev metric) against batch-1 p50 latency (log x), one point per
+    (task, model); undefined (NaN) scores are left out."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -271,19 +288,19 @@ def plot(results: dict, path: Path) -> None:
             cpu = timing(m)
             reported = m.get("reported") or (None, None)
             y = next(iter(m["scores"]["dev"].values())) if "dev" in m["scores"] else reported[1]
-            if cpu is None or not isinstance(y, (int, float)):
+            if cpu is None or not isinstance(y, (int, float)) or math.isnan(y):
                 continue
             x = cpu["interactive"]["p50_ms"]
             measured = "dev" in m["scores"]
             ax.scatter(x, y, facecolors=None if measured else "none", edgecolors="C0" if measured else "C3")
-            label = f"{task}/{name}" + ("" if measured else " (reported acc.)")
+            label = f"{task}/{name}" + ("" if measured else " (reported)")
             ax.annotate(label, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
     ax.set_xscale("log")
     ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
     ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.set_xlabel("batch-1 latency p50, ms (log scale)")
     ax.set_ylabel("dev score (hollow: literature, GLUE test)")
-    ax.set_title("Accuracy vs batch-1 latency, PyTorch fp32 on CPU")
+    ax.set_title("Dev score vs batch-1 latency, PyTorch fp32 on CPU")
     ax.grid(True, which="both", alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=120)

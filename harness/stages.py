@@ -27,6 +27,7 @@ from harness.config import KEY_IF_CHANGED, AugmentConfig, RunConfig
 from harness.distill import train_student
 from harness.embeddings import initial_vectors
 from harness.errors import HarnessError
+from harness.metrics import predictions
 from harness.registry import STUDENTS, TEACHERS
 from harness.tasks import Split, Task
 from harness.variants import StudentJob
@@ -91,7 +92,8 @@ def teacher_stage(store: Store, task: Task, cfg: RunConfig, train: Split, dev: S
 
 def augment_stage(store: Store, task: Task, cfg: RunConfig, train: Split, settings: AugmentConfig | None = None,
                   synthetic_only: bool = False) -> tuple[Path, dict]:
-    """The transfer set: the originals (gold labels), then the unique synthetic rows (label -1).
+    """The transfer set: the originals (gold labels), then the unique synthetic rows (no gold label:
+    -1, or NaN for a regression task's scores; see label.has_gold).
 
     Args:
         settings: augmentation settings other than the run's (an ablation variant's).
@@ -106,8 +108,8 @@ def augment_stage(store: Store, task: Task, cfg: RunConfig, train: Split, settin
         ids = sample(len(train), settings.source_limit, cfg.seed)
         rows = augment.generate(train.texts, train.labels, settings, cfg.seed, augment_ids=ids)
         if synthetic_only:
-            rows = (row for row in rows if row[1] < 0)
-        n = augment.write_transfer_set(rows, len(task.text_columns), work / "transfer.arrow")
+            rows = (row for row in rows if row[1] is None)
+        n = augment.write_transfer_set(rows, len(task.text_columns), work / "transfer.arrow", task.is_regression)
         originals = 0 if synthetic_only else len(train)
         return {"rows": n, "originals": originals, "synthetic": n - originals, "augmented_sources": len(ids)}
 
@@ -144,6 +146,21 @@ def check_student_fits(name: str, task: Task) -> None:
                            f"{columns}; students for it: {fits} (set them per task: per_task.{task.name}.students)")
 
 
+def check_job_fits(job: StudentJob, task: Task) -> None:
+    """A student job fits its task: the student reads the task's text columns, and a regression task
+    (one output) gets no loss that needs classes (`kl`, `hard`: there is no softmax or argmax of one
+    score).
+
+    Raises:
+        HarnessError: naming the job, the task and what to change.
+    """
+    check_student_fits(job.base, task)
+    if task.is_regression and STUDENTS.get(job.base).distill and job.student.loss != "mse":
+        raise HarnessError(f"{job.name}: student.loss={job.student.loss} needs classes, but task {task.name} is a "
+                           f"regression task (one score); use loss mse there, e.g. per_task.{task.name}.ablations "
+                           "without the kl/hard variants")
+
+
 @dataclass(frozen=True)
 class TransferData:
     """Where a student's training rows come from.
@@ -161,8 +178,8 @@ class TransferData:
 
 
 def training_rows(data: TransferData, n_originals: int, transfer: bool) -> tuple[list[list[str]], np.ndarray, np.ndarray]:
-    """Text columns, gold labels (-1 on synthetic rows) and teacher logits of the rows a student trains
-    on: the whole transfer set, or only its first `n_originals` rows (the originals)."""
+    """Text columns, gold labels (-1 or NaN on synthetic rows) and teacher logits of the rows a student
+    trains on: the whole transfer set, or only its first `n_originals` rows (the originals)."""
     parts = [(data.augment_dir, data.label_dir, n_originals if data.synthetic or not transfer else None)]
     if transfer and data.synthetic:
         parts.append((*data.synthetic, None))
@@ -181,7 +198,7 @@ def student_stage(store: Store, job: StudentJob, task: Task, cfg: RunConfig, dev
                   teacher_dir: Path, data: TransferData) -> tuple[Path, dict]:
     """Train one student (or ablation variant) on `data`; keyed by what it trains, so a variant equal
     to its base shares the base's output."""
-    check_student_fits(job.base, task)
+    check_job_fits(job, task)
     spec = STUDENTS.get(job.base)
     scfg = job.student
     optional = {"transfer": job.transfer if job.transfer != spec.transfer else None,
@@ -192,7 +209,9 @@ def student_stage(store: Store, job: StudentJob, task: Task, cfg: RunConfig, dev
     def build(work: Path) -> dict:
         columns, gold, logits = training_rows(data, n_train, job.transfer)
         soft = logits if spec.distill else None
-        targets = np.where(gold >= 0, gold, logits.argmax(-1)).astype(np.int64)
+        # the hard target: gold where there is one, else the teacher's prediction (argmax, or its score)
+        targets = np.where(label.has_gold(gold), gold, predictions(logits))
+        targets = targets.astype(np.float32 if task.is_regression else np.int64)
         vocab = Vocab.from_texts(columns)
         teacher = load_teacher(teacher_dir, cfg) if scfg.embedding == "teacher" else None
         vectors, emb_meta = initial_vectors(scfg.embedding, vocab.itos, scfg.embed_dim, cfg.seed, teacher)

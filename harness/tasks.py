@@ -10,7 +10,9 @@ harness/pair_tasks.py.
 from __future__ import annotations
 
 import csv
+import gzip
 import hashlib
+import math
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -27,15 +29,16 @@ REQUIRED_SPLITS = ("train", "validation")  # the others (second dev set, test se
 
 @dataclass(frozen=True)
 class Task:
-    """A classification task in GLUE's folder layout.
+    """A classification or regression task in GLUE's folder layout.
 
     Attributes:
         name: registry name (`sst2`).
         glue_dir: folder under the data directory (`SST-2`).
         hub: `datasets.load_dataset` arguments for online users.
         text_columns: one column for single-sentence tasks, two for pairs.
-        label_column: class labels: indices, or names from `label_names`.
-        num_labels: number of classes.
+        label_column: class labels (indices, or names from `label_names`), or a regression task's scores.
+        num_labels: number of classes; 1 declares a regression task (one output, a real-valued score
+            within `score_range`: STS-B's similarity 0..5).
         metrics: metric names understood by harness.metrics; the first one selects checkpoints.
         files: file name of each split inside `glue_dir`, in order; `train` and `validation` are
             required, every other split (a second dev set, test sets) is read when its file exists.
@@ -47,6 +50,10 @@ class Task:
         quoting: how the task's files quote fields (GLUE's TSVs: csv.QUOTE_NONE).
         reader: reads a local folder holding `files`' train file when that folder is not in GLUE's
             layout (QQP's single Quora file): (task, folder) -> splits.
+        columns: column names of files that come without a header line (CoLA's train and dev): a file
+            whose first line names none of the task's columns is read with these.
+        score_range: the lowest and highest score of a regression task.
+        submit_names: GLUE's submission format wants label names, not indices (MNLI, QNLI, RTE).
     """
 
     name: str
@@ -63,10 +70,20 @@ class Task:
     id_column: str = ""
     quoting: int = csv.QUOTE_NONE
     reader: Callable[[Task, Path], dict[str, Split]] | None = None
+    columns: tuple[str, ...] = ()
+    score_range: tuple[float, float] | None = None
+    submit_names: bool = False
 
     def __post_init__(self) -> None:
         if self.label_names and len(self.label_names) != self.num_labels:
             raise ValueError(f"task {self.name}: {len(self.label_names)} label_names for {self.num_labels} labels")
+        if self.is_regression != (self.score_range is not None):
+            raise ValueError(f"task {self.name}: a regression task (num_labels 1) needs score_range, and only it")
+
+    @property
+    def is_regression(self) -> bool:
+        """One real-valued output (a score), not a choice among classes."""
+        return self.num_labels == 1
 
     @property
     def is_pair(self) -> bool:
@@ -97,13 +114,14 @@ class Split:
 
     Attributes:
         texts: one tuple of strings per example (one string, or two for pairs).
-        labels: integer labels, or None when the file has no labels (GLUE test sets).
+        labels: class indices (float scores for a regression task), or None when the file has no labels
+            (GLUE test sets).
         source: where it came from, for messages and results.
         ids: the task's example ids when its files have them (not part of the fingerprint).
     """
 
     texts: list[tuple[str, ...]]
-    labels: list[int] | None
+    labels: list[int] | list[float] | None
     source: str
     ids: list[str] | None = None
 
@@ -169,7 +187,9 @@ def find_task_dir(task: Task, data_dir: str | Path | None) -> Path | None:
 
 
 def read_tsv(path: Path, task: Task, require_labels: bool) -> Split:
-    """Read one tab-separated file with a header through `datasets` (plain or .gz) and validate it.
+    """Read one tab-separated file through `datasets` (plain or .gz) and validate it. Files have a
+    header line, except where the task names its `columns` and the first line holds none of its column
+    names (CoLA's train and dev).
 
     Raises:
         HarnessError: missing file, missing columns, or a label that is not a class of the task;
@@ -178,6 +198,7 @@ def read_tsv(path: Path, task: Task, require_labels: bool) -> Split:
     if not path.is_file():
         raise HarnessError(f"{path}: file not found")
     wanted = [n for c in (*task.text_columns, task.label_column, task.id_column) if c for n in task.names_for(c)]
+    headerless = bool(task.columns) and not set(first_line(path).split("\t")) & set(wanted)
     try:
         ds = datasets.load_dataset(
             "csv",
@@ -187,6 +208,7 @@ def read_tsv(path: Path, task: Task, require_labels: bool) -> Split:
             quoting=task.quoting,
             keep_default_na=False,
             converters={c: str for c in wanted},  # text stays verbatim
+            **({"column_names": list(task.columns)} if headerless else {}),
         )
     except Exception as e:  # datasets wraps parser errors in several types
         raise HarnessError(f"{path}: cannot be read as a tab-separated file with a header ({e})") from None
@@ -204,7 +226,7 @@ def read_tsv(path: Path, task: Task, require_labels: bool) -> Split:
     texts = list(zip(*(column(c) for c in text)))
     label, labels = task.find(task.label_column, found), None
     if label is not None:
-        labels = parse_labels(column(label), task, path)
+        labels = parse_labels(column(label), task, path, first=1 if headerless else 2)
     elif require_labels:
         names = " or ".join(repr(n) for n in task.names_for(task.label_column))
         raise HarnessError(f"{path}: missing label column {names} (found: {', '.join(found)})")
@@ -220,9 +242,19 @@ def display_path(path: Path) -> str:
     return rel if not rel.startswith("../..") else str(Path(path).resolve())
 
 
-def parse_labels(raw: Sequence[str], task: Task, path: Path | str) -> list[int]:
-    """Class indices from label names (`task.label_names`) or index strings; the first bad one is
-    reported with its line number (header = line 1)."""
+def first_line(path: Path) -> str:
+    """The first line of a text file (plain or .gz), without a byte-order mark or line end."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8-sig", errors="replace") as f:
+        return f.readline().rstrip("\r\n")
+
+
+def parse_labels(raw: Sequence[str], task: Task, path: Path | str, first: int = 2) -> list[int] | list[float]:
+    """Class indices from label names (`task.label_names`) or index strings, or a regression task's
+    scores; the first bad one is reported with its line number (`first`: the first row's line, 2 after
+    a header)."""
+    if task.is_regression:
+        return parse_scores(raw, task, path, first)
     by_name = {name: i for i, name in enumerate(task.label_names)}
     labels = []
     for i, value in enumerate(raw):
@@ -235,10 +267,26 @@ def parse_labels(raw: Sequence[str], task: Task, path: Path | str) -> list[int]:
         if not 0 <= label < task.num_labels:
             names = f"one of {', '.join(task.label_names)} or " if task.label_names else ""
             raise HarnessError(
-                f"{path}:{i + 2}: label {value!r} is not {names}a class index 0..{task.num_labels - 1} for task {task.name}"
+                f"{path}:{i + first}: label {value!r} is not {names}a class index 0..{task.num_labels - 1} for task {task.name}"
             )
         labels.append(label)
     return labels
+
+
+def parse_scores(raw: Sequence[str], task: Task, path: Path | str, first: int = 2) -> list[float]:
+    """A regression task's scores as floats within `task.score_range`; the first bad one is reported
+    with its line number."""
+    low, high = task.score_range
+    out = []
+    for i, value in enumerate(raw):
+        try:
+            x = float(value)
+        except (TypeError, ValueError):
+            x = math.nan
+        if not low <= x <= high:  # NaN fails too
+            raise HarnessError(f"{path}:{i + first}: score {value!r} is not a number in {low:g}..{high:g} for task {task.name}")
+        out.append(x)
+    return out
 
 
 def read_glue_folder(task: Task, folder: Path) -> dict[str, Split]:
@@ -261,28 +309,54 @@ def load_from_hub(task: Task) -> dict[str, Split]:
             continue
         found, d = ds[name].column_names, ds[name].with_format("arrow")
         text = [d[task.find(c, found)].to_pylist() for c in task.text_columns]
-        labels = [int(x) for x in d[task.find(task.label_column, found)].to_pylist()]
+        labels = [(float if task.is_regression else int)(x) for x in d[task.find(task.label_column, found)].to_pylist()]
         id_name = task.find(task.id_column, found) if task.id_column else None
-        has_labels = any(x >= 0 for x in labels)  # the hub marks unlabelled test rows -1
+        has_labels = any(x >= 0 for x in labels)  # the hub marks unlabelled test rows -1 (STS-B's too)
         out[split] = Split(list(zip(*text)), labels if has_labels else None, f"hub {'/'.join(task.hub)} {name}",
                            [str(i) for i in d[id_name].to_pylist()] if id_name else None)
     return out
 
 
+class NoData(HarnessError):
+    """A task's training data is nowhere: not in any local folder, and not on the hub.
+
+    Attributes:
+        reason: where it was looked for, without the advice (for "not run" lines).
+    """
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+_HUB_UNREACHABLE: list[Exception] = []  # a connection error, once seen: the hub is not asked again in this process
+
+
 def load_task(name: str, data_dir: str | Path | None = None) -> dict[str, Split]:
-    """All available splits of a task: train and validation always, the others when present."""
+    """All available splits of a task: train and validation always, the others when present.
+
+    Raises:
+        NoData: no local training file and the hub failed (offline: in about 20 s, after its retries;
+            later tasks of the same process do not wait again).
+    """
     task: Task = TASKS.get(name)
     folder = find_task_dir(task, data_dir)
     if folder is not None:
         return (task.reader or read_glue_folder)(task, folder)
     try:
+        if _HUB_UNREACHABLE:
+            raise _HUB_UNREACHABLE[0]
         return load_from_hub(task)
     except Exception as e:
-        raise HarnessError(no_data_message(task, data_dir, e)) from None
+        if isinstance(e, OSError):  # ConnectionError and friends
+            _HUB_UNREACHABLE[:] = [e]
+        reason = no_data_reason(task, data_dir, e)
+        raise NoData(f"no data for task {task.name}: {reason}. Pass --data-dir DIR (or set $HARNESS_DATA=DIR) where "
+                     f"DIR/{task.glue_dir}/{dict(task.files)['train']} exists, or run online to use the hub.", reason) from None
 
 
-def no_data_message(task: Task, data_dir: str | Path | None, error: Exception) -> str:
-    """One line: every place looked in, what a partial local copy lacks, the hub's error, the fix."""
+def no_data_reason(task: Task, data_dir: str | Path | None, error: Exception) -> str:
+    """Every place looked in, what a partial local copy lacks, and the hub's error, in one line."""
     train = f"{task.glue_dir}/{dict(task.files)['train']}"
     looked = [f"{how}: {root / task.glue_dir}" for how, root in candidate_dirs(data_dir)]
     partial = [root / task.glue_dir for _, root in candidate_dirs(data_dir) if (root / task.glue_dir).is_dir()]
@@ -290,8 +364,5 @@ def no_data_message(task: Task, data_dir: str | Path | None, error: Exception) -
     if partial:
         present = sorted(p.name for p in partial[0].iterdir() if p.is_file() and not p.name.endswith(".md"))
         has = f" ({display_path(partial[0])} has {', '.join(present) or 'no data files'} but no training file)"
-    return (
-        f"no data for task {task.name}: no {train} in {'; '.join(looked)}{has}; "
-        f"and the Hugging Face hub ({'/'.join(task.hub)}) failed: {type(error).__name__}. "
-        f"Pass --data-dir DIR (or set $HARNESS_DATA=DIR) where DIR/{train} exists, or run online to use the hub."
-    )
+    return (f"no {train} in {'; '.join(looked)}{has}; "
+            f"and the Hugging Face hub ({'/'.join(task.hub)}) failed: {type(error).__name__}")

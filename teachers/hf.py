@@ -27,7 +27,7 @@ from transformers import (
 from harness.batching import bucketed_batches, sorted_batches
 from harness.config import TeacherConfig
 from harness.errors import HarnessError
-from harness.metrics import score
+from harness.metrics import improved, score_outputs, worst
 from harness.registry import TEACHERS, TeacherPlugin
 from harness.tasks import Split
 from teachers import train_state
@@ -41,7 +41,7 @@ CHECKPOINT_EVERY_SECONDS = 600.0
 
 def run_fingerprint(cfg: TeacherConfig, seed: int, lengths: list[int], labels: np.ndarray, dev_size: int) -> dict:
     """What a saved training state must match to be resumed: the settings and the training data."""
-    data = hashlib.sha256(np.asarray(lengths, dtype=np.int64).tobytes() + labels.astype(np.int64).tobytes())
+    data = hashlib.sha256(np.asarray(lengths, dtype=np.int64).tobytes() + labels.tobytes())  # int64 or float64 labels
     run = {"config": dataclasses.asdict(cfg), "seed": seed, "examples": len(lengths), "data": data.hexdigest()[:20],
            "steps_per_epoch": math.ceil(len(lengths) / cfg.batch_size), "dev_examples": dev_size}
     return json.loads(json.dumps(run))  # as read back from a state (tuples become lists)
@@ -141,12 +141,14 @@ class HFTeacher:
         torch.manual_seed(seed)
         rng = np.random.default_rng(seed)
         enc = self.tokenizer(*zip(*train.texts), truncation=True, max_length=self.max_length)
-        lengths, labels = [len(x) for x in enc["input_ids"]], np.asarray(train.labels)
+        regression = self.model.config.num_labels == 1  # one output: transformers trains it with MSE on float labels
+        labels = np.asarray(train.labels, dtype=np.float64 if regression else np.int64)
+        lengths = [len(x) for x in enc["input_ids"]]
         steps_per_epoch = math.ceil(len(lengths) / cfg.batch_size)
         opt, sched = self.optimizer(cfg, steps_per_epoch * cfg.epochs)
         eval_at = {round(steps_per_epoch * (k + 1) / cfg.evals_per_epoch) for k in range(cfg.evals_per_epoch)}
         state_dir, run = out.parent / "train_state", run_fingerprint(cfg, seed, lengths, labels, len(dev))
-        done = self.resume(state_dir, run, opt, sched)
+        done = self.resume(state_dir, run, opt, sched, metrics[0])
         best, history, t0 = done["best"], done["history"], time.perf_counter() - done["seconds"]
         saved_step, saved_time = done["epoch"] * steps_per_epoch + done["step"], time.perf_counter()
         for epoch in range(cfg.epochs):
@@ -162,7 +164,8 @@ class HFTeacher:
                        initial=skip, total=len(batches))
             for step, batch_idx in enumerate(bar, start=skip + 1):
                 batch = self.tokenizer.pad({k: [enc[k][i] for i in batch_idx] for k in enc.keys()}, return_tensors="pt")
-                loss = self.model(**batch, labels=torch.as_tensor(labels[batch_idx])).loss
+                target = torch.as_tensor(labels[batch_idx], dtype=torch.float32 if regression else torch.int64)
+                loss = self.model(**batch, labels=target).loss
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
                 opt.step()
@@ -174,7 +177,7 @@ class HFTeacher:
                     at = epoch + step / steps_per_epoch
                     history.append({"epoch": round(at, 3), "dev": dev_scores, "seconds": round(time.perf_counter() - t0, 1)})
                     tqdm.write(f"teacher dev {metrics[0]} {dev_scores[metrics[0]]:.2f} at epoch {at:.2f}")
-                    if dev_scores[metrics[0]] > best:
+                    if not (out / "config.json").exists() or improved(metrics[0], dev_scores[metrics[0]], best):
                         best = dev_scores[metrics[0]]
                         self.save(out)
                     self.model.train()
@@ -188,12 +191,12 @@ class HFTeacher:
         train_state.clear(state_dir)
         return {"history": history, "best_dev": best}
 
-    def resume(self, state_dir: Path, run: dict, opt: torch.optim.Optimizer, sched: object) -> dict:
+    def resume(self, state_dir: Path, run: dict, opt: torch.optim.Optimizer, sched: object, metric: str) -> dict:
         """Restore the training state saved in `state_dir` by an interrupted `finetune` of the same
         `run` into the model, `opt`, `sched` and torch's generator, and return its progress: the epoch,
         the steps done in it, history, best and seconds so far. A fresh start's progress when there is
-        no such state (one of another run is deleted)."""
-        fresh = {"epoch": 0, "step": 0, "history": [], "best": -1.0, "seconds": 0.0}
+        no such state (one of another run is deleted); its best-so-far is the worst value of `metric`."""
+        fresh = {"epoch": 0, "step": 0, "history": [], "best": worst(metric), "seconds": 0.0}
         path = train_state.find(state_dir)
         done = train_state.read_progress(path) if path else None
         if done is None or done["run"] != run:
@@ -217,8 +220,7 @@ class HFTeacher:
         return opt, get_linear_schedule_with_warmup(opt, int(cfg.warmup_ratio * total_steps), total_steps)
 
     def evaluate(self, split: Split, metrics: tuple[str, ...]) -> dict[str, float]:
-        preds = self.logits(split.texts, batch_size=128).argmax(-1)
-        return score(metrics, split.labels, preds)
+        return score_outputs(metrics, split.labels, self.logits(split.texts, batch_size=128))
 
 
 def hf_teacher(cfg: TeacherConfig, num_labels: int) -> HFTeacher:

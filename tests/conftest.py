@@ -42,3 +42,13 @@ def one_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(autouse=True)
+def hub_not_yet_tried() -> Iterator[None]:
+    """Each test starts without the process's memory of an unreachable hub (tasks.load_task)."""
+    from harness import tasks
+
+    tasks._HUB_UNREACHABLE.clear()
+    yield
+    tasks._HUB_UNREACHABLE.clear()

@@ -233,8 +233,8 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory, data_root: Path) -> tuple
     out, cache = tmp / "run", tmp / "cache"
     sets = ["teacher.name=hf_tiny", "train_limit=200", "dev_limit=60", "augment.n_iter=2", "measure.enabled=false",
             "measure.threads=1", *TINY_VARIANTS]
-    proc = harness("run", "--preset", "smoke", "--students", "bilstm_tiny", *[a for s in sets for a in ("--set", s)],
-                   "--out", str(out), "--cache-dir", str(cache))
+    proc = harness("run", "--preset", "smoke", "--tasks", "sst2", "--students", "bilstm_tiny",
+                   *[a for s in sets for a in ("--set", s)], "--out", str(out), "--cache-dir", str(cache))
     assert proc.returncode == 0, proc.stderr[-3000:]
     return out, cache, json.loads((out / "results.json").read_text())
 

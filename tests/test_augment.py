@@ -11,7 +11,7 @@ import pytest
 from harness import augment
 from harness.augment import MASK, PosTable, augment_sentence, generate, sides_to_change, tokenize, write_transfer_set
 from harness.config import AugmentConfig
-from harness.label import read_transfer_set
+from harness.label import has_gold, read_transfer_set
 
 TAGS = ("NN", "VB", "JJ", "RB")
 WORDS_PER_TAG = 50
@@ -103,7 +103,7 @@ def test_ngram_is_contiguous_and_bounded() -> None:
 
 
 def test_generate_originals_first_and_no_duplicates(nltk_tagger: None) -> None:
-    """Originals come first with gold labels; synthetic rows are unique, new, and labelled -1."""
+    """Originals come first with gold labels; synthetic rows are unique, new, and have no label (None)."""
     texts = [(s,) for s in SENTENCES]
     rows = list(generate(texts, LABELS, AugmentConfig(n_iter=10, p_ng=0.5), seed=5))
     originals = [(" ".join(tokenize(s)),) for s in SENTENCES]
@@ -111,7 +111,7 @@ def test_generate_originals_first_and_no_duplicates(nltk_tagger: None) -> None:
     assert [label for _, label in rows[: len(texts)]] == LABELS
     synthetic = rows[len(texts) :]
     assert synthetic, "n_iter=10 should produce synthetic examples"
-    assert all(label == -1 for _, label in synthetic)
+    assert all(label is None for _, label in synthetic)
     keys = [r for r, _ in rows]
     assert len(keys) == len(set(keys))
     assert not set(originals) & {r for r, _ in synthetic}
@@ -157,3 +157,15 @@ def test_transfer_set_round_trip(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert table.column_names == [*names, "label"]
     got = [(tuple(r[n] for n in names), r["label"]) for r in table.to_pylist()]
     assert got == rows
+
+
+def test_regression_transfer_set_keeps_float_scores(tmp_path: Path) -> None:
+    """A regression task's gold scores stay floats (3.8 is not 3); synthetic rows are NaN, and has_gold
+    tells them apart, as -1 does for classes."""
+    rows = [(("a", "b"), 3.8), (("c", "d"), 0.0), (("e", "f"), None)]
+    path = tmp_path / "transfer.arrow"
+    write_transfer_set(iter(rows), 2, path, regression=True)
+    labels = read_transfer_set(path).column("label").to_numpy()
+    assert labels.dtype == np.float64 and labels[:2].tolist() == [3.8, 0.0] and np.isnan(labels[2])
+    assert has_gold(labels).tolist() == [True, True, False]
+    assert has_gold(np.array([1, 0, -1])).tolist() == [True, True, False]

@@ -1,18 +1,20 @@
 """`harness compare`: its output is pinned by a golden file built from two small synthetic runs.
 
 tests/golden/run_a and run_b hold hand-made results.json files (teacher, two students with ONNX and int8
-timings, ablation variants, a reference). To accept a deliberate formatting change, regenerate with
+timings, ablation variants, a reference); run_b records each model's role, run_a (older results) leaves
+it to be inferred, and both give the same GLUE average rows. To accept a deliberate formatting change, regenerate with
 `UPDATE_GOLDEN=1 .venv/bin/python -m pytest tests/test_compare.py` and review the diff.
 """
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
 import pytest
 
-from harness.compare import compare, speed_rows
+from harness.compare import compare, glue_rows, speed_rows
 from harness.errors import HarnessError
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -35,12 +37,34 @@ def test_compare_labels_and_results_paths() -> None:
 
 def test_speed_ratios_are_in_run() -> None:
     """A student's speed-up over the teacher is the ratio of their whole-set times in the same run."""
-    import json
-
     rows = speed_rows(json.loads((RUNS[0] / "results.json").read_text()))
     assert rows[("sst2", "bilstm", "offline speed-up vs teacher")] == pytest.approx(400.0 / 4.0)
     assert rows[("sst2", "bilstm", "batch-1 speed-up vs teacher")] == pytest.approx(20.0 / 2.0)
     assert ("sst2", "bilstm_soft_noaug", "offline speed-up vs teacher") not in rows  # variants are not timed
+
+
+def test_glue_averages_per_role() -> None:
+    """Roles recorded (run_b) or inferred (run_a, older results) give the same rows; the score names the tasks."""
+    for run in RUNS:
+        rows = glue_rows(json.loads((run / "results.json").read_text()))
+        assert list(rows) == [("GLUE", role, "average (1 task: sst2)") for role in ("teacher", "label-only", "distilled")]
+    assert glue_rows(json.loads((RUNS[0] / "results.json").read_text()))[("GLUE", "distilled", "average (1 task: sst2)")] == 74.33
+
+
+def test_runs_over_different_tasks_have_different_average_rows(tmp_path: Path) -> None:
+    """A run with a second GLUE task averages two tasks (GLUE's way): its average rows are not shared."""
+    results = json.loads((RUNS[1] / "results.json").read_text())
+    results["tasks"]["mrpc"] = {"models": {
+        "teacher": {"kind": "teacher", "role": "teacher", "scores": {"dev": {"accuracy": 80.0, "f1": 86.0}}},
+        "siamese_bilstm_soft": {"kind": "student", "role": "distilled", "scores": {"dev": {"accuracy": 70.0, "f1": 81.0}}}}}
+    (tmp_path / "results.json").write_text(json.dumps(results))
+    assert glue_rows(results) == {("GLUE", "teacher", "average (2 tasks: sst2, mrpc)"): pytest.approx((80.67 + 83.0) / 2),
+                                  ("GLUE", "distilled", "average (2 tasks: sst2, mrpc)"): pytest.approx((75.0 + 75.5) / 2)}
+    text = compare([RUNS[0], tmp_path], ["a", "b"])
+    assert "| GLUE " not in text.split("Not in every run")[0]
+    assert "- GLUE distilled average (1 task: sst2): only in a" in text
+    assert "- GLUE distilled average (2 tasks: sst2, mrpc): only in b" in text
+    assert "- mrpc teacher dev f1: only in b" in text
 
 
 def test_compare_needs_shared_rows(tmp_path: Path) -> None:

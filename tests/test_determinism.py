@@ -36,8 +36,8 @@ class Run:
 
 def run(tmp: Path, name: str, cache: Path) -> Run:
     out = tmp / name
-    proc = harness("run", "--preset", "smoke", "--students", "bilstm,bilstm_tiny", *[a for s in SETS for a in ("--set", s)],
-                   "--out", str(out), "--cache-dir", str(cache))
+    proc = harness("run", "--preset", "smoke", "--tasks", "sst2", "--students", "bilstm,bilstm_tiny",
+                   *[a for s in SETS for a in ("--set", s)], "--out", str(out), "--cache-dir", str(cache))
     assert proc.returncode == 0, proc.stderr[-3000:]
     return Run(out, cache, json.loads((out / "results.json").read_text()))
 

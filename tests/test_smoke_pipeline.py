@@ -34,7 +34,7 @@ def smoke(tmp_path_factory: pytest.TempPathFactory, data_root: Path) -> SmokeRun
     tmp = tmp_path_factory.mktemp("smoke")
     out, cache = tmp / "run", tmp / "cache"
     # measure.threads=1: with 2 cores shared with other jobs, 2 torch threads make this run ~6x slower.
-    args = ["run", "--preset", "smoke", "--set", "teacher.name=hf_tiny", "--students", "bilstm,bilstm_tiny",
+    args = ["run", "--preset", "smoke", "--tasks", "sst2", "--set", "teacher.name=hf_tiny", "--students", "bilstm,bilstm_tiny",
             "--set", f"train_limit={TRAIN_LIMIT}", "--set", "dev_limit=100", "--set", "augment.n_iter=2",
             "--set", "measure.interactive_n=10", "--set", "measure.offline_n=256",
             "--set", "measure.teacher_offline_n=64", "--set", "measure.threads=1",

@@ -1,0 +1,186 @@
+"""The GLUE table: GLUE's cell conventions, its macro average, roles (recorded or inferred), the tasks
+not run, the literature's rows kept apart from ours, and the report's GLUE section."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+from harness.glue_table import LITERATURE, REPORTED, glue_section, glue_table, literature_table, not_run_lines, role_of
+from harness.report import accuracy_table, fmt, plot, render
+
+
+def model(role: str | None = None, kind: str = "student", **dev: float) -> dict:
+    """A results entry scored on dev (`dev_mismatched=` goes to its own split)."""
+    mm = dev.pop("dev_mismatched", None)
+    scores = {"dev": dev, **({"dev_mismatched": {"accuracy": mm}} if mm is not None else {})}
+    return {"kind": kind, "scores": scores, **({"role": role} if role else {})}
+
+
+def run(**tasks: dict) -> dict:
+    """A results dict with these tasks, each {name: model}."""
+    return {"tasks": {task: {"models": models} for task, models in tasks.items()}}
+
+
+# Hand-made: every cell convention, two roles, a variant and a reference to be ignored, tasks in non-GLUE order.
+RESULTS = run(
+    mnli={"teacher": model("teacher", "teacher", accuracy=80.0, dev_mismatched=81.0),
+          "siamese_bilstm_soft": model("distilled", accuracy=70.0, dev_mismatched=71.0)},
+    qqp={"teacher": model("teacher", "teacher", accuracy=90.0, f1=80.0),
+         "siamese_bilstm_soft": model("distilled", accuracy=86.0, f1=75.0),
+         "bert_large": {"kind": "reference", "scores": {}}},
+    cola={"teacher": model("teacher", "teacher", mcc=40.0), "bilstm_soft": model("distilled", mcc=20.0),
+          "bilstm_soft_noaug": {"kind": "student", "variant": {"base": "bilstm_soft"}, "scores": {"dev": {"mcc": 99.0}}}},
+    mrpc={"teacher": model("teacher", "teacher", accuracy=80.0, f1=86.0),
+          "siamese_bilstm_soft": model("distilled", accuracy=70.0, f1=81.0)},
+    stsb={"teacher": model("teacher", "teacher", pearson=85.0, spearman=84.0),
+          "siamese_bilstm_soft": model("distilled", pearson=60.0, spearman=58.5)},
+)
+
+
+def rows(df) -> dict[str, dict[str, str]]:
+    """Table rows by their first cell."""
+    return {r[df.columns[0]]: r for r in df.to_dict("records")}
+
+
+def test_cells_follow_glue_conventions_in_glue_order() -> None:
+    table = glue_table(RESULTS)
+    assert list(table.columns) == ["measured here (dev)", "CoLA MCC", "MRPC F1/acc", "STS-B Pearson/Spearman",
+                                   "QQP acc/F1", "MNLI-m/mm acc", "average (5 tasks)"]
+    teacher = rows(table)["teacher"]
+    assert teacher["MRPC F1/acc"] == "86.00 / 80.00"  # F1 first
+    assert teacher["STS-B Pearson/Spearman"] == "85.00 / 84.00"
+    assert teacher["QQP acc/F1"] == "90.00 / 80.00"  # accuracy first
+    assert teacher["MNLI-m/mm acc"] == "80.00 / 81.00"  # matched / mismatched
+    assert teacher["CoLA MCC"] == "40.00"
+
+
+def test_average_is_glues_macro_average() -> None:
+    """Two-number tasks contribute their mean, then the mean over tasks (variants are not the distilled student)."""
+    distilled = rows(glue_table(RESULTS))["distilled student (bilstm_soft / siamese_bilstm_soft)"]
+    # CoLA 20; MRPC (81+70)/2 = 75.5; STS-B (60+58.5)/2 = 59.25; QQP (86+75)/2 = 80.5; MNLI (70+71)/2 = 70.5
+    assert distilled["average (5 tasks)"] == "61.15"  # (20 + 75.5 + 59.25 + 80.5 + 70.5) / 5 = 305.75 / 5
+    assert distilled["CoLA MCC"] == "20.00"
+    assert rows(glue_table(RESULTS))["teacher"]["average (5 tasks)"] == "74.60"  # (40 + 83 + 84.5 + 85 + 80.5) / 5
+
+
+def test_role_missing_a_task_gets_no_average_and_one_task_says_task() -> None:
+    table = glue_table(run(sst2={"teacher": model(kind="teacher", accuracy=90.0)}, rte={"bilstm": model(accuracy=55.0)}))
+    assert list(table.columns)[-1] == "average (2 tasks)"
+    by_row = rows(table)
+    assert by_row["teacher"]["RTE acc"] == "–" and by_row["teacher"]["average (2 tasks)"] == "–"
+    assert list(glue_table(run(sst2={"teacher": model(kind="teacher", accuracy=90.0)})).columns)[-1] == "average (1 task)"
+
+
+def test_nan_correlation_renders_nan() -> None:
+    table = glue_table(run(stsb={"siamese_bilstm": model(pearson=math.nan, spearman=math.nan)}))
+    assert rows(table)["label-only student (siamese_bilstm)"]["STS-B Pearson/Spearman"] == "nan / nan"
+    assert rows(table)["label-only student (siamese_bilstm)"]["average (1 task)"] == "nan"
+    assert fmt(math.nan) == "nan" and fmt(None) == "–" and fmt(1234.5) == "1,234.50"
+
+
+@pytest.mark.parametrize(("name", "entry", "role"), [
+    ("teacher", {"kind": "teacher"}, "teacher"),
+    ("teacher", {}, "teacher"),  # the oldest results record no kind
+    ("bilstm", {"kind": "student"}, "label-only"),
+    ("siamese_bilstm", {}, "label-only"),
+    ("bilstm_soft", {"kind": "student"}, "distilled"),
+    ("siamese_bilstm_soft", {}, "distilled"),
+    ("bilstm_soft_noaug", {"kind": "student", "variant": {"base": "bilstm_soft"}}, None),
+    ("elmo", {"kind": "reference"}, None),
+    ("my_student", {"kind": "student", "role": "distilled"}, "distilled"),  # recorded roles win
+])
+def test_role_inferred_for_old_results(name: str, entry: dict, role: str | None) -> None:
+    assert role_of(name, entry) == role
+
+
+def test_old_results_without_roles_get_rows() -> None:
+    old = run(sst2={"teacher": {"scores": {"dev": {"accuracy": 90.0}}}, "bilstm": {"scores": {"dev": {"accuracy": 83.0}}},
+                    "bilstm_soft": {"scores": {"dev": {"accuracy": 88.0}}}})
+    assert list(rows(glue_table(old))) == ["teacher", "label-only student (bilstm)", "distilled student (bilstm_soft)"]
+
+
+def test_not_run_lines() -> None:
+    results = {**RESULTS, "not_run": {"mnli": "no training data; looked in --data-dir: /x, default: ../shared/data/MNLI",
+                                      "wnli": "no training data"}}
+    assert not_run_lines(results) == ["- mnli: not run, no training data; looked in --data-dir: /x, default: ../shared/data/MNLI",
+                                      "- wnli: not run, no training data"]
+    assert not_run_lines(RESULTS) == []
+
+
+def test_literature_only_for_tasks_run_and_labelled() -> None:
+    table = literature_table(run(sst2={"bilstm": model(accuracy=80.0)}, qqp={"siamese_bilstm": model(accuracy=80.0, f1=70.0)}))
+    assert table.columns[0] == REPORTED == "reported, not measured (GLUE test server)"
+    assert list(table.columns)[1:] == ["SST-2 acc", "QQP acc/F1", "average (2 tasks), computed here from the reported figures"]
+    by_row = rows(table)
+    soft = by_row["BiLSTM_SOFT, distilled from BERT-large (Tang et al. 2019, Table 1)"]
+    assert soft["SST-2 acc"] == "90.7" and soft["QQP acc/F1"] == "88.1 / 68.2"  # Tang print F1/acc 68.2/88.1
+    assert float(soft[table.columns[-1]]) == pytest.approx((90.7 + (88.1 + 68.2) / 2) / 2, abs=0.006)  # 84.425
+    glue_bilstm = by_row["BiLSTM, single-task (Wang et al. 2019, GLUE Table 4)"]
+    assert glue_bilstm["QQP acc/F1"] == "81.7 / 61.4"
+
+
+def test_literature_rows_without_every_task_have_no_average() -> None:
+    table = literature_table(run(cola={"bilstm": model(mcc=10.0)}, sst2={"bilstm": model(accuracy=80.0)}))
+    by_row = rows(table)
+    assert by_row["BiLSTM_SOFT, distilled from BERT-large (Tang et al. 2019, Table 1)"]["CoLA MCC"] == "–"
+    assert by_row["BiLSTM_SOFT, distilled from BERT-large (Tang et al. 2019, Table 1)"][table.columns[-1]] == "–"
+    assert by_row["BERT-base (Devlin et al. 2019, Table 1; GLUE leaderboard)"][table.columns[-1]] == "72.80"  # (52.1+93.5)/2
+    # A row reporting none of the run's tasks is left out.
+    assert list(rows(literature_table(run(rte={"siamese_bilstm": model(accuracy=55.0)})))) == [
+        name for name, reported in LITERATURE.items() if "rte" in reported]
+
+
+def test_literature_average_over_all_nine_tasks_matches_the_glue_paper() -> None:
+    """Computed GLUE's way from Table 4's rounded figures: the paper prints 63.9 and 66.4."""
+    every = run(**{task: {"bilstm": model(accuracy=1.0)} for task in ("cola", "sst2", "mrpc", "stsb", "qqp", "mnli",
+                                                                      "qnli", "rte", "wnli")})
+    by_row = rows(literature_table(every))
+    average = "average (9 tasks), computed here from the reported figures"
+    assert by_row["BiLSTM, single-task (Wang et al. 2019, GLUE Table 4)"][average] == "64.01"
+    assert by_row["BiLSTM + ELMo, single-task (Wang et al. 2019, GLUE Table 4)"][average] == "66.43"
+
+
+def test_section_keeps_measured_and_reported_apart() -> None:
+    results = {**RESULTS, "not_run": {"wnli": "no training data"}}
+    text = "\n".join(glue_section(results))
+    measured, literature = text.split("The literature, for orientation")
+    assert "| measured here (dev)" in measured and "Tang et al." not in measured
+    assert "| reported, not measured (GLUE test server)" in literature and "siamese_bilstm_soft" not in literature
+    assert "dev set" in measured and "GLUE's test sets" in literature
+    assert text.rstrip().endswith("- wnli: not run, no training data")
+    assert glue_section(run(custom={"bilstm": model(accuracy=1.0)})) == []
+
+
+def full_results() -> dict:
+    """A results dict `render` accepts: CoLA (MCC, with a timed model) and STS-B (a NaN correlation)."""
+    timing = {"backend": "torch", "device": "cpu", "dtype": "fp32",
+              "interactive": {"p50_ms": 2.0, "p90_ms": 2.5, "p99_ms": 3.0, "mean_ms": 2.1, "stdev_ms": 0.1},
+              "offline": {"batch_size": 512, "whole_set": 100, "whole_set_s": 1.0, "sentences_per_s": 100.0,
+                          "projected_from": None}}
+
+    def task(models: dict) -> dict:
+        return {"data": {"train": 100, "dev": 50, "source": "local files"}, "stages": {"augment": {"rows": 10, "synthetic": 5}},
+                "models": models}
+    cola = {"teacher": {**model(kind="teacher", mcc=-12.5), "params_total": 10, "params_non_embedding": 5, "speed": [timing]},
+            "bilstm_soft": {**model(mcc=30.0), "params_total": 4, "params_non_embedding": 2, "speed": [timing]}}
+    stsb = {"siamese_bilstm": {**model(pearson=math.nan, spearman=math.nan), "params_total": 4, "params_non_embedding": 2,
+                               "speed": [timing]}}
+    return {"suite": "glue", "preset": "smoke", "seed": 1, "wall_seconds": 1.0, "tasks": {"cola": task(cola), "stsb": task(stsb)},
+            "not_run": {"mnli": "no training data"},
+            "environment": {"cpu": "cpu", "usable_cores": 2, "torch_threads": 2, "gpu": None, "git_commit": "abc",
+                            "packages": {"torch": "2", "transformers": "4"}},
+            "config": {"teacher": {"checkpoint": "minilm"}, "student": {"embedding": "teacher"}}}
+
+
+def test_report_has_the_glue_section_before_the_tasks_and_plots_mcc_and_nan(tmp_path: Path) -> None:
+    results = full_results()
+    text = render(results)
+    assert text.index("## GLUE") < text.index("## CoLA") < text.index("## STS-B")
+    assert "- mnli: not run, no training data" in text and "### Scores" in text and "### Accuracy" not in text
+    scores = accuracy_table("stsb", results["tasks"]["stsb"]["models"])
+    assert scores.to_dict("records") == [{"model": "siamese_bilstm", "dev pearson (ours)": "nan", "dev spearman (ours)": "nan"}]
+    plot(results, tmp_path / "plot.png")  # a negative MCC plots; the NaN correlation is left out
+    assert (tmp_path / "plot.png").stat().st_size > 0
