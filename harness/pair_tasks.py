@@ -100,5 +100,6 @@ TASKS.add(
         aliases=(("premise", "sentence1"), ("hypothesis", "sentence2"), ("label", "gold_label"), ("idx", "index")),
         hub_splits=(("validation", "validation_matched"), ("test", "test_matched")),
         id_column="index",
+        submit_names=True,
     ),
 )

@@ -3,8 +3,8 @@
 Sources, first match wins: `--data-dir`, `$HARNESS_DATA`, `../shared/data` beside the repository,
 then the Hugging Face hub (`datasets.load_dataset("glue", ...)`). Local files are read through
 `datasets`' csv builder; every file is checked for its columns and labels before use. Columns are
-found by name (with per-task aliases for other layouts), never by position. The pair tasks live in
-harness/pair_tasks.py.
+found by name (with per-task aliases for other layouts), never by position. QQP and MNLI live in
+harness/pair_tasks.py, GLUE's other tasks in harness/glue_tasks.py.
 """
 
 from __future__ import annotations
@@ -346,6 +346,8 @@ def load_task(name: str, data_dir: str | Path | None = None) -> dict[str, Split]
     try:
         if _HUB_UNREACHABLE:
             raise _HUB_UNREACHABLE[0]
+        print(f"[data] {task.name}: no local {task.glue_dir}/{dict(task.files)['train']}; trying the Hugging Face hub "
+              f"({'/'.join(task.hub)}; offline, it gives up after about 20 s)", flush=True)
         return load_from_hub(task)
     except Exception as e:
         if isinstance(e, OSError):  # ConnectionError and friends
