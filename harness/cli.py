@@ -38,7 +38,7 @@ def parser() -> argparse.ArgumentParser:
 
     run = sub.add_parser("run", help="teacher -> augment -> label -> students -> evaluate -> measure -> report")
     run.add_argument("--suite", default="glue", help="suite name in harness/suites/ or a YAML path (default: glue)")
-    run.add_argument("--preset", help="named overrides from the suite: smoke (SST-2 + STS-B slices, ~3 min), quick (all "
+    run.add_argument("--preset", help="named overrides from the suite: smoke (SST-2 + STS-B slices, ~4 min), quick (all "
                      "six GLUE tasks with data, about an hour), full (paper protocol, hours)")
     run.add_argument("--tasks", help="comma-separated tasks, overriding the suite's (e.g. sst2,stsb); without it every "
                      "task of the suite that has training data runs and the others are named as not run; a task named "

@@ -24,12 +24,10 @@ class Metric:
     Attributes:
         fn: (labels, predictions) -> score in [-1, 1] or [0, 1]; reported x 100.
         higher_is_better: its direction, for best-so-far tracking.
-        regression: scores real-valued predictions (True) or class indices (False).
     """
 
     fn: Callable[[np.ndarray, np.ndarray], float]
     higher_is_better: bool = True
-    regression: bool = False
 
 
 def _correlation(fn: Callable) -> Callable[[np.ndarray, np.ndarray], float]:
@@ -47,8 +45,8 @@ METRICS: dict[str, Metric] = {
     "accuracy": Metric(lambda y, p: accuracy_score(y, p)),
     "f1": Metric(lambda y, p: f1_score(y, p, pos_label=1, zero_division=0)),  # F1 of class 1, as GLUE
     "mcc": Metric(lambda y, p: matthews_corrcoef(y, p)),  # CoLA; 0 when predictions are constant
-    "pearson": Metric(_correlation(pearsonr), regression=True),
-    "spearman": Metric(_correlation(spearmanr), regression=True),
+    "pearson": Metric(_correlation(pearsonr)),
+    "spearman": Metric(_correlation(spearmanr)),
 }
 
 

@@ -321,7 +321,8 @@ class NoData(HarnessError):
     """A task's training data is nowhere: not in any local folder, and not on the hub.
 
     Attributes:
-        reason: where it was looked for, without the advice (for "not run" lines).
+        reason: where it was looked for, without the advice, paths as `display_path` shows them (for
+            the "not run" lines of results and reports, which carry no machine's absolute paths).
     """
 
     def __init__(self, message: str, reason: str) -> None:
@@ -352,15 +353,18 @@ def load_task(name: str, data_dir: str | Path | None = None) -> dict[str, Split]
     except Exception as e:
         if isinstance(e, OSError):  # ConnectionError and friends
             _HUB_UNREACHABLE[:] = [e]
-        reason = no_data_reason(task, data_dir, e)
-        raise NoData(f"no data for task {task.name}: {reason}. Pass --data-dir DIR (or set $HARNESS_DATA=DIR) where "
-                     f"DIR/{task.glue_dir}/{dict(task.files)['train']} exists, or run online to use the hub.", reason) from None
+        advice = (f"Pass --data-dir DIR (or set $HARNESS_DATA=DIR) where DIR/{task.glue_dir}/{dict(task.files)['train']} "
+                  "exists, or run online to use the hub.")
+        raise NoData(f"no data for task {task.name}: {no_data_reason(task, data_dir, e, str)}. {advice}",
+                     no_data_reason(task, data_dir, e)) from None
 
 
-def no_data_reason(task: Task, data_dir: str | Path | None, error: Exception) -> str:
-    """Every place looked in, what a partial local copy lacks, and the hub's error, in one line."""
+def no_data_reason(task: Task, data_dir: str | Path | None, error: Exception,
+                   show: Callable[[Path], str] = display_path) -> str:
+    """Every place looked in (each path as `show` writes it), what a partial local copy lacks, and the
+    hub's error, in one line."""
     train = f"{task.glue_dir}/{dict(task.files)['train']}"
-    looked = [f"{how}: {root / task.glue_dir}" for how, root in candidate_dirs(data_dir)]
+    looked = [f"{how}: {show(root / task.glue_dir)}" for how, root in candidate_dirs(data_dir)]
     partial = [root / task.glue_dir for _, root in candidate_dirs(data_dir) if (root / task.glue_dir).is_dir()]
     has = ""
     if partial:
