@@ -27,6 +27,7 @@ EPILOG = """examples:
   python -m harness check --baseline benchmarks/baseline.json runs/ci-smoke --update   # re-baseline deliberately
   python -m harness measure --model runs/glue-quick/models/sst2/bilstm_soft --backend onnx-int8
   python -m harness measure --model bert_large --regime offline
+  python -m harness cache verify --cache-dir runs/cache        # exit 1 if an entry is damaged
 """
 
 
@@ -79,6 +80,15 @@ def parser() -> argparse.ArgumentParser:
                     "2,048 for a teacher, 512 for references)")
     me.add_argument("--data-dir", help="folder in GLUE's layout (default: $HARNESS_DATA, then ../shared/data)")
 
+    ca = sub.add_parser("cache", help="check the stage cache against its manifests, or remove what cannot be reused",
+                        description="verify: every cache entry is checked against its manifest (each file's size and "
+                        "sha256); damaged entries are listed with the file at fault, and the exit status is 1 if there "
+                        "are any. prune: removes damaged entries, unfinished `.partial` work folders (do not prune while "
+                        "a run uses the cache: its work folder would go) and other leftovers. A run discards a damaged "
+                        "entry by itself when it needs it; these commands are for looking after a cache as a whole.")
+    ca.add_argument("action", choices=["verify", "prune"])
+    ca.add_argument("--cache-dir", type=Path, default=Path("runs/cache"), help="the cache (default: runs/cache)")
+
     rep = sub.add_parser("report", help="re-render report.md and plot.png of a run from its results.json")
     rep.add_argument("run", type=Path, help="a run folder written by `harness run`")
 
@@ -110,6 +120,29 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 1 if regressed else 0
 
 
+def cmd_cache(args: argparse.Namespace) -> int:
+    import shutil
+
+    from harness.cache import Store, folder_bytes, survey
+
+    if not args.cache_dir.is_dir():
+        raise HarnessError(f"--cache-dir {args.cache_dir}: no such folder")
+    states = survey(Store(args.cache_dir))
+    counts = {state: sum(1 for _, s, _ in states if s == state) for state in ("ok", "damaged", "unfinished", "leftover")}
+    freed = 0
+    for path, state, detail in states:
+        if state == "ok":
+            continue
+        if args.action == "prune":
+            freed += folder_bytes(path)
+            shutil.rmtree(path)
+        print(f"{'removed ' if args.action == 'prune' else ''}{state}: {path}: {detail}")
+    print(f"{args.cache_dir}: " + ", ".join(f"{n} {state}" for state, n in counts.items())
+          + (f"; removed {counts['damaged'] + counts['unfinished'] + counts['leftover']} ({freed / 1e6:.1f} MB)"
+             if args.action == "prune" else ""))
+    return 1 if args.action == "verify" and counts["damaged"] else 0
+
+
 def cmd_compare(args: argparse.Namespace) -> None:
     from harness.compare import compare
 
@@ -138,7 +171,12 @@ def cmd_report(args: argparse.Namespace) -> None:
     from harness.compare import load_results
     from harness.report import write_report
 
-    write_report(load_results(args.run), args.run)
+    results = load_results(args.run)
+    try:
+        write_report(results, args.run)
+    except (KeyError, TypeError, AttributeError, ValueError) as e:  # valid JSON, but not what `run` writes
+        raise HarnessError(f"{args.run}: results.json lacks what a report needs ({type(e).__name__}: {e}); "
+                           "pass a run folder written by `harness run`") from None
     print(f"report: {args.run / 'report.md'}")
 
 
@@ -191,7 +229,7 @@ def cmd_predict(args: argparse.Namespace) -> None:
         print(json.dumps(scores))
 
 
-RESULTS_ONLY = ("compare", "check", "report")  # read results.json alone: no models, no plugins to load
+NO_PLUGINS = ("compare", "check", "report", "cache")  # results.json or cache files alone: no models to load
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -199,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     from harness.plugins import load_plugins
 
     try:
-        if args.command not in RESULTS_ONLY:
+        if args.command not in NO_PLUGINS:
             import datasets
             import transformers
 
@@ -207,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
             transformers.logging.set_verbosity_error()  # "classifier weights newly initialised" is expected
             load_plugins()
         status = {"run": cmd_run, "ls": cmd_ls, "predict": cmd_predict, "compare": cmd_compare, "report": cmd_report,
-                  "measure": cmd_measure, "check": cmd_check}[args.command](args)
+                  "measure": cmd_measure, "check": cmd_check, "cache": cmd_cache}[args.command](args)
     except HarnessError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -14,7 +14,7 @@ from pathlib import Path
 import onnxruntime
 import torch
 
-from harness import measure
+from harness import manifest, measure
 from harness.config import MeasureConfig
 from harness.tasks import Split
 
@@ -49,16 +49,18 @@ def backend_predictor(predictor, kind: str, backend: str, folder: Path, check: l
     if backend == "torch":
         return predictor
     fp32 = folder / "model.onnx"
+
+    def made(path: Path, make) -> Path:  # an export is reused only when the folder's manifest lists it
+        if not manifest.lists(folder, path.name):
+            make(path)
+            manifest.add(folder, path.name)
+        return path
+
     if kind == "teacher":
-        if not fp32.exists():
-            ort.export_teacher(predictor, fp32, check)
-        return ort.OrtTeacher.from_teacher(predictor, fp32)
-    if not fp32.exists():
-        ort.export_student(predictor, fp32, check)
+        return ort.OrtTeacher.from_teacher(predictor, made(fp32, lambda p: ort.export_teacher(predictor, p, check)))
+    made(fp32, lambda p: ort.export_student(predictor, p, check))
     if backend == "onnx-int8":
-        int8 = folder / "model.int8.onnx"
-        if not int8.exists():
-            ort.quantize_int8(fp32, int8)
+        int8 = made(folder / "model.int8.onnx", lambda p: ort.quantize_int8(fp32, p))
         return ort.OrtStudent.from_predictor(predictor, int8)
     return ort.OrtStudent.from_predictor(predictor, fp32)
 

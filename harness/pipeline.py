@@ -8,7 +8,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from harness import efficiency, stages
+from harness import efficiency, manifest, stages
 from harness.augment import use_nltk_data
 from harness.cache import Store, write_json_atomic
 from harness.config import RunConfig
@@ -123,10 +123,19 @@ def time_reference(name: str, task: Task, cfg: RunConfig, dev: Split, train: Spl
 
 
 def copy_model(src: Path, dst: Path) -> None:
-    """Place a trained model under the run's models/ folder (replacing an older copy atomically)."""
+    """Place a trained model under the run's models/ folder (replacing an older copy atomically); the
+    copy is checked against the model folder's manifest before it takes the old one's place.
+
+    Raises:
+        HarnessError: the copy does not match (a disk that loses writes, a full disk).
+    """
     tmp = dst.with_name(f".{dst.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     shutil.copytree(src, tmp)
+    problem = manifest.problem(tmp)
+    if problem:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise HarnessError(f"copying {src} to {dst} failed: {problem}")
     shutil.rmtree(dst, ignore_errors=True)
     tmp.rename(dst)
 
@@ -161,18 +170,23 @@ def run(cfg: RunConfig, suite_info: dict, out: Path, cache_dir: Path, data_dir: 
     use_nltk_data([root for _, root in candidate_dirs(data_dir)])
     TEACHERS.get(cfg.teacher.name)
     splits, not_run = available_splits(cfg, data_dir, required="tasks" in suite_info.get("set", {}))
+    created = not out.exists()
     out.mkdir(parents=True, exist_ok=True)
-    results = {
-        **suite_info,
-        "config": asdict(cfg),
-        "seed": cfg.seed,
-        "environment": {**environment(REPO_ROOT), "torch_threads": threads},
-        "tasks": {name: run_task(name, cfg.for_task(name), Store(cache_dir), out, task_splits)
-                  for name, task_splits in splits.items()},
-        **({"not_run": not_run} if not_run else {}),
-    }
-    results["wall_seconds"] = round(time.perf_counter() - start, 2)
-    write_json_atomic(out / "results.json", results)
-    write_report(results, out)
+    try:
+        results = {
+            **suite_info,
+            "config": asdict(cfg),
+            "seed": cfg.seed,
+            "environment": {**environment(REPO_ROOT), "torch_threads": threads},
+            "tasks": {name: run_task(name, cfg.for_task(name), Store(cache_dir), out, task_splits)
+                      for name, task_splits in splits.items()},
+            **({"not_run": not_run} if not_run else {}),
+        }
+        results["wall_seconds"] = round(time.perf_counter() - start, 2)
+        write_json_atomic(out / "results.json", results)
+        write_report(results, out)
+    except BaseException:  # an error or an interrupt: a folder this run made holds nothing finished (the cache does)
+        if created:
+            shutil.rmtree(out, ignore_errors=True)
+        raise
     return results
-

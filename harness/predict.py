@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from harness import manifest
 from harness.errors import HarnessError
 from harness.metrics import predictions, score
 from harness.registry import STUDENTS, TASKS, TEACHERS
@@ -16,15 +17,33 @@ from harness.wordmodel import load_student
 
 
 def load_model(folder: Path):
-    """A model folder written by `harness run` (models/<task>/<name>/) -> (predictor, its harness.json)."""
-    meta_path = folder / "harness.json"
-    if not meta_path.is_file():
+    """A model folder written by `harness run` (models/<task>/<name>/) -> (predictor, its harness.json).
+
+    Raises:
+        HarnessError: not a model folder, or a damaged one (a file missing, truncated or changed since
+            it was written, per its manifest), naming the file; or one the model's code cannot load.
+    """
+    if not (folder / "harness.json").is_file():
         raise HarnessError(f"{folder}: not a model folder written by `harness run` (no harness.json)")
-    meta = json.loads(meta_path.read_text())
-    if meta["kind"] == "teacher":
-        return TEACHERS.get(meta["plugin"]).load(folder), meta
-    STUDENTS.get(meta["plugin"])
-    return load_student(folder), meta
+    problem = manifest.problem(folder)
+    if problem:
+        raise HarnessError(f"{folder}: damaged model folder: {problem}; rerun `harness run` to rebuild it")
+    meta = json.loads((folder / "harness.json").read_text())
+    try:
+        if meta["kind"] == "teacher":
+            return TEACHERS.get(meta["plugin"]).load(folder), meta
+        STUDENTS.get(meta["plugin"])
+        return load_student(folder), meta
+    except HarnessError:
+        raise
+    except Exception as e:  # intact files the model code still rejects (e.g. made by another version)
+        raise HarnessError(f"{folder}: cannot load the model: {type(e).__name__}: {first_words(e)}") from None
+
+
+def first_words(e: Exception, limit: int = 200) -> str:
+    """An exception's message on one line, cut to `limit` characters."""
+    text = " ".join(str(e).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def submission_value(task: Task, prediction: float) -> str:

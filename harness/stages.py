@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
+import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -20,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from harness import augment, label
+from harness import augment, label, manifest
 from harness.batching import TokenIds
 from harness.cache import Store, content_key, write_json_atomic
 from harness.config import KEY_IF_CHANGED, AugmentConfig, RunConfig
@@ -53,15 +55,26 @@ def key_of(stage: str, optional: dict[str, Any] | None = None, **parts: Any) -> 
 
 
 def cached(store: Store, stage: str, key: str, build) -> tuple[Path, dict]:
-    """Reuse `stage/key` when it is there; else run build(work_dir) -> meta, then commit."""
+    """Reuse `stage/key` when it is there and matches its manifest; else run build(work_dir) -> meta,
+    then commit. A damaged entry is discarded with a one-line warning naming the file; a build that
+    raises removes its work folder (a killed one keeps it, to resume)."""
     if store.has(stage, key):
-        meta = json.loads((store.path(stage, key) / "meta.json").read_text())
-        print(f"[{stage}] cached ({key})", flush=True)
-        return store.path(stage, key), {**meta, "cached": True}
+        problem = store.problem(stage, key)
+        if problem is None:
+            meta = json.loads((store.path(stage, key) / "meta.json").read_text())
+            print(f"[{stage}] cached ({key})", flush=True)
+            return store.path(stage, key), {**meta, "cached": True}
+        print(f"warning: [{stage}] cache entry {store.path(stage, key)} is damaged: {problem}; discarded, recomputing",
+              file=sys.stderr, flush=True)
+        store.discard(stage, key)
     print(f"[{stage}] computing ({key})", flush=True)
     work = store.partial(stage, key)
     start = time.perf_counter()
-    meta = build(work)
+    try:
+        meta = build(work)
+    except Exception:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
     meta = {**meta, "seconds": round(time.perf_counter() - start, 2), "key": key}
     write_json_atomic(work / "meta.json", meta)
     return store.commit(stage, key), {**meta, "cached": False}
@@ -85,6 +98,7 @@ def teacher_stage(store: Store, task: Task, cfg: RunConfig, train: Split, dev: S
         teacher = TEACHERS.get(cfg.teacher.name).create(cfg.teacher, task.num_labels)
         result = teacher.finetune(subset, dev, cfg.teacher, cfg.seed, task.metrics, work / "model")
         write_json_atomic(work / "model" / "harness.json", {"kind": "teacher", "plugin": cfg.teacher.name, "task": task.name})
+        manifest.write(work / "model")
         return {**result, "train_examples": len(idx)}
 
     return cached(store, "teacher", key, build)
@@ -226,6 +240,7 @@ def student_stage(store: Store, job: StudentJob, task: Task, cfg: RunConfig, dev
                                task.metrics, lambda ids: predictor.logits_from_ids(ids, 256), cfg.seed, job.name)
         predictor.save(work / "model")
         write_json_atomic(work / "model" / "harness.json", {"kind": "student", "plugin": job.base, "task": task.name})
+        manifest.write(work / "model")
         return {**result, "train_examples": len(gold), "vocab": len(vocab), "embedding": emb_meta, "config": asdict(scfg)}
 
     return cached(store, "student", key, build)
