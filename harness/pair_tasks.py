@@ -4,8 +4,10 @@ QQP locally is the original Quora release (`QQP/quora_pairs.tsv.gz`: CSV-quoted,
 columns id, qid1, qid2, question1, question2, is_duplicate), which is not split into train and dev.
 `read_quora` makes a fixed split of it:
 
-1. Pairs with an empty (or all-whitespace) question are dropped: they carry no question to compare,
-   and augmentation cannot vary them. The shared file has one (id 201841, empty question2).
+1. Pairs with an empty (or all-whitespace) question are dropped and counted (in Split.source): they
+   carry no question to compare, and augmentation cannot vary them. The shared file has one (id
+   201841, empty question2), so the task declares the file's empty texts known (`Task.empty_texts`):
+   anywhere else an empty text is an error.
 2. Dev is the QQP_DEV_SIZE pairs whose sha256(f"{QQP_SPLIT_SEED}:{id}") is smallest; train is the
    rest. The split depends only on the ids: not on file order, numpy or Python versions. Both keep
    file order. Its Split.source says "local seeded split": scores on it are not comparable with
@@ -21,11 +23,13 @@ from __future__ import annotations
 import csv
 import hashlib
 from collections.abc import Sequence
+from operator import itemgetter
 from pathlib import Path
 
 from harness.errors import HarnessError
 from harness.registry import TASKS
 from harness.tasks import Split, Task, read_tsv
+from harness.tsv import blank
 
 QQP_FILE = "quora_pairs.tsv.gz"
 QQP_SPLIT_SEED = 2019  # fixed for good: changing it changes every QQP score
@@ -47,12 +51,14 @@ def read_quora(task: Task, folder: Path) -> dict[str, Split]:
     """Train and dev from the Quora release file in `folder`, split as the module docstring says.
 
     Raises:
-        HarnessError: the file lacks unique ids, or has too few pairs for the dev set.
+        HarnessError: the file lacks ids (a repeated id is read_tsv's error, naming both lines), or has
+            too few pairs for the dev set.
     """
     pairs = read_tsv(folder / QQP_FILE, task, require_labels=True)
-    if pairs.ids is None or len(set(pairs.ids)) != len(pairs):
+    if pairs.ids is None:
         raise HarnessError(f"{pairs.source}: a unique {task.id_column!r} column is needed to split train and dev")
-    keep = [i for i, t in enumerate(pairs.texts) if all(s.strip() for s in t)]
+    empty = {i for k in range(len(task.text_columns)) for i in blank(map(itemgetter(k), pairs.texts))}
+    keep = [i for i in range(len(pairs)) if i not in empty]
     dropped = len(pairs) - len(keep)
     if len(keep) <= QQP_DEV_SIZE:
         raise HarnessError(f"{pairs.source}: {len(keep)} usable pairs, more than {QQP_DEV_SIZE:,} needed for dev")
@@ -80,6 +86,7 @@ TASKS.add(
         aliases=(("label", "is_duplicate"), ("idx", "id")),  # the hub's column names
         id_column="id",
         quoting=csv.QUOTE_MINIMAL,  # the Quora release quotes fields holding `"`, e.g. "Is ""&"" ...?"
+        empty_texts=(QQP_FILE,),  # one pair with an empty question (id 201841): read_quora drops and counts it
         reader=read_quora,
     ),
 )

@@ -81,10 +81,13 @@ def test_missing_file(tmp_path: Path) -> None:
         read_tsv(tmp_path / "nope.tsv", SST2, require_labels=False)
 
 
-def test_no_data_lists_every_place(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Offline with no local data: one error naming --data-dir, $HARNESS_DATA, the default and the hub."""
+def test_no_data_names_the_one_place_looked_in(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An explicit location is the only one looked in: --data-dir (over $HARNESS_DATA), else $HARNESS_DATA,
+    each without the hub; only with neither does the default lead on to the hub, and the error names both."""
+    hub_calls = []
 
     def offline(task: object) -> None:
+        hub_calls.append(task)
         raise OSError("offline")
 
     repo = tmp_path / "repo"
@@ -94,16 +97,21 @@ def test_no_data_lists_every_place(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     monkeypatch.setattr(tasks, "REPO_ROOT", repo)
     monkeypatch.setattr(tasks, "load_from_hub", offline)
     monkeypatch.setenv("HARNESS_DATA", str(env_dir))
-    with pytest.raises(HarnessError) as err:
+    with pytest.raises(tasks.NoData) as err:
         load_task("sst2", data_dir=empty)
     msg = str(err.value)
-    for place in (empty, env_dir, tmp_path / "shared" / "data"):
-        assert str(place / "SST-2") in msg
-    assert "--data-dir" in msg and "$HARNESS_DATA" in msg and "hub" in msg and "OSError" in msg
+    assert f"no SST-2/train.tsv in --data-dir {empty} ({empty} has no folders)" in msg and "leave out --data-dir" in msg
+    assert str(env_dir) not in msg and str(tmp_path / "shared") not in msg and not hub_calls
+    with pytest.raises(tasks.NoData) as err:
+        load_task("sst2")
+    assert f"no SST-2/train.tsv in $HARNESS_DATA {env_dir}" in str(err.value) and "unset $HARNESS_DATA" in str(err.value)
+    assert not hub_calls
     monkeypatch.delenv("HARNESS_DATA")
-    with pytest.raises(HarnessError) as err:
-        load_task("sst2", data_dir=empty)
-    assert str(empty / "SST-2") in str(err.value) and str(env_dir) not in str(err.value)
+    with pytest.raises(tasks.NoData) as err:
+        load_task("sst2")
+    msg = str(err.value)
+    assert f"in default: {tmp_path / 'shared' / 'data' / 'SST-2'}; and the Hugging Face hub (glue/sst2) failed: OSError" in msg
+    assert "--data-dir" in msg and "$HARNESS_DATA" in msg and str(empty) not in msg and len(hub_calls) == 1
 
 
 def test_missing_data_dir_is_an_error(tmp_path: Path) -> None:
