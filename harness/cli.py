@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import traceback
 from pathlib import Path
 
 from harness.errors import HarnessError
@@ -31,6 +33,12 @@ EPILOG = """examples:
 """
 
 
+DATA_HELP = ("folder in GLUE's layout, the only one looked in when given (default: $HARNESS_DATA when set, else "
+             "../shared/data, then the Hugging Face hub)")
+DEVICE_HELP = ("where models train and predict: auto (this process's GPU when there is one, else the CPU), cpu, "
+               "cuda or cuda:K (default: auto); under torchrun every process takes its share of each batch")
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m harness", description="Distil fine-tuned transformer teachers into "
                                 "BiLSTM students, score and time them, and report beside Tang et al. (2019).",
@@ -47,10 +55,11 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--students", help="comma-separated students, overriding the suite's")
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                      help="override a config field, e.g. student.hidden=300 (repeatable)")
-    run.add_argument("--data-dir", help="folder in GLUE's layout (default: $HARNESS_DATA, then ../shared/data)")
+    run.add_argument("--data-dir", help=DATA_HELP)
     run.add_argument("--out", type=Path, help="output folder (default: runs/<suite>-<preset>)")
     run.add_argument("--cache-dir", type=Path, default=Path("runs/cache"),
                      help="stage cache shared by runs (default: runs/cache)")
+    run.add_argument("--device", default="auto", help=DEVICE_HELP)
 
     ls = sub.add_parser("ls", help="list registered tasks, teachers, students or shipped suites")
     ls.add_argument("what", choices=["tasks", "teachers", "students", "references", "suites"])
@@ -61,6 +70,7 @@ def parser() -> argparse.ArgumentParser:
                         "for STS-B or {\"n\": 1043, \"mcc\": ...} for CoLA.")
     pr.add_argument("--model", type=Path, required=True, help="a folder under <run>/models/<task>/<model>")
     pr.add_argument("--input", type=Path, required=True, help="TSV with the task's text columns (and label, to score)")
+    pr.add_argument("--device", default="auto", help=DEVICE_HELP)
     pr.add_argument("--output", type=Path, help="write GLUE's submission format here: index<TAB>prediction, a score "
                     "for STS-B, label names for MNLI, QNLI and RTE, class indices otherwise")
     me = sub.add_parser("measure", help="time one model on its own: a trained model folder or a reference name",
@@ -78,7 +88,7 @@ def parser() -> argparse.ArgumentParser:
                     "all usable cores for offline)")
     me.add_argument("--n", type=int, help="sentences to time (default: 200 batch-1; offline: all for students, "
                     "2,048 for a teacher, 512 for references)")
-    me.add_argument("--data-dir", help="folder in GLUE's layout (default: $HARNESS_DATA, then ../shared/data)")
+    me.add_argument("--data-dir", help=DATA_HELP)
 
     ca = sub.add_parser("cache", help="check the stage cache against its manifests, or remove what cannot be reused",
                         description="verify: every cache entry is checked against its manifest (each file's size and "
@@ -157,13 +167,13 @@ def cmd_measure(args: argparse.Namespace) -> None:
     from harness.config import MeasureConfig
     from harness.efficiency import measure_one
     from harness.measure import set_threads
-    from harness.tasks import candidate_dirs
+    from harness.tasks import nltk_roots
 
     if (args.threads is not None and args.threads < 0) or (args.n is not None and args.n < 1):
         raise HarnessError("--threads must be >= 0 and --n >= 1")
     default = MeasureConfig().interactive_threads if args.regime == "interactive" else 0
     set_threads(default if args.threads is None else args.threads)
-    use_nltk_data([root for _, root in candidate_dirs(args.data_dir)])
+    use_nltk_data(nltk_roots(args.data_dir))
     print(json.dumps(measure_one(args.model, args.backend, args.regime, args.device, args.n, args.data_dir)))
 
 
@@ -182,7 +192,7 @@ def cmd_report(args: argparse.Namespace) -> None:
 
 def cmd_run(args: argparse.Namespace) -> None:
     from harness.config import load_suite, parse_set
-    from harness.measure import set_threads
+    from harness.measure import set_threads, usable_cores
     from harness.pipeline import run
 
     sets = parse_set(args.set)
@@ -204,7 +214,10 @@ def cmd_run(args: argparse.Namespace) -> None:
             check_job_fits(job, TASKS.get(name))
     for name in cfg.measure.references:
         REFERENCES.get(name)
-    threads = set_threads(cfg.measure.threads)
+    from harness import device
+
+    rt = device.setup(args.device)
+    threads = set_threads(cfg.measure.threads or max(1, usable_cores() // rt.local_world))  # each process its share
     out = args.out or Path("runs") / f"{info['suite']}-{args.preset or 'default'}"
     results = run(cfg, info, out, args.cache_dir, args.data_dir, threads)
     print(f"report: {out / 'report.md'}  results: {out / 'results.json'}  ({results['wall_seconds']:.0f} s)")
@@ -220,8 +233,10 @@ def cmd_ls(args: argparse.Namespace) -> None:
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
+    from harness import device
     from harness.predict import predict
 
+    device.setup(args.device)
     scores = predict(args.model, args.input, args.output)
     if args.output:
         print(f"predictions: {args.output}")
@@ -247,9 +262,34 @@ def main(argv: list[str] | None = None) -> int:
         status = {"run": cmd_run, "ls": cmd_ls, "predict": cmd_predict, "compare": cmd_compare, "report": cmd_report,
                   "measure": cmd_measure, "check": cmd_check, "cache": cmd_cache}[args.command](args)
     except HarnessError as e:
-        print(f"error: {e}", file=sys.stderr)
+        say_error(str(e))
         return 2
     except KeyboardInterrupt:
-        print("interrupted: rerun the same command to resume from the last finished step", file=sys.stderr)
+        say_error("interrupted: rerun the same command to resume from the last finished step", "")
         return 130
+    except Exception as e:
+        if not distributed():
+            raise
+        say_error(f"{type(e).__name__}: {e}\n{traceback.format_exc()}")  # a rank's traceback would go to /dev/null
+        return 1
+    finally:
+        if distributed():
+            sys.modules["harness.device"].teardown()
     return status or 0
+
+
+def distributed() -> bool:
+    """Whether this process joined a torchrun process group (harness.device is loaded only by the
+    commands that train or predict; the others start without torch)."""
+    dev = sys.modules.get("harness.device")
+    return dev is not None and dev.current().distributed
+
+
+def say_error(message: str, prefix: str = "error: ") -> None:
+    """One line on stderr. Under torchrun it names the rank; before the processes join, every rank has
+    the same inputs and the same error, so rank 0 alone says it."""
+    rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    if world > 1 and rank and not distributed():
+        return
+    where = f"rank {rank}: " if world > 1 else ""
+    print(f"{prefix}{where}{message}", file=sys.stderr if rank == 0 else sys.__stderr__, flush=True)

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from harness import device
 from harness.batching import TokenIds, bucketed_batches
 from harness.config import StudentConfig
 from harness.metrics import improved, score_outputs, worst
@@ -80,8 +81,9 @@ def train_student(
         predict: (list[TokenIds]) -> outputs, used to score dev.
         metrics: the task's metrics; the first one selects the checkpoint, in its direction.
     """
-    torch.manual_seed(seed)
-    rng = np.random.default_rng(seed)
+    rt = device.current()
+    torch.manual_seed(seed + device.RANK_SEED_STRIDE * rt.rank)  # dropout: each rank its own stream
+    rng = np.random.default_rng(seed)  # the batches: the same on every rank
     sparse = [m.weight for m in model.modules() if isinstance(m, torch.nn.Embedding) and m.sparse and m.weight.requires_grad]
     dense = [p for p in model.parameters() if p.requires_grad and all(p is not q for q in sparse)]
     opts = [torch.optim.Adadelta(dense, lr=cfg.lr, rho=cfg.rho)]
@@ -96,20 +98,24 @@ def train_student(
         model.train()
         bar = tqdm(batches, desc=f"{name} epoch {epoch + 1}/{cfg.epochs}", unit="batch", mininterval=2)
         for step, idx in enumerate(bar, start=1):
-            inputs = [t for col in train for t in col.pad(idx)]
-            hard = torch.from_numpy(targets[idx])
-            soft = torch.from_numpy(teacher_logits[idx]) if teacher_logits is not None else None
-            loss = distill_loss(model(*inputs), hard, soft, cfg.alpha, cfg.loss, cfg.temperature)
+            mine = device.shard(idx)  # this rank's share of the batch (all of it in one process)
             for opt in opts:
                 opt.zero_grad()
-            loss.backward()
+            if len(mine):
+                inputs = device.to_device([t for col in train for t in col.pad(mine)])
+                hard = device.to_device(torch.from_numpy(targets[mine]))
+                soft = device.to_device(torch.from_numpy(teacher_logits[mine])) if teacher_logits is not None else None
+                loss = distill_loss(model(*inputs), hard, soft, cfg.alpha, cfg.loss, cfg.temperature)
+                (loss * (len(mine) / len(idx))).backward()  # ranks' shares sum to the batch mean
+            device.sum_gradients(p for p in model.parameters() if p.requires_grad)
             for opt in opts:
                 opt.step()
-            bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
+            if len(mine):
+                bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
             if step not in eval_at:
                 continue
             model.eval()
-            dev_scores = score_outputs(metrics, dev_labels, predict(dev))
+            dev_scores = dict(zip(metrics, device.broadcast(list(score_outputs(metrics, dev_labels, predict(dev)).values()))))
             model.train()
             at = round(epoch + step / len(batches), 3)
             history.append({"epoch": at, "dev": dev_scores, "seconds": round(time.perf_counter() - t0, 1)})
@@ -147,7 +153,7 @@ class LazyAdadelta(torch.optim.Optimizer):
                 state = self.state[p]
                 if not state:
                     state.update(step=0, square_avg=torch.zeros_like(p), acc_delta=torch.zeros_like(p),
-                                 last=torch.zeros(p.shape[0], dtype=torch.long))
+                                 last=torch.zeros(p.shape[0], dtype=torch.long, device=p.device))
                 state["step"] += 1
                 grad = p.grad.coalesce() if p.grad.is_sparse else p.grad.to_sparse(1)  # rows: indices[0]
                 rows, g = grad.indices()[0], grad.values()  # (R,), (R, D)

@@ -14,6 +14,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from tqdm import tqdm
 
+from harness import device
 from harness.augment import MASK
 from harness.cache import write_json_atomic
 
@@ -42,28 +43,38 @@ def rows(table: pa.Table, idx: np.ndarray | None = None) -> list[tuple[str, ...]
     return list(zip(*(c.to_pylist() for c in cols)))
 
 
-def label(teacher, table: pa.Table, batch_size: int, work: Path, num_labels: int) -> np.ndarray:
-    """Fill `work/logits.npy` with teacher logits for every row of `table`, resuming if partly done."""
+def label(teacher, table: pa.Table, batch_size: int, work: Path, num_labels: int) -> None:
+    """Fill `work/logits.npy` with teacher logits for every row of `table`, resuming if partly done.
+    Under several processes each chunk's rows are split across ranks and gathered; rank 0 writes."""
+    rt = device.current()
     n = table.num_rows
     logits_path, progress_path = work / "logits.npy", work / "progress.json"
-    done = json.loads(progress_path.read_text())["chunks"] if progress_path.exists() else 0
-    if done == 0 or not logits_path.exists():
-        done = 0
-        out = np.lib.format.open_memmap(logits_path, mode="w+", dtype=np.float32, shape=(n, num_labels))
-    else:
-        out = np.load(logits_path, mmap_mode="r+")
+    done = 0
+    if rt.main:
+        done = json.loads(progress_path.read_text())["chunks"] if progress_path.exists() else 0
+        if done == 0 or not logits_path.exists():
+            done = 0
+            out = np.lib.format.open_memmap(logits_path, mode="w+", dtype=np.float32, shape=(n, num_labels))
+        else:
+            out = np.load(logits_path, mmap_mode="r+")
+    done = int(device.broadcast([done])[0])
     lengths = sum(pc.utf8_length(table.column(c)).to_numpy(zero_copy_only=False) for c in text_columns(table))
     order = np.argsort(lengths, kind="stable")
     chunks = [order[i : i + CHUNK] for i in range(0, n, CHUNK)]
-    bar = tqdm(total=n, initial=min(done * CHUNK, n), desc="label transfer set", unit="ex", mininterval=2)
-    for c in range(done, len(chunks)):
-        idx = np.sort(chunks[c])
+
+    def teacher_logits(idx: np.ndarray) -> np.ndarray:
         texts = rows(table, idx)
         if teacher.mask_token != MASK:
             texts = [tuple(s.replace(MASK, teacher.mask_token) for s in t) for t in texts]
-        out[idx] = teacher.logits(texts, batch_size)
-        out.flush()
-        write_json_atomic(progress_path, {"chunks": c + 1, "of": len(chunks)})
+        return teacher.logits(texts, batch_size)
+
+    bar = tqdm(total=n, initial=min(done * CHUNK, n), desc="label transfer set", unit="ex", mininterval=2)
+    for c in range(done, len(chunks)):
+        idx = np.sort(chunks[c])
+        logits = device.gather_rows(idx, teacher_logits, num_labels)
+        if rt.main:
+            out[idx] = logits
+            out.flush()
+            write_json_atomic(progress_path, {"chunks": c + 1, "of": len(chunks)})
         bar.update(len(idx))
     bar.close()
-    return np.asarray(out)

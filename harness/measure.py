@@ -29,11 +29,16 @@ def threads_for(threads: int) -> Iterator[int]:
         torch.set_num_threads(before)
 
 
-def set_threads(threads: int) -> int:
-    """Fix intra-op threads (0 = all usable cores) and return the number in force."""
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity)."""
     import os
 
-    n = threads or len(os.sched_getaffinity(0))
+    return len(os.sched_getaffinity(0))
+
+
+def set_threads(threads: int) -> int:
+    """Fix intra-op threads (0 = all usable cores) and return the number in force."""
+    n = threads or usable_cores()
     torch.set_num_threads(n)
     return torch.get_num_threads()
 

@@ -8,7 +8,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from harness import efficiency, manifest, stages
+from harness import device, efficiency, manifest, stages
 from harness.augment import use_nltk_data
 from harness.cache import Store, write_json_atomic
 from harness.config import RunConfig
@@ -17,7 +17,7 @@ from harness.errors import HarnessError
 from harness.metrics import score_outputs
 from harness.registry import REFERENCES, STUDENTS, TASKS, TEACHERS
 from harness.report import write_report
-from harness.tasks import REPO_ROOT, NoData, Split, Task, candidate_dirs, load_task, score_name
+from harness.tasks import REPO_ROOT, NoData, Split, Task, load_task, nltk_roots, score_name
 from harness.variants import student_jobs
 from harness.wordmodel import load_student
 
@@ -45,8 +45,11 @@ def load_splits(task: Task, cfg: RunConfig, data_dir: str | None) -> dict[str, S
     return splits
 
 
-def run_task(name: str, cfg: RunConfig, store: Store, out: Path, splits: dict[str, Split]) -> dict:
-    """One task end to end: the cached stages, then every model scored and measured."""
+def run_task(name: str, cfg: RunConfig, store: Store, out: Path, splits: dict[str, Split]) -> dict | None:
+    """One task end to end: the cached stages, then every model scored and measured. Under several
+    processes every rank takes part in the stages; rank 0 alone places, scores and times the models
+    (the others return None)."""
+    rt = device.current()
     task: Task = TASKS.get(name)
     train, dev = splits["train"], splits["validation"]
     print(f"== {name}: {len(train)} train, {len(dev)} dev ({train.source})", flush=True)
@@ -57,8 +60,10 @@ def run_task(name: str, cfg: RunConfig, store: Store, out: Path, splits: dict[st
     stage_meta = {"teacher": teacher_meta, "augment": augment_meta, "label": label_meta}
 
     models_out = out / "models" / name
-    copy_model(teacher_dir / "model", models_out / "teacher")
-    predictors = {"teacher": stages.load_teacher(teacher_dir, cfg)}
+    predictors = {}
+    if rt.main:
+        copy_model(teacher_dir / "model", models_out / "teacher")
+        predictors["teacher"] = stages.load_teacher(teacher_dir, cfg)
     variants = {}
     jobs = student_jobs(cfg, len(task.text_columns))
     skipped = [v for v in cfg.ablations if v not in {job.name for job in jobs}]
@@ -74,12 +79,15 @@ def run_task(name: str, cfg: RunConfig, store: Store, out: Path, splits: dict[st
             synthetic_labels, stage_meta[f"label ({job.name})"] = stages.label_stage(store, cfg, task, teacher_dir, synthetic_dir)
             data = stages.TransferData(augment_dir, label_dir, (synthetic_dir, synthetic_labels))
         student_dir, stage_meta[job.name] = stages.student_stage(store, job, task, cfg, dev, len(train), teacher_dir, data)
-        copy_model(student_dir / "model", models_out / job.name)
-        predictors[job.name] = load_student(student_dir / "model")
+        if rt.main:
+            copy_model(student_dir / "model", models_out / job.name)
+            predictors[job.name] = load_student(student_dir / "model").to(rt.device)
         if job.changes:
             variants[job.name] = {"base": job.base, "changes": job.changes}
         else:
             roles[job.name] = "distilled" if STUDENTS.get(job.base).distill else "label-only"
+    if not rt.main:
+        return None
 
     models = {}
     for model_name, predictor in predictors.items():
@@ -89,7 +97,8 @@ def run_task(name: str, cfg: RunConfig, store: Store, out: Path, splits: dict[st
     for ref_name in cfg.measure.references if cfg.measure.enabled else ():
         models[ref_name] = time_reference(ref_name, task, cfg, dev, train)
     results = {"data": {"train": len(train), "dev": len(dev), "source": train.source,
-                        "unit": "pairs" if task.is_pair else "sentences"},
+                        "unit": "pairs" if task.is_pair else "sentences",
+                        "duplicates": {"train": train.duplicates(), "dev": dev.duplicates()}},  # legal, counted
                "metrics": list(task.metrics), "regression": task.is_regression, "config": asdict(cfg),
                "stages": stage_meta, "models": models}
     if cfg.measure.enabled and efficiency.cuda_note(cfg.measure):
@@ -167,24 +176,29 @@ def run(cfg: RunConfig, suite_info: dict, out: Path, cache_dir: Path, data_dir: 
     Tasks named with --tasks (`suite_info["set"]["tasks"]`) must have data; the suite's own are skipped
     when they have none, and named in the results and the report."""
     start = time.perf_counter()
-    use_nltk_data([root for _, root in candidate_dirs(data_dir)])
+    use_nltk_data(nltk_roots(data_dir))
     TEACHERS.get(cfg.teacher.name)
     splits, not_run = available_splits(cfg, data_dir, required="tasks" in suite_info.get("set", {}))
-    created = not out.exists()
-    out.mkdir(parents=True, exist_ok=True)
+    rt = device.current()
+    created = rt.main and not out.exists()
+    if rt.main:
+        out.mkdir(parents=True, exist_ok=True)
     try:
         results = {
             **suite_info,
             "config": asdict(cfg),
             "seed": cfg.seed,
-            "environment": {**environment(REPO_ROOT), "torch_threads": threads},
+            "environment": {**environment(REPO_ROOT), "torch_threads": threads, "device": str(rt.device),
+                            "processes": rt.world},
             "tasks": {name: run_task(name, cfg.for_task(name), Store(cache_dir), out, task_splits)
                       for name, task_splits in splits.items()},
             **({"not_run": not_run} if not_run else {}),
         }
         results["wall_seconds"] = round(time.perf_counter() - start, 2)
-        write_json_atomic(out / "results.json", results)
-        write_report(results, out)
+        if rt.main:
+            write_json_atomic(out / "results.json", results)
+            write_report(results, out)
+        device.barrier()  # the others end when rank 0 has written everything
     except BaseException:  # an error or an interrupt: a folder this run made holds nothing finished (the cache does)
         if created:
             shutil.rmtree(out, ignore_errors=True)

@@ -22,9 +22,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from harness import augment, label, manifest
+from harness import augment, device, label, manifest
 from harness.batching import TokenIds
-from harness.cache import Store, content_key, write_json_atomic
+from harness.cache import PARTIAL, Store, content_key, write_json_atomic
 from harness.config import KEY_IF_CHANGED, AugmentConfig, RunConfig
 from harness.distill import train_student
 from harness.embeddings import initial_vectors
@@ -54,30 +54,43 @@ def key_of(stage: str, optional: dict[str, Any] | None = None, **parts: Any) -> 
     return content_key(stage=stage, v=VERSIONS[stage], **parts, **extra)
 
 
-def cached(store: Store, stage: str, key: str, build) -> tuple[Path, dict]:
+def cached(store: Store, stage: str, key: str, build, shared: bool = False) -> tuple[Path, dict]:
     """Reuse `stage/key` when it is there and matches its manifest; else run build(work_dir) -> meta,
     then commit. A damaged entry is discarded with a one-line warning naming the file; a build that
-    raises removes its work folder (a killed one keeps it, to resume)."""
-    if store.has(stage, key):
+    raises removes its work folder (a killed one keeps it, to resume).
+
+    Under several processes rank 0 alone checks, discards, prints and commits. A `shared` build runs
+    on every rank (each does its share; rank 0 writes); any other runs on rank 0 while the rest wait.
+    """
+    rt = device.current()
+    path, reuse = store.path(stage, key), False
+    if rt.main and store.has(stage, key):
         problem = store.problem(stage, key)
-        if problem is None:
-            meta = json.loads((store.path(stage, key) / "meta.json").read_text())
-            print(f"[{stage}] cached ({key})", flush=True)
-            return store.path(stage, key), {**meta, "cached": True}
-        print(f"warning: [{stage}] cache entry {store.path(stage, key)} is damaged: {problem}; discarded, recomputing",
-              file=sys.stderr, flush=True)
-        store.discard(stage, key)
+        reuse = problem is None
+        if problem:
+            print(f"warning: [{stage}] cache entry {path} is damaged: {problem}; discarded, recomputing",
+                  file=sys.stderr, flush=True)
+            store.discard(stage, key)
+    if device.broadcast([float(reuse)])[0]:
+        print(f"[{stage}] cached ({key})", flush=True)
+        return path, {**json.loads((path / "meta.json").read_text()), "cached": True}
     print(f"[{stage}] computing ({key})", flush=True)
-    work = store.partial(stage, key)
-    start = time.perf_counter()
-    try:
-        meta = build(work)
-    except Exception:
-        shutil.rmtree(work, ignore_errors=True)
-        raise
-    meta = {**meta, "seconds": round(time.perf_counter() - start, 2), "key": key}
-    write_json_atomic(work / "meta.json", meta)
-    return store.commit(stage, key), {**meta, "cached": False}
+    work = store.partial(stage, key) if rt.main else store.root / stage / f"{key}{PARTIAL}"
+    device.barrier()
+    if shared or rt.main:
+        start = time.perf_counter()
+        try:
+            meta = build(work)
+        except Exception:
+            if rt.main:
+                shutil.rmtree(work, ignore_errors=True)
+            raise
+        if rt.main:
+            meta = {**meta, "seconds": round(time.perf_counter() - start, 2), "key": key}
+            write_json_atomic(work / "meta.json", meta)
+            store.commit(stage, key)
+    device.barrier()
+    return path, {**json.loads((path / "meta.json").read_text()), "cached": False}
 
 
 def sample(n: int, limit: int, seed: int) -> np.ndarray:
@@ -94,14 +107,14 @@ def teacher_stage(store: Store, task: Task, cfg: RunConfig, train: Split, dev: S
     def build(work: Path) -> dict:
         idx = sample(len(train), cfg.teacher.train_limit, cfg.seed)
         subset = Split([train.texts[i] for i in idx], [train.labels[i] for i in idx], train.source)
-        torch.manual_seed(cfg.seed)  # the classifier head's initial weights
-        teacher = TEACHERS.get(cfg.teacher.name).create(cfg.teacher, task.num_labels)
+        torch.manual_seed(cfg.seed)  # the classifier head's initial weights (the same on every rank)
+        teacher = on_runtime(TEACHERS.get(cfg.teacher.name).create(cfg.teacher, task.num_labels), cfg)
         result = teacher.finetune(subset, dev, cfg.teacher, cfg.seed, task.metrics, work / "model")
-        write_json_atomic(work / "model" / "harness.json", {"kind": "teacher", "plugin": cfg.teacher.name, "task": task.name})
-        manifest.write(work / "model")
+        if device.current().main:
+            seal_model(work / "model", "teacher", cfg.teacher.name, task.name)
         return {**result, "train_examples": len(idx)}
 
-    return cached(store, "teacher", key, build)
+    return cached(store, "teacher", key, build, shared=True)
 
 
 def augment_stage(store: Store, task: Task, cfg: RunConfig, train: Split, settings: AugmentConfig | None = None,
@@ -139,11 +152,24 @@ def label_stage(store: Store, cfg: RunConfig, task: Task, teacher_dir: Path, aug
         label.label(teacher, table, cfg.teacher.label_batch_size, work, task.num_labels)
         return {"rows": table.num_rows}
 
-    return cached(store, "label", key, build)
+    return cached(store, "label", key, build, shared=True)
+
+
+def seal_model(folder: Path, kind: str, plugin: str, task: str) -> None:
+    """Finish a saved model folder: `harness.json` (what `predict` and `measure` load it as), then its
+    manifest, last."""
+    write_json_atomic(folder / "harness.json", {"kind": kind, "plugin": plugin, "task": task})
+    manifest.write(folder)
 
 
 def load_teacher(teacher_dir: Path, cfg: RunConfig):
-    return TEACHERS.get(cfg.teacher.name).load(teacher_dir / "model", cfg.teacher.max_length)
+    """The fine-tuned teacher, on the runtime's device, in the configured precision."""
+    return on_runtime(TEACHERS.get(cfg.teacher.name).load(teacher_dir / "model", cfg.teacher.max_length), cfg)
+
+
+def on_runtime(teacher, cfg: RunConfig):
+    """A teacher on the runtime's device, under bfloat16 autocast when `teacher.precision` is bf16."""
+    return teacher.to(device.current().device, torch.bfloat16 if cfg.teacher.precision == "bf16" else None)
 
 
 def check_student_fits(name: str, task: Task) -> None:
@@ -232,15 +258,16 @@ def student_stage(store: Store, job: StudentJob, task: Task, cfg: RunConfig, dev
         torch.manual_seed(cfg.seed)  # initial weights
         model = spec.build(scfg, len(vocab), vectors.shape[1], task.num_labels)
         model.encoder.init_embeddings(vectors)
+        model.to(device.current().device)
         meta = {"student": job.base, "task": task.name, "num_labels": task.num_labels, "embed_dim": int(vectors.shape[1]),
                 "max_tokens": scfg.max_tokens, **{k: getattr(scfg, k) for k in ("hidden", "fc", "multichannel", "dropout")}}
         predictor = StudentPredictor(model, vocab, meta)
         train_ids = [TokenIds.from_lists([vocab.encode(s.split(" "), scfg.max_tokens) for s in col]) for col in columns]
         result = train_student(model, scfg, train_ids, targets, soft, predictor.encode(dev.texts), dev.labels,
                                task.metrics, lambda ids: predictor.logits_from_ids(ids, 256), cfg.seed, job.name)
-        predictor.save(work / "model")
-        write_json_atomic(work / "model" / "harness.json", {"kind": "student", "plugin": job.base, "task": task.name})
-        manifest.write(work / "model")
+        if device.current().main:
+            predictor.to("cpu").save(work / "model")
+            seal_model(work / "model", "student", job.base, task.name)
         return {**result, "train_examples": len(gold), "vocab": len(vocab), "embedding": emb_meta, "config": asdict(scfg)}
 
-    return cached(store, "student", key, build)
+    return cached(store, "student", key, build, shared=True)

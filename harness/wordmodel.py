@@ -61,12 +61,12 @@ class StudentPredictor:
         self.model = model.eval()
         self.vocab = vocab
         self.meta = meta
-        self.device = "cpu"
+        self.device = str(next(model.parameters()).device)
 
-    def to(self, device: str) -> StudentPredictor:
+    def to(self, device: str | torch.device) -> StudentPredictor:
         """Run on `device` (cpu, cuda); inputs follow the model there."""
         self.model.to(device)
-        self.device = device
+        self.device = str(device)
         return self
 
     def encode(self, texts: list[tuple[str, ...]]) -> list[TokenIds]:

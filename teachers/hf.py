@@ -24,6 +24,7 @@ from transformers import (
     get_linear_schedule_with_warmup,
 )
 
+from harness import device
 from harness.batching import bucketed_batches, sorted_batches
 from harness.config import TeacherConfig
 from harness.errors import HarnessError
@@ -76,11 +77,14 @@ class HFTeacher:
         self.max_length = max_length
         self.device, self.autocast = "cpu", None
 
-    def to(self, device: str, autocast: torch.dtype | None = None) -> HFTeacher:
-        """Run on `device`; `autocast` (torch.bfloat16 / torch.float16) runs CUDA inference in it."""
+    def to(self, device: str | torch.device, autocast: torch.dtype | None = None) -> HFTeacher:
+        """Run on `device`; `autocast` (torch.bfloat16 / torch.float16) runs inference and fine-tuning in it."""
         self.model.to(device)
-        self.device, self.autocast = device, autocast
+        self.device, self.autocast = str(device), autocast
         return self
+
+    def _autocast(self):
+        return torch.autocast(self.device.split(":")[0], dtype=self.autocast, enabled=self.autocast is not None)
 
     @property
     def mask_token(self) -> str:
@@ -124,7 +128,7 @@ class HFTeacher:
         bar = tqdm(total=len(texts), desc="teacher logits", unit="ex", disable=not progress, mininterval=2)
         for idx in sorted_batches(text_lengths(texts), batch_size):
             batch = self.encode([texts[i] for i in idx]).to(self.device)
-            with torch.autocast(self.device.split(":")[0], dtype=self.autocast, enabled=self.autocast is not None):
+            with self._autocast():
                 out[idx] = self.model(**batch).logits.float().cpu().numpy()
             bar.update(len(idx))
         bar.close()
@@ -137,8 +141,12 @@ class HFTeacher:
         Every CHECKPOINT_EVERY_STEPS steps or CHECKPOINT_EVERY_SECONDS, and at each dev evaluation,
         a training state is saved in `out`'s sibling `train_state`; a run killed at any point resumes
         from it and ends with the same weights and history as an uninterrupted one. The state is
-        deleted when fine-tuning finishes."""
-        torch.manual_seed(seed)
+        deleted when fine-tuning finishes.
+
+        Under several processes (harness/device.py) each rank takes its share of every batch and the
+        gradients are summed, so a step equals the one-process step; rank 0 alone saves."""
+        rt = device.current()
+        torch.manual_seed(seed + device.RANK_SEED_STRIDE * rt.rank)  # dropout: each rank its own stream
         rng = np.random.default_rng(seed)
         enc = self.tokenizer(*zip(*train.texts), truncation=True, max_length=self.max_length)
         regression = self.model.config.num_labels == 1  # one output: transformers trains it with MSE on float labels
@@ -163,32 +171,41 @@ class HFTeacher:
             bar = tqdm(batches[skip:], desc=f"teacher epoch {epoch + 1}/{cfg.epochs}", unit="batch", mininterval=2,
                        initial=skip, total=len(batches))
             for step, batch_idx in enumerate(bar, start=skip + 1):
-                batch = self.tokenizer.pad({k: [enc[k][i] for i in batch_idx] for k in enc.keys()}, return_tensors="pt")
-                target = torch.as_tensor(labels[batch_idx], dtype=torch.float32 if regression else torch.int64)
-                loss = self.model(**batch, labels=target).loss
-                loss.backward()
+                mine = device.shard(batch_idx)
+                if len(mine):
+                    batch = self.tokenizer.pad({k: [enc[k][i] for i in mine] for k in enc.keys()}, return_tensors="pt")
+                    target = torch.as_tensor(labels[mine], dtype=torch.float32 if regression else torch.int64)
+                    with self._autocast():
+                        loss = self.model(**batch.to(self.device), labels=target.to(self.device)).loss
+                    (loss * (len(mine) / len(batch_idx))).backward()  # ranks' shares sum to the batch mean
+                device.sum_gradients(self.model.parameters(), row_sparse=[self.model.get_input_embeddings().weight])
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
                 opt.step()
                 sched.step()
                 opt.zero_grad()
-                bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
+                if len(mine):
+                    bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
                 if step in eval_at:
-                    dev_scores = self.evaluate(dev, metrics)
+                    dev_scores = dict(zip(metrics, device.broadcast(list(self.evaluate(dev, metrics).values()))))
                     at = epoch + step / steps_per_epoch
                     history.append({"epoch": round(at, 3), "dev": dev_scores, "seconds": round(time.perf_counter() - t0, 1)})
                     tqdm.write(f"teacher dev {metrics[0]} {dev_scores[metrics[0]]:.2f} at epoch {at:.2f}")
-                    if not (out / "config.json").exists() or improved(metrics[0], dev_scores[metrics[0]], best):
+                    first = not device.broadcast([float((out / "config.json").exists())])[0]
+                    if first or improved(metrics[0], dev_scores[metrics[0]], best):
                         best = dev_scores[metrics[0]]
-                        self.save(out)
+                        if rt.main:
+                            self.save(out)
                     self.model.train()
                 global_step = epoch * steps_per_epoch + step
                 if (step in eval_at or global_step - saved_step >= CHECKPOINT_EVERY_STEPS
                         or time.perf_counter() - saved_time >= CHECKPOINT_EVERY_SECONDS):
                     progress = {"epoch": epoch, "step": step, "history": history, "best": best,
                                 "seconds": time.perf_counter() - t0, "numpy_rng": epoch_rng, "run": run}
-                    train_state.save(state_dir, self.model, opt, sched, progress)
+                    if rt.main:
+                        train_state.save(state_dir, self.model, opt, sched, progress)
                     saved_step, saved_time = global_step, time.perf_counter()
-        train_state.clear(state_dir)
+        if rt.main:
+            train_state.clear(state_dir)
         return {"history": history, "best_dev": best}
 
     def resume(self, state_dir: Path, run: dict, opt: torch.optim.Optimizer, sched: object, metric: str) -> dict:
@@ -199,12 +216,18 @@ class HFTeacher:
         fresh = {"epoch": 0, "step": 0, "history": [], "best": worst(metric), "seconds": 0.0}
         path = train_state.find(state_dir)
         done = train_state.read_progress(path) if path else None
+        device.barrier()  # every rank has read it before rank 0 may clear it
         if done is None or done["run"] != run:
             if path:
                 print(f"[teacher] ignoring the training state in {state_dir}: it is of another run", flush=True)
-            train_state.clear(state_dir)
+            if device.current().main:
+                train_state.clear(state_dir)
             return fresh
         train_state.restore(path, self.model, opt, sched)
+        rank = device.current().rank
+        if rank:  # the state holds rank 0's generator; the others draw their own dropout again
+            step = done["epoch"] * run["steps_per_epoch"] + done["step"]
+            torch.manual_seed(run["seed"] + device.RANK_SEED_STRIDE * rank + step)
         print(f"[teacher] resuming from {path}: epoch {done['epoch'] + 1}/{run['config']['epochs']}, "
               f"after step {done['step']}/{run['steps_per_epoch']} (best dev {done['best']:.2f})", flush=True)
         return done
@@ -231,9 +254,9 @@ def hf_teacher(cfg: TeacherConfig, num_labels: int) -> HFTeacher:
 def hf_tiny_teacher(cfg: TeacherConfig, num_labels: int) -> HFTeacher:
     """A 2-layer, 32-wide random BERT on MiniLM's vocabulary: fast, for tests only."""
     tokenizer = AutoTokenizer.from_pretrained(resolve_checkpoint("minilm"))
-    config = BertConfig(
+    config = BertConfig(  # no dropout: fine-tuning is then the same in one process or several (tests compare them)
         vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-        intermediate_size=64, num_labels=num_labels,
+        intermediate_size=64, num_labels=num_labels, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
     )
     torch.manual_seed(0)
     return HFTeacher(BertForSequenceClassification(config), tokenizer, cfg.max_length)

@@ -50,7 +50,7 @@ def stage_keys(cfg: RunConfig, monkeypatch: pytest.MonkeyPatch) -> dict[str, str
     monkeypatch.setitem(stages.VERSIONS, "student", 1)
     keys: dict[str, str] = {}
 
-    def fake_cached(store, stage: str, key: str, build) -> tuple[Path, dict]:
+    def fake_cached(store, stage: str, key: str, build, shared: bool = False) -> tuple[Path, dict]:
         keys[stage] = key
         return Path("/nonexistent") / key, {}
 

@@ -12,6 +12,7 @@ from cli_runner import harness
 
 from harness.config import StudentConfig
 from harness.registry import STUDENTS
+from harness.stages import seal_model
 from harness.wordmodel import StudentPredictor, Vocab
 
 
@@ -37,7 +38,7 @@ def student_folder(tmp_path: Path) -> Path:
             "hidden": 4, "fc": 4, "multichannel": True, "dropout": 0.0}
     folder = tmp_path / "bilstm_tiny"
     StudentPredictor(model, vocab, meta).save(folder)
-    (folder / "harness.json").write_text(json.dumps({"kind": "student", "plugin": "bilstm_tiny", "task": "sst2"}))
+    seal_model(folder, "student", "bilstm_tiny", "sst2")
     return folder
 
 

@@ -16,6 +16,7 @@ from cli_runner import harness
 
 from harness.config import StudentConfig
 from harness.registry import STUDENTS
+from harness.stages import seal_model
 from harness.wordmodel import StudentPredictor, Vocab
 
 FIXTURES = Path(__file__).parent / "fixtures" / "glue"
@@ -76,6 +77,7 @@ def test_mnli_run_end_to_end(mnli_run: Path) -> None:
     on dev and timed on PyTorch and ONNX (int8 too for students, scored beside fp32)."""
     mnli = json.loads((mnli_run / "results.json").read_text())["tasks"]["mnli"]
     assert mnli["data"]["train"] == TRAIN and mnli["data"]["dev"] == DEV
+    assert mnli["data"]["duplicates"] == {"train": 0, "dev": 0}  # Split.duplicates of the rows used (legal, counted)
     assert set(mnli["models"]) == {"teacher", "siamese_bilstm", "siamese_bilstm_tiny"}
     assert mnli["stages"]["augment"]["synthetic"] > 0
     for name, model in mnli["models"].items():
@@ -111,7 +113,7 @@ def saved_pair_student(folder: Path, task: str, num_labels: int, texts: list[str
     meta = {"student": "siamese_bilstm_tiny", "task": task, "num_labels": num_labels, "embed_dim": 5,
             "max_tokens": 64, "hidden": 4, "fc": 4, "multichannel": True, "dropout": 0.0}
     StudentPredictor(model, vocab, meta).save(folder)
-    (folder / "harness.json").write_text(json.dumps({"kind": "student", "plugin": "siamese_bilstm_tiny", "task": task}))
+    seal_model(folder, "student", "siamese_bilstm_tiny", task)
     return folder
 
 

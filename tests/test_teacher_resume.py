@@ -224,7 +224,7 @@ def test_teacher_stage_resumes_in_its_partial_folder(tmp_path: Path, splits: tup
     (partial,) = (tmp_path / "cache" / "teacher").iterdir()
     assert partial.name.endswith(".partial") and saved_at(partial) == (0, 6)
     folder, meta = teacher_stage(store, task, cfg, *splits)
-    assert sorted(p.name for p in folder.iterdir()) == ["meta.json", "model"]
+    assert sorted(p.name for p in folder.iterdir()) == ["manifest.json", "meta.json", "model"]
     assert without_seconds(meta["history"]) == without_seconds(uninterrupted[2]["history"])
     best_a, best_b = (load_file(w / "model" / "model.safetensors") for w in (uninterrupted[0], folder))
     assert all(torch.equal(best_a[k], best_b[k]) for k in best_a)

@@ -1,0 +1,139 @@
+"""Several processes under torchrun (gloo on CPU) run the tiny pipeline as one process does: each rank
+takes its share of every batch and of the rows to label, gradients are summed, rank 0 alone writes."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from cli_runner import OFFLINE, harness
+
+from harness.tasks import REPO_ROOT
+
+SETS = ["teacher.name=hf_tiny", "train_limit=600", "dev_limit=200", "augment.n_iter=2", "measure.enabled=false",
+        "ablations=", "teacher.epochs=2"]
+ARGS = ["run", "--preset", "smoke", "--tasks", "sst2", "--students", "bilstm,bilstm_soft", "--device", "cpu",
+        *[a for s in SETS for a in ("--set", s)]]
+TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "harness"]
+
+
+def torchrun(*args: str, **kwargs) -> subprocess.Popen:
+    env = {**os.environ, **OFFLINE}
+    env.pop("HARNESS_DATA", None)
+    return subprocess.Popen([*TORCHRUN, *args], cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, **kwargs)
+
+
+def files(folder: Path) -> list[str]:
+    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
+
+
+def scores(out: Path) -> dict[str, float]:
+    models = json.loads((out / "results.json").read_text())["tasks"]["sst2"]["models"]
+    return {name: m["scores"]["dev"]["accuracy"] for name, m in models.items()}
+
+
+def logits(cache: Path) -> np.ndarray:
+    (path,) = (cache / "label").glob("*/logits.npy")
+    return np.load(path)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory, data_root: Path) -> tuple[Path, Path, subprocess.CompletedProcess]:
+    """The same tiny run in one process and in two: (its folder for one, for two, the two-process run)."""
+    tmp = tmp_path_factory.mktemp("distributed")
+    one = harness(*ARGS, "--out", str(tmp / "one" / "out"), "--cache-dir", str(tmp / "one" / "cache"))
+    assert one.returncode == 0, one.stderr[-3000:]
+    proc = torchrun(*ARGS, "--out", str(tmp / "two" / "out"), "--cache-dir", str(tmp / "two" / "cache"))
+    stdout, stderr = proc.communicate(timeout=600)
+    assert proc.returncode == 0, stderr[-3000:]
+    return tmp / "one", tmp / "two", subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
+
+
+def test_two_processes_label_and_train_like_one(runs: tuple[Path, Path, subprocess.CompletedProcess]) -> None:
+    """Teacher logits within 1e-5 of the one-process run's (the tiny teacher has no dropout, so its
+    sharded fine-tuning equals one process's up to float sums); student dev scores within one point."""
+    one, two, _ = runs
+    np.testing.assert_allclose(logits(two / "cache"), logits(one / "cache"), atol=1e-5, rtol=0)
+    a, b = scores(one / "out"), scores(two / "out")
+    assert a.keys() == b.keys() and all(abs(a[m] - b[m]) <= 1.0 for m in a), (a, b)
+    env = json.loads((two / "out" / "results.json").read_text())["environment"]
+    assert env["processes"] == 2 and env["device"] == "cpu" and env["torch_threads"] == max(1, len(os.sched_getaffinity(0)) // 2)
+
+
+def test_only_rank_zero_writes(runs: tuple[Path, Path, subprocess.CompletedProcess]) -> None:
+    """One copy of every artefact: the same cache entries (same keys) and output files as one process
+    makes, no work folder left, and each stage line printed once."""
+    one, two, proc = runs
+    assert files(two / "cache") == files(one / "cache")
+    assert files(two / "out") == files(one / "out")
+    assert not list((two / "cache").rglob("*.partial"))
+    for stage in ("teacher", "augment", "label"):
+        assert len(re.findall(rf"^\[{stage}\] computing", proc.stdout, re.M)) == 1, proc.stdout
+    assert len(re.findall(r"^\[student\] computing", proc.stdout, re.M)) == 2
+
+
+def test_a_rank_that_dies_stops_the_run(tmp_path: Path, data_root: Path) -> None:
+    """Rank 1 killed while it trains: the run exits non-zero and torchrun's summary names rank 1."""
+    proc = torchrun(*ARGS, "--out", str(tmp_path / "out"), "--cache-dir", str(tmp_path / "cache"))
+    victim, deadline = None, time.monotonic() + 300
+    while victim is None and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+        if (tmp_path / "cache" / "teacher").is_dir():  # the ranks are fine-tuning together
+            victim = rank_pid(proc.pid, 1)
+    assert victim is not None, "rank 1 not found while the run was going"
+    os.kill(victim, 9)
+    stdout, stderr = proc.communicate(timeout=300)
+    assert proc.returncode != 0
+    assert re.search(r"rank\s*:\s*1\b", stdout + stderr), (stdout + stderr)[-3000:]
+    assert not (tmp_path / "out" / "results.json").exists()
+
+
+def rank_pid(root: int, rank: int) -> int | None:
+    """The pid of the process with RANK=`rank` among `root`'s descendants (Linux /proc)."""
+    children = {root}
+    for _ in range(3):
+        for path in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                ppid = int(path.read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            if ppid in children:
+                children.add(int(path.parent.name))
+    for pid in children - {root}:
+        try:
+            env = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if f"RANK={rank}".encode() in env and b"harness" in Path(f"/proc/{pid}/cmdline").read_bytes():
+            return pid
+    return None
+
+
+def test_an_error_before_any_work_is_said_once(tmp_path: Path) -> None:
+    """A bad option under torchrun: every rank stops, one `error:` line (rank 0's), exit status non-zero."""
+    proc = torchrun("run", "--preset", "smoke", "--set", "student.hidden=-1", "--out", str(tmp_path / "out"))
+    stdout, stderr = proc.communicate(timeout=300)
+    assert proc.returncode != 0
+    assert [line for line in stderr.splitlines() if line.startswith("error:")] == \
+        ["error: rank 0: student.hidden and student.fc must be >= 1"], stderr[-2000:]
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_smoke_on_cuda(tmp_path: Path, data_root: Path) -> None:
+    """The smoke preset on the GPU: every stage there (same code, another device), a bf16 teacher."""
+    proc = harness("run", "--preset", "smoke", "--device", "cuda", "--set", "teacher.precision=bf16",
+                   "--out", str(tmp_path / "out"), "--cache-dir", str(tmp_path / "cache"), timeout=1800)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert results["environment"]["device"].startswith("cuda")
+    assert results["tasks"]["sst2"]["models"]["bilstm_soft"]["scores"]["dev"]["accuracy"] > 70
