@@ -57,9 +57,11 @@ class TeacherConfig:
     evals_per_epoch: int = 1
     label_batch_size: int = 256
     precision: str = added_field("fp32")  # bf16: fine-tuning and labelling under bfloat16 autocast
+    label_backend: str = added_field("torch")  # onnx, onnx-int8: labelling through ONNX Runtime (cost measured)
 
     def __post_init__(self) -> None:
         _check(self.precision in ("fp32", "bf16"), "teacher.precision must be fp32 or bf16")
+        _check(self.label_backend in ("torch", "onnx", "onnx-int8"), "teacher.label_backend must be torch, onnx or onnx-int8")
         _check(self.epochs >= 1, "teacher.epochs must be >= 1")
         _check(self.lr > 0, "teacher.lr must be > 0")
         _check(self.batch_size >= 1 and self.label_batch_size >= 1, "teacher batch sizes must be >= 1")

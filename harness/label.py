@@ -43,6 +43,14 @@ def rows(table: pa.Table, idx: np.ndarray | None = None) -> list[tuple[str, ...]
     return list(zip(*(c.to_pylist() for c in cols)))
 
 
+def teacher_texts(teacher, table: pa.Table, idx: np.ndarray) -> list[tuple[str, ...]]:
+    """The rows at `idx` as the teacher reads them: augmentation's mask token written as the teacher's."""
+    texts = rows(table, idx)
+    if teacher.mask_token != MASK:
+        texts = [tuple(s.replace(MASK, teacher.mask_token) for s in t) for t in texts]
+    return texts
+
+
 def label(teacher, table: pa.Table, batch_size: int, work: Path, num_labels: int) -> None:
     """Fill `work/logits.npy` with teacher logits for every row of `table`, resuming if partly done.
     Under several processes each chunk's rows are split across ranks and gathered; rank 0 writes."""
@@ -63,10 +71,7 @@ def label(teacher, table: pa.Table, batch_size: int, work: Path, num_labels: int
     chunks = [order[i : i + CHUNK] for i in range(0, n, CHUNK)]
 
     def teacher_logits(idx: np.ndarray) -> np.ndarray:
-        texts = rows(table, idx)
-        if teacher.mask_token != MASK:
-            texts = [tuple(s.replace(MASK, teacher.mask_token) for s in t) for t in texts]
-        return teacher.logits(texts, batch_size)
+        return teacher.logits(teacher_texts(teacher, table, idx), batch_size)
 
     bar = tqdm(total=n, initial=min(done * CHUNK, n), desc="label transfer set", unit="ex", mininterval=2)
     for c in range(done, len(chunks)):

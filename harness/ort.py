@@ -267,6 +267,10 @@ class OrtTeacher(OrtPredictor):
         super().__init__(onnx_path, params)
         self.tokenizer, self.max_length, self.num_labels = tokenizer, max_length, num_labels
 
+    @property
+    def mask_token(self) -> str:
+        return self.tokenizer.mask_token
+
     @classmethod
     def from_teacher(cls, teacher: HFTeacher, onnx_path: Path) -> OrtTeacher:
         return cls(onnx_path, teacher.tokenizer, teacher.max_length, teacher.model.config.num_labels, teacher.num_params())

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from harness import augment, device, label, manifest
+from harness import augment, device, label, label_backends, manifest
 from harness.batching import TokenIds
 from harness.cache import PARTIAL, Store, content_key, write_json_atomic
 from harness.config import KEY_IF_CHANGED, AugmentConfig, RunConfig
@@ -144,13 +144,25 @@ def augment_stage(store: Store, task: Task, cfg: RunConfig, train: Split, settin
 
 
 def label_stage(store: Store, cfg: RunConfig, task: Task, teacher_dir: Path, augment_dir: Path) -> tuple[Path, dict]:
-    key = key_of("label", teacher=teacher_dir.name, augment=augment_dir.name, batch=cfg.teacher.label_batch_size)
+    """Teacher logits for the transfer set, by `teacher.label_backend` (harness/label_backends.py): a
+    backend other than PyTorch records its measured cost in accuracy in the stage's meta."""
+    backend = cfg.teacher.label_backend
+    key = key_of("label", {"backend": backend if backend != "torch" else None}, teacher=teacher_dir.name,
+                 augment=augment_dir.name, batch=cfg.teacher.label_batch_size)
 
     def build(work: Path) -> dict:
         teacher = load_teacher(teacher_dir, cfg)
         table = label.read_transfer_set(augment_dir / "transfer.arrow")
-        label.label(teacher, table, cfg.teacher.label_batch_size, work, task.num_labels)
-        return {"rows": table.num_rows}
+        labeller = label_backends.labeller(teacher, backend, work, table)
+        label.label(labeller, table, cfg.teacher.label_batch_size, work, task.num_labels)
+        if backend == "torch" or not device.current().main:
+            return {"rows": table.num_rows}
+        for onnx_file in work.glob("teacher*.onnx"):
+            onnx_file.unlink()
+        logits = np.load(work / "logits.npy", mmap_mode="r")
+        check = label_backends.cost(teacher, table, logits, cfg.teacher.label_batch_size)
+        print(f"[label] {backend} against the PyTorch teacher on {check['check_rows']} rows: {check}", flush=True)
+        return {"rows": table.num_rows, "backend": backend, "backend_check": check}
 
     return cached(store, "label", key, build, shared=True)
 
