@@ -153,16 +153,20 @@ def label_stage(store: Store, cfg: RunConfig, task: Task, teacher_dir: Path, aug
     def build(work: Path) -> dict:
         teacher = load_teacher(teacher_dir, cfg)
         table = label.read_transfer_set(augment_dir / "transfer.arrow")
+        start = time.perf_counter()
         labeller = label_backends.labeller(teacher, backend, work, table)
+        export = time.perf_counter()
         label.label(labeller, table, cfg.teacher.label_batch_size, work, task.num_labels)
+        times = {"label_seconds": round(time.perf_counter() - export, 2)}  # labelling alone, without export or check
         if backend == "torch" or not device.current().main:
-            return {"rows": table.num_rows}
+            return {"rows": table.num_rows, **times}
         for onnx_file in work.glob("teacher*.onnx"):
             onnx_file.unlink()
         logits = np.load(work / "logits.npy", mmap_mode="r")
         check = label_backends.cost(teacher, table, logits, cfg.teacher.label_batch_size)
         print(f"[label] {backend} against the PyTorch teacher on {check['check_rows']} rows: {check}", flush=True)
-        return {"rows": table.num_rows, "backend": backend, "backend_check": check}
+        return {"rows": table.num_rows, "backend": backend, "backend_check": check, **times,
+                "export_seconds": round(export - start, 2)}
 
     return cached(store, "label", key, build, shared=True)
 
