@@ -1,12 +1,14 @@
-"""Throughput of the two heavy pipeline steps: teacher labelling (MiniLM, batch 256) and the
-paper's augmentation (mask / POS / n-gram over tagged SST-2 sentences)."""
+"""Throughput of the heavy pipeline steps: teacher labelling (MiniLM, batch 256), the paper's
+augmentation (mask / POS / n-gram over tagged SST-2 sentences), and a student's text-to-ids path."""
 
 from __future__ import annotations
 
+import nltk
 import numpy as np
 import pytest
 
 from harness.augment import PosTable, augment_sentence, tag_corpus
+from harness.batching import TokenIds
 from harness.config import AugmentConfig, TeacherConfig
 from harness.registry import TEACHERS
 
@@ -34,3 +36,21 @@ def test_augmentation(benchmark, sst2, info) -> None:
             augment_sentence(toks[0], tags[0], table, rng, cfg)
 
     benchmark(one_round)
+
+
+@pytest.mark.benchmark(group="student text path")
+@pytest.mark.parametrize("path", ["harness.text", "nltk"])
+def test_student_encode(benchmark, student, sst2, info, path: str) -> None:
+    """Text to token ids (tokenise, vocabulary lookup, truncation to 64, TokenIds) for 8,192 training
+    sentences: the students' path (harness/text.py) beside the former per-sentence NLTK one."""
+    texts = [t[0] for t in sst2["train"].texts[:8192]]
+    vocab, max_tokens = student.vocab, student.meta["max_tokens"]
+    info["sentences_per_round"] = len(texts)
+
+    def nltk_path() -> TokenIds:
+        return TokenIds.from_lists([vocab.encode(nltk.word_tokenize(s, preserve_line=True), max_tokens) for s in texts])
+
+    def fast_path() -> TokenIds:
+        return vocab.encode_texts(texts, max_tokens)
+
+    benchmark.pedantic(fast_path if path == "harness.text" else nltk_path, rounds=3, warmup_rounds=1)

@@ -18,6 +18,7 @@ import numpy as np
 import pyarrow as pa
 from tqdm import tqdm
 
+from harness import text as text_path
 from harness.config import AugmentConfig
 from harness.errors import HarnessError
 
@@ -26,8 +27,9 @@ WRITE_BATCH = 50_000
 
 
 def tokenize(text: str) -> list[str]:
-    """NLTK word tokenisation without sentence splitting (needs no punkt data)."""
-    return nltk.word_tokenize(text, preserve_line=True)
+    """NLTK word tokenisation without sentence splitting (needs no punkt data): exactly
+    `nltk.word_tokenize(text, preserve_line=True)`, computed by harness/text.py."""
+    return text_path.tokenize(text)
 
 
 def use_nltk_data(roots: Sequence[Path]) -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Sequence
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -12,10 +14,10 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from harness.augment import tokenize
 from harness.batching import TokenIds, sorted_batches
 from harness.config import StudentConfig
 from harness.registry import STUDENTS
+from harness.text import WordIds, encode_many
 
 PAD, UNK = "<pad>", "<unk>"
 
@@ -39,6 +41,14 @@ class Vocab:
     def encode(self, tokens: list[str], max_tokens: int) -> list[int]:
         ids = [self.stoi.get(t, 1) for t in tokens[:max_tokens]]
         return ids or [1]  # an empty sentence still gets one (unknown) step
+
+    @cached_property
+    def word_ids(self) -> WordIds:
+        return WordIds(self.stoi, unk=1)
+
+    def encode_texts(self, texts: Sequence[str], max_tokens: int) -> TokenIds:
+        """Raw sentences' ids: `encode(tokenize(text), max_tokens)` for each, computed a chunk at a time."""
+        return encode_many(texts, self.word_ids, max_tokens)
 
 
 def count_params(model: nn.Module) -> tuple[int, int]:
@@ -70,9 +80,9 @@ class StudentPredictor:
         return self
 
     def encode(self, texts: list[tuple[str, ...]]) -> list[TokenIds]:
-        """One TokenIds per text column (NLTK-tokenised)."""
-        cols = list(zip(*texts))
-        return [TokenIds.from_lists([self.vocab.encode(tokenize(s), self.meta["max_tokens"]) for s in col]) for col in cols]
+        """One TokenIds per text column: NLTK's word tokens (harness/text.py), a whole column at once."""
+        columns = [[t[i] for t in texts] for i in range(len(texts[0]))] if texts else []
+        return [self.vocab.encode_texts(col, self.meta["max_tokens"]) for col in columns]
 
     @torch.inference_mode()
     def logits_from_ids(self, ids: list[TokenIds], batch_size: int) -> np.ndarray:
