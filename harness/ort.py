@@ -57,7 +57,42 @@ def export_student(predictor: StudentPredictor, path: Path, check_texts: list[tu
     # each column its own time axis (time, or time_0, time_1): ORT takes equal names to mean equal sizes
     axes = {n: {0: "batch", 1: f"time{n[3:]}"} if n.startswith("ids") else {0: "batch"}
             for n in student_input_names(twin.columns)}
-    return _export_checked(twin, predictor, OrtStudent.from_predictor, example, axes, path, check_texts, STUDENT_TOLERANCE)
+    return _export_checked(twin, predictor, OrtStudent.from_predictor, example, axes, path, check_texts, STUDENT_TOLERANCE,
+                           fix=lambda p: feed_lengths(p, list(axes)))
+
+
+def feed_lengths(path: Path, inputs: list[str]) -> None:
+    """Give the k-th LSTM node of the ONNX file at `path` the k-th `lengths*` graph input (cast to int32)
+    as its `sequence_lens`, restoring inputs the tracer dropped as unused, in `inputs`' order (ORT
+    predictors feed inputs by position). Each column's
+    encoder call is one LSTM node, in column order; ONNX Runtime then stops each direction at every
+    sequence's own end (measured: 7,377 vs 6,483 SST-2 sentences/s for two one-direction LSTMs over
+    the padding with a reversing gather, the export twin used before; 1 thread, batch 512).
+
+    Raises:
+        HarnessError: not one LSTM node per text column.
+    """
+    model = onnx.load(str(path))
+    lengths = [name for name in inputs if name.startswith("lengths")]
+    nodes = list(model.graph.node)
+    lstms = [n for n in nodes if n.op_type == "LSTM"]
+    if len(lstms) != len(lengths):
+        raise HarnessError(f"ONNX export: {len(lstms)} LSTM node(s) for {len(lengths)} text column(s)")
+    present = {i.name: i for i in model.graph.input}
+    graph_inputs = [present.get(name) or onnx.helper.make_tensor_value_info(name, onnx.TensorProto.INT64, ["batch"])
+                    for name in inputs]
+    del model.graph.input[:]
+    model.graph.input.extend(graph_inputs)
+    for node, name in zip(lstms, lengths):
+        cast = onnx.helper.make_node("Cast", [name], [f"{name}_int32_{node.name}"], to=onnx.TensorProto.INT32)
+        inputs = [*node.input, *[""] * (5 - len(node.input))]
+        inputs[4] = cast.output[0]  # LSTM inputs: X, W, R, B, sequence_lens, initial_h, initial_c, P
+        del node.input[:]
+        node.input.extend(inputs)
+        nodes.insert(nodes.index(node), cast)
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+    onnx.save(model, str(path))
 
 
 class TeacherLogits(nn.Module):
@@ -86,10 +121,10 @@ def export_teacher(teacher: HFTeacher, path: Path, check_texts: list[tuple[str, 
 
 
 def _export_checked(module: nn.Module, torch_predictor, make_ort: Callable, example: tuple, axes: dict, path: Path,
-                    check_texts: list[tuple[str, ...]], tolerance: float) -> Path:
-    """Export `module` (in eval mode) with inputs named and made dynamic by `axes` to a temp file;
-    rename it to `path` once `make_ort(torch_predictor, tmp)` matches `torch_predictor` on the first
-    CHECK_TEXTS of `check_texts`."""
+                    check_texts: list[tuple[str, ...]], tolerance: float, fix: Callable[[Path], None] | None = None) -> Path:
+    """Export `module` (in eval mode) with inputs named and made dynamic by `axes` to a temp file,
+    edited by `fix` if given; rename it to `path` once `make_ort(torch_predictor, tmp)` matches
+    `torch_predictor` on the first CHECK_TEXTS of `check_texts`."""
     model, check_texts = torch_predictor.model, check_texts[:CHECK_TEXTS]
     if not check_texts:
         raise HarnessError("ONNX export needs at least one text to check the exported model against PyTorch")
@@ -105,6 +140,8 @@ def _export_checked(module: nn.Module, torch_predictor, make_ort: Callable, exam
             warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and LSTM batch notes
             torch.onnx.export(module, example, str(tmp), dynamo=False, opset_version=OPSET, input_names=list(axes),
                               output_names=["logits"], dynamic_axes={**axes, "logits": {0: "batch"}})
+        if fix is not None:
+            fix(tmp)
         got = make_ort(torch_predictor, tmp).logits(check_texts, CHECK_BATCH_SIZE)  # (N, K)
         diff = float(np.abs(got - torch_predictor.logits(check_texts, CHECK_BATCH_SIZE)).max())
         if not diff <= tolerance:  # NaN fails too
