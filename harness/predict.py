@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from harness import manifest
+from harness import device, manifest
 from harness.errors import HarnessError
 from harness.metrics import predictions, score
 from harness.registry import STUDENTS, TASKS, TEACHERS
@@ -58,6 +58,7 @@ def predict(model_dir: Path, input_path: Path, output: Path | None) -> dict | No
     """Write one prediction per row to `output` if given, in GLUE's submission format (`index<TAB>
     prediction`, with a header line); return the task's scores when the file has labels."""
     predictor, meta = load_model(model_dir)
+    predictor.to(device.current().device)  # --device (harness/device.py)
     task = TASKS.get(meta["task"])
     split = read_tsv(input_path, task, require_labels=False)
     outputs = predictor.logits(split.texts, 256) if len(split) else np.zeros((0, task.num_labels), dtype=np.float32)
