@@ -20,8 +20,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from harness.label_backends import BACKENDS
+
 ROOT = Path(__file__).resolve().parent.parent
-BACKENDS = ("torch", "onnx", "onnx-int8")
 
 
 def main() -> None:
