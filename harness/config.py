@@ -111,9 +111,11 @@ class StudentConfig:
     max_tokens: int = 64
     loss: str = added_field("mse")  # distillation term: mse | kl (T-softened, x T^2) | hard (CE on argmax)
     temperature: float = added_field(1.0)  # kl only
+    precision: str = added_field("fp32")  # bf16: training steps under bfloat16 autocast (weights, dev checks fp32)
 
     def __post_init__(self) -> None:
         _check(self.hidden >= 1 and self.fc >= 1, "student.hidden and student.fc must be >= 1")
+        _check(self.precision in ("fp32", "bf16"), "student.precision must be fp32 or bf16")
         _check(self.loss in LOSSES, f"student.loss must be one of {', '.join(LOSSES)}")
         _check(self.temperature == 1 or (self.temperature > 0 and self.loss == "kl"),
                "student.temperature must be > 0 and applies to student.loss=kl only")

@@ -8,6 +8,10 @@ cross-entropy on the teacher's argmax (`hard`: labels instead of logits). Withou
 A regression task (one output, e.g. STS-B's similarity score) swaps the cross-entropy for the squared
 error to the target score: gold-only students regress gold scores, distilled ones the teacher's
 score with the paper's MSE term, unchanged. `kl` and `hard` have no meaning there (config refuses them).
+
+`student.precision=bf16` runs each training step's forward pass under bfloat16 autocast (the LSTM
+and linear layers' products; the loss in fp32); weights, optimiser state, dev checks and the saved
+model stay fp32.
 """
 
 from __future__ import annotations
@@ -105,7 +109,9 @@ def train_student(
                 inputs = device.to_device([t for col in train for t in col.pad(mine)])
                 hard = device.to_device(torch.from_numpy(targets[mine]))
                 soft = device.to_device(torch.from_numpy(teacher_logits[mine])) if teacher_logits is not None else None
-                loss = distill_loss(model(*inputs), hard, soft, cfg.alpha, cfg.loss, cfg.temperature)
+                with torch.autocast(rt.device.type, torch.bfloat16, enabled=cfg.precision == "bf16"):
+                    outputs = model(*inputs)
+                loss = distill_loss(outputs.float(), hard, soft, cfg.alpha, cfg.loss, cfg.temperature)
                 (loss * (len(mine) / len(idx))).backward()  # ranks' shares sum to the batch mean
             device.sum_gradients(p for p in model.parameters() if p.requires_grad)
             for opt in opts:

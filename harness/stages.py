@@ -35,7 +35,8 @@ from harness.tasks import Split, Task
 from harness.variants import StudentJob
 from harness.wordmodel import StudentPredictor, Vocab
 
-VERSIONS = {"teacher": 1, "augment": 1, "label": 1, "student": 2}  # student 2: sparse embedding updates (LazyAdadelta)
+VERSIONS = {"teacher": 1, "augment": 1, "label": 1, "student": 3}
+# student 2: sparse embedding updates (LazyAdadelta); 3: unpacked LSTM directions (students/bilstm.py)
 
 
 def cache_view(cfg: Any) -> Any:

@@ -1,0 +1,89 @@
+"""Student training throughput (issue 12, item 5): rows/s of `harness.distill.train_student` for the
+paper's students at the paper's batch sizes, on real sentences with random teacher logits (speed
+does not depend on their values), in one process with 2 threads, one epoch over the same rows:
+
+- `bilstm_soft` on 20,000 SST-2 training sentences, hidden 150, FC 200, batch 50;
+- `siamese_bilstm_soft` on 20,000 QQP training pairs, hidden 300, FC 200, batch 256.
+
+Each runs with the encoder as it was before (packed sequences, kept here as `packed_forward`), as it
+is now (one LSTM call per direction over the padded batch), and now under `student.precision=bf16`.
+Prints a markdown table; asserts nothing.
+
+    .venv/bin/python benchmarks/student_training.py [--rows N] [--threads N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from contextlib import redirect_stderr, redirect_stdout
+from io import StringIO
+
+import numpy as np
+import torch
+from torch.nn.utils.rnn import pack_padded_sequence
+
+from harness import plugins
+from harness.batching import TokenIds
+from harness.config import StudentConfig
+from harness.distill import train_student
+from harness.registry import STUDENTS
+from harness.tasks import load_task
+from harness.wordmodel import Vocab
+from students.bilstm import BiLSTMEncoder
+
+CASES = {  # student, task, paper settings
+    "bilstm_soft": ("sst2", {"hidden": 150, "fc": 200, "batch_size": 50}),
+    "siamese_bilstm_soft": ("qqp", {"hidden": 300, "fc": 200, "batch_size": 256}),
+}
+
+
+def packed_forward(self: BiLSTMEncoder, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """The encoder before: one bidirectional call over packed sequences."""
+    packed = pack_padded_sequence(self._inputs(ids), lengths.cpu(), batch_first=True, enforce_sorted=False)
+    h = self.lstm(packed)[1][0]  # (2, B, H)
+    return torch.cat([h[0], h[1]], dim=-1)
+
+
+def rows_per_second(student: str, rows: int, encoder: str, precision: str) -> float:
+    task, sizes = CASES[student]
+    texts = load_task(task)["train"].texts[:rows]
+    columns = [[t[c] for t in texts] for c in range(len(texts[0]))]
+    vocab = Vocab.from_texts(columns)
+    ids = [vocab.encode_texts(col, 64) for col in columns]
+    cfg = StudentConfig(**sizes, epochs=1, precision=precision)
+    torch.manual_seed(0)
+    model = STUDENTS.get(student).build(cfg, len(vocab), 384, 2)  # the teacher's 384-wide vectors, two channels
+    rng = np.random.default_rng(0)
+    targets, logits = rng.integers(0, 2, rows), rng.normal(size=(rows, 2)).astype(np.float32)
+    dev = [TokenIds(i.flat, i.offsets[:2]) for i in ids]  # one row; scoring it is not timed work
+    saved = BiLSTMEncoder.forward
+    BiLSTMEncoder.forward = packed_forward if encoder == "packed" else saved
+    try:
+        start = time.perf_counter()
+        with redirect_stderr(StringIO()), redirect_stdout(StringIO()):  # progress bar and dev line
+            train_student(model, cfg, ids, targets, logits, dev, [0], ("accuracy",),
+                          lambda _: np.zeros((1, 2), np.float32), 0, student)
+        return rows / (time.perf_counter() - start)
+    finally:
+        BiLSTMEncoder.forward = saved
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=20_000)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    plugins.load_plugins()
+    torch.set_num_threads(args.threads)
+    print("| student | encoder | precision | rows/s | vs before |\n|---|---|---|---:|---:|")
+    for student in CASES:
+        before = None
+        for encoder, precision in (("packed", "fp32"), ("unpacked", "fp32"), ("unpacked", "bf16")):
+            speed = rows_per_second(student, args.rows, encoder, precision)
+            before = before or speed
+            print(f"| {student} | {encoder} | {precision} | {speed:,.0f} | {speed / before:.2f}x |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
