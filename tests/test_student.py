@@ -1,4 +1,5 @@
-"""The BiLSTM student: paper parameter count, frozen static channel, packing, save/load, vocab."""
+"""The BiLSTM student: paper parameter count, frozen static channel, padding, packed-sequence
+equivalence, bf16 training, save/load, vocab."""
 
 from __future__ import annotations
 
@@ -6,8 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch.nn.utils.rnn import pack_padded_sequence
 
+from harness.batching import TokenIds
 from harness.config import StudentConfig
+from harness.distill import train_student
 from harness.registry import STUDENTS
 from harness.wordmodel import StudentPredictor, Vocab, count_params, load_student
 from students.bilstm import BiLSTMClassifier
@@ -62,6 +66,47 @@ def test_padding_does_not_change_logits() -> None:
     garbage = batch.clone()
     garbage[1, 3:] = 9  # whatever sits past the length must be ignored
     torch.testing.assert_close(model(garbage, torch.tensor([7, 3]))[1:], alone, atol=1e-6, rtol=0)
+
+
+def test_unpacked_directions_equal_packed_sequences() -> None:
+    """The encoder's two one-direction LSTM calls over the padded batch give what the bidirectional LSTM
+    gives over packed sequences (the paper's reading): states and every gradient, up to float rounding."""
+    torch.manual_seed(0)
+    model = BiLSTMClassifier(vocab_size=50, embed_dim=6, hidden=5, fc=4, num_labels=2).train()
+    enc = model.encoder
+    lengths = torch.tensor([7, 1, 4, 7, 2])
+    ids = torch.randint(2, 50, (5, 7)) * (torch.arange(7) < lengths.unsqueeze(1))  # padding (0) after each length
+
+    def packed() -> torch.Tensor:
+        x = torch.cat([enc.embed(ids), enc.static(ids)], dim=-1)
+        h = enc.lstm(pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False))[1][0]
+        return torch.cat([h[0], h[1]], dim=-1)
+
+    results = []
+    for encode in (packed, lambda: enc(ids, lengths)):
+        model.zero_grad()
+        states = encode()
+        (states * torch.arange(1.0, 11.0)).sum().backward()  # weight each output differently
+        results.append([states.detach(), *(p.grad.to_dense() for p in enc.parameters() if p.requires_grad)])
+    assert len(results[1]) == 10  # the states, the trainable embeddings, 4 LSTM tensors per direction
+    for ref, got in zip(*results):
+        torch.testing.assert_close(got, ref, atol=1e-5, rtol=1e-4)
+
+
+def test_bf16_training_keeps_fp32_weights() -> None:
+    """student.precision=bf16 trains under autocast: the loss falls, the weights stay fp32 and move."""
+    torch.manual_seed(0)
+    model = small_model().train()
+    rows = [[2 + i % 5, 3 + i % 7, 4] for i in range(64)]
+    ids = TokenIds.from_lists(rows)
+    targets = np.array([i % 2 for i in range(64)])
+    before = model.head[-1].weight.detach().clone()
+    cfg = StudentConfig(hidden=5, fc=4, batch_size=16, epochs=2, precision="bf16")
+    result = train_student(model, cfg, [ids], targets, None, [ids], targets.tolist(), ("accuracy",),
+                           lambda dev: model(*dev[0].pad(range(len(dev[0])))).detach().numpy(), 0, "bf16")
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    assert not torch.equal(model.head[-1].weight, before)
+    assert len(result["history"]) == 2
 
 
 def test_predictor_save_load_round_trip(tmp_path: Path) -> None:
