@@ -172,6 +172,26 @@ BACKENDS = ("torch", "onnx", "onnx-int8")
 
 
 @dataclass(frozen=True)
+class SelectionConfig:
+    """Which split early stopping and best-checkpoint choice use (teacher and students alike).
+
+    `on: selection` (the default) holds out a slice of the training file chosen by a hash of each
+    example's text (harness.split.selection_split): removed from teacher and student training and from
+    the transfer set's originals, so dev and test are scored once, at the end, and choose nothing.
+    `on: dev` is the paper's protocol (choose on dev, report dev), for comparison with published numbers.
+    """
+
+    on: str = "selection"
+    fraction: float = 0.05  # of the training file, before train_limit
+    limit: int = 5000  # at most this many examples
+
+    def __post_init__(self) -> None:
+        _check(self.on in ("selection", "dev"), "selection.on must be selection or dev")
+        _check(0 < self.fraction < 1, "selection.fraction must be in (0, 1)")
+        _check(self.limit >= 1, "selection.limit must be >= 1")
+
+
+@dataclass(frozen=True)
 class RunConfig:
     """Everything one `harness run` does."""
 
@@ -184,6 +204,7 @@ class RunConfig:
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     student: StudentConfig = field(default_factory=StudentConfig)
     measure: MeasureConfig = field(default_factory=MeasureConfig)
+    selection: SelectionConfig = field(default_factory=SelectionConfig)
     per_task: dict = field(default_factory=dict)  # task -> {dotted key: value}, e.g. the paper's QQP sizes
     ablations: tuple[str, ...] = ()  # variants trained besides `students`, by name (see harness/variants.py)
     variants: dict = field(default_factory=dict)  # name -> VariantConfig: a student with some settings changed

@@ -10,7 +10,7 @@ error to the target score: gold-only students regress gold scores, distilled one
 score with the paper's MSE term, unchanged. `kl` and `hard` have no meaning there (config refuses them).
 
 `student.precision=bf16` runs each training step's forward pass under bfloat16 autocast (the LSTM
-and linear layers' products; the loss in fp32); weights, optimiser state, dev checks and the saved
+and linear layers' products; the loss in fp32); weights, optimiser state, checkpoint choice and the saved
 model stay fp32.
 """
 
@@ -69,20 +69,22 @@ def train_student(
     train: list[TokenIds],
     targets: np.ndarray,
     teacher_logits: np.ndarray | None,
-    dev: list[TokenIds],
-    dev_labels: list[float],
+    select: list[TokenIds],
+    select_labels: list[float],
     metrics: tuple[str, ...],
     predict,
     seed: int,
     name: str,
 ) -> dict:
-    """Train `model` in place, restore its best state on dev, and return the training history.
+    """Train `model` in place, restore its best state on `select`, and return the training history.
 
     Args:
         train: token ids per text column.
         targets: hard labels (or regression scores) per training example.
         teacher_logits: (N, K) teacher logits, or None for label-only training.
-        predict: (list[TokenIds]) -> outputs, used to score dev.
+        select: token ids of the split early stopping and the checkpoint are chosen on (the selection
+            split, or dev under `selection.on=dev`), with `select_labels`.
+        predict: (list[TokenIds]) -> outputs, used to score `select`.
         metrics: the task's metrics; the first one selects the checkpoint, in its direction.
     """
     rt = device.current()
@@ -121,18 +123,18 @@ def train_student(
             if step not in eval_at:
                 continue
             model.eval()
-            dev_scores = dict(zip(metrics, device.broadcast(list(score_outputs(metrics, dev_labels, predict(dev)).values()))))
+            scores = dict(zip(metrics, device.broadcast(list(score_outputs(metrics, select_labels, predict(select)).values()))))
             model.train()
             at = round(epoch + step / len(batches), 3)
-            history.append({"epoch": at, "dev": dev_scores, "seconds": round(time.perf_counter() - t0, 1)})
-            tqdm.write(f"{name} dev {metrics[0]} {dev_scores[metrics[0]]:.2f} at epoch {at:.2f}")
-            if stopper.update(dev_scores[metrics[0]], model):
+            history.append({"epoch": at, "select": scores, "seconds": round(time.perf_counter() - t0, 1)})
+            tqdm.write(f"{name} [select] {metrics[0]} {scores[metrics[0]]:.2f} at epoch {at:.2f}")
+            if stopper.update(scores[metrics[0]], model):
                 break
         if stopper.stop:
             break
     stopper.restore(model)
     model.eval()
-    return {"history": history, "best_dev": stopper.best, "epochs_run": history[-1]["epoch"] if history else 0}
+    return {"history": history, "best_select": stopper.best, "epochs_run": history[-1]["epoch"] if history else 0}
 
 
 class LazyAdadelta(torch.optim.Optimizer):
@@ -173,7 +175,8 @@ class LazyAdadelta(torch.optim.Optimizer):
 
 
 class EarlyStopping:
-    """Keeps the best weights seen on dev; `stop` turns true after `patience` evaluations without gain.
+    """Keeps the best weights seen on the selection split; `stop` turns true after `patience`
+    evaluations without gain.
 
     Args:
         patience: evaluations without gain before stopping.

@@ -17,16 +17,17 @@ from harness.errors import HarnessError
 from harness.metrics import score_outputs
 from harness.registry import REFERENCES, STUDENTS, TASKS, TEACHERS
 from harness.report import write_report
+from harness.split import SELECTION_RULE, selection_split
 from harness.tasks import REPO_ROOT, NoData, Split, Task, load_task, nltk_roots, score_name
 from harness.variants import student_jobs
 from harness.wordmodel import load_student
 
 
 def evaluate(predictor, task: Task, splits: dict[str, Split]) -> dict[str, dict[str, float]]:
-    """Scores on every evaluation split that has labels: dev (and MNLI's dev_mismatched) always,
-    test where the file has labels."""
+    """Scores on every evaluation split that has labels: the selection split when there is one, dev
+    (and MNLI's dev_mismatched) always, test where the file has labels. Scored once, after training."""
     out = {}
-    for name in task.eval_splits:
+    for name in ("selection", *task.eval_splits):
         split = splits.get(name)
         if split is not None and split.labels is not None:
             out[score_name(name)] = score_outputs(task.metrics, split.labels, predictor.logits(split.texts, 256))
@@ -34,10 +35,16 @@ def evaluate(predictor, task: Task, splits: dict[str, Split]) -> dict[str, dict[
 
 
 def load_splits(task: Task, cfg: RunConfig, data_dir: str | None) -> dict[str, Split]:
-    """The task's splits, training and every dev split cut to the run's limits."""
+    """The task's splits: with `selection.on: selection`, the selection split first carved from the
+    whole training file; then training (what is left) and every dev split cut to the run's limits."""
     splits = load_task(task.name, data_dir)
     if "train" not in splits or splits["train"].labels is None:
         raise HarnessError(f"task {task.name}: no labelled training split found")
+    if cfg.selection.on == "selection":
+        if len(splits["train"]) < 2:
+            raise HarnessError(f"task {task.name}: {len(splits['train'])} training example(s) leave nothing to hold out "
+                               "for the selection split; use --set selection.on=dev")
+        splits["selection"], splits["train"] = selection_split(splits["train"], cfg.selection.fraction, cfg.selection.limit)
     splits["train"] = splits["train"].head(cfg.train_limit)
     for name in splits:
         if name.startswith("validation"):
@@ -52,9 +59,11 @@ def run_task(name: str, cfg: RunConfig, store: Store, out: Path, splits: dict[st
     rt = device.current()
     task: Task = TASKS.get(name)
     train, dev = splits["train"], splits["validation"]
-    print(f"== {name}: {len(train)} train, {len(dev)} dev ({train.source})", flush=True)
+    select = splits.get("selection", dev)  # what early stopping and checkpoints are chosen on
+    print(f"== {name}: {len(train)} train, {len(dev)} dev ({train.source}); checkpoints chosen on "
+          + (f"{len(select)} held-out training examples (selection split)" if select is not dev else "dev"), flush=True)
 
-    teacher_dir, teacher_meta = stages.teacher_stage(store, task, cfg, train, dev)
+    teacher_dir, teacher_meta = stages.teacher_stage(store, task, cfg, train, select)
     augment_dir, augment_meta = stages.augment_stage(store, task, cfg, train)
     label_dir, label_meta = stages.label_stage(store, cfg, task, teacher_dir, augment_dir)
     stage_meta = {"teacher": teacher_meta, "augment": augment_meta, "label": label_meta}
@@ -78,7 +87,7 @@ def run_task(name: str, cfg: RunConfig, store: Store, out: Path, splits: dict[st
                 store, task, cfg, train, job.augment, synthetic_only=True)
             synthetic_labels, stage_meta[f"label ({job.name})"] = stages.label_stage(store, cfg, task, teacher_dir, synthetic_dir)
             data = stages.TransferData(augment_dir, label_dir, (synthetic_dir, synthetic_labels))
-        student_dir, stage_meta[job.name] = stages.student_stage(store, job, task, cfg, dev, len(train), teacher_dir, data)
+        student_dir, stage_meta[job.name] = stages.student_stage(store, job, task, cfg, select, len(train), teacher_dir, data)
         if rt.main:
             copy_model(student_dir / "model", models_out / job.name)
             predictors[job.name] = load_student(student_dir / "model").to(rt.device)
@@ -98,7 +107,10 @@ def run_task(name: str, cfg: RunConfig, store: Store, out: Path, splits: dict[st
         models[ref_name] = time_reference(ref_name, task, cfg, dev, train)
     results = {"data": {"train": len(train), "dev": len(dev), "source": train.source,
                         "unit": "pairs" if task.is_pair else "sentences",
-                        "duplicates": {"train": train.duplicates(), "dev": dev.duplicates()}},  # legal, counted
+                        "duplicates": {"train": train.duplicates(), "dev": dev.duplicates()},  # legal, counted
+                        "select_on": cfg.selection.on,
+                        **({"selection": {"examples": len(select), "fraction": cfg.selection.fraction,
+                                          "limit": cfg.selection.limit, "rule": SELECTION_RULE}} if select is not dev else {})},
                "metrics": list(task.metrics), "regression": task.is_regression, "config": asdict(cfg),
                "stages": stage_meta, "models": models}
     if cfg.measure.enabled and efficiency.cuda_note(cfg.measure):

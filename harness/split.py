@@ -1,10 +1,15 @@
-"""Split: one split of a task's examples held in memory as plain columns (re-exported by harness.tasks)."""
+"""Split: one split of a task's examples held in memory as plain columns (re-exported by harness.tasks);
+and the selection split carved from a training split (`selection_split`)."""
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+
+import numpy as np
+
+SELECTION_RULE = "the examples with the smallest sha256('selection:' + text columns joined by U+001F)"
 
 
 @dataclass
@@ -53,3 +58,23 @@ class Split:
             h.update("\x1f".join(t).encode())
             h.update(b"\x1e" + (str(self.labels[i]) if self.labels is not None else "").encode())
         return h.hexdigest()[:20]
+
+
+def selection_rank(texts: tuple[str, ...]) -> int:
+    """An example's place in the selection order: the first 8 bytes of sha256 of its text(s); the same on
+    every machine and process (Python's own hash() is salted per process)."""
+    digest = hashlib.sha256(("selection:" + "\x1f".join(texts)).encode()).digest()
+    return int.from_bytes(digest[:8], "big")
+
+
+def selection_split(train: Split, fraction: float, limit: int) -> tuple[Split, Split]:
+    """(selection, rest): the selection split is the `round(fraction * len(train))` examples, at most
+    `limit`, of smallest `selection_rank`, in file order; rest is every other example, in file order.
+    Examples with the same text(s) rank alike and land on one side together (so one fewer may be
+    taken), so no sentence is both trained on and selected on."""
+    want = min(max(1, round(fraction * len(train))), limit, len(train) - 1)
+    ranks = np.fromiter((selection_rank(t) for t in train.texts), dtype=np.uint64, count=len(train))
+    cut = np.sort(ranks)[want]  # the first rank left out: everything strictly below it is selected
+    chosen = ranks < cut
+    return (train.take(np.flatnonzero(chosen), f"{train.source} (selection split)"),
+            train.take(np.flatnonzero(~chosen), f"{train.source} (without the selection split)"))

@@ -101,16 +101,17 @@ def sample(n: int, limit: int, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(n, size=limit, replace=False))
 
 
-def teacher_stage(store: Store, task: Task, cfg: RunConfig, train: Split, dev: Split) -> tuple[Path, dict]:
+def teacher_stage(store: Store, task: Task, cfg: RunConfig, train: Split, select: Split) -> tuple[Path, dict]:
+    """The fine-tuned teacher, its best checkpoint chosen on `select` (the selection split, or dev)."""
     key = key_of("teacher", task=task.name, teacher=cfg.teacher, seed=cfg.seed, train=train.fingerprint(),
-                 dev=dev.fingerprint())
+                 dev=select.fingerprint())  # `dev`: the choosing split's key part, named before the selection split
 
     def build(work: Path) -> dict:
         idx = sample(len(train), cfg.teacher.train_limit, cfg.seed)
         subset = Split([train.texts[i] for i in idx], [train.labels[i] for i in idx], train.source)
         torch.manual_seed(cfg.seed)  # the classifier head's initial weights (the same on every rank)
         teacher = on_runtime(TEACHERS.get(cfg.teacher.name).create(cfg.teacher, task.num_labels), cfg)
-        result = teacher.finetune(subset, dev, cfg.teacher, cfg.seed, task.metrics, work / "model")
+        result = teacher.finetune(subset, select, cfg.teacher, cfg.seed, task.metrics, work / "model")
         if device.current().main:
             seal_model(work / "model", "teacher", cfg.teacher.name, task.name)
         return {**result, "train_examples": len(idx)}
@@ -251,17 +252,18 @@ def training_rows(data: TransferData, n_originals: int, transfer: bool) -> tuple
     return columns, np.concatenate(gold), np.ascontiguousarray(np.concatenate(logits))
 
 
-def student_stage(store: Store, job: StudentJob, task: Task, cfg: RunConfig, dev: Split, n_train: int,
+def student_stage(store: Store, job: StudentJob, task: Task, cfg: RunConfig, select: Split, n_train: int,
                   teacher_dir: Path, data: TransferData) -> tuple[Path, dict]:
-    """Train one student (or ablation variant) on `data`; keyed by what it trains, so a variant equal
-    to its base shares the base's output."""
+    """Train one student (or ablation variant) on `data`, early stopping and its checkpoint chosen on
+    `select` (the selection split, or dev); keyed by what it trains, so a variant equal to its base
+    shares the base's output."""
     check_job_fits(job, task)
     spec = STUDENTS.get(job.base)
     scfg = job.student
     optional = {"transfer": job.transfer if job.transfer != spec.transfer else None,
                 "synthetic": [p.name for p in data.synthetic] if data.synthetic and job.transfer else None}
     key = key_of("student", optional, name=job.base, student=scfg, seed=cfg.seed, teacher=teacher_dir.name,
-                 augment=data.augment_dir.name, label=data.label_dir.name, dev=dev.fingerprint())
+                 augment=data.augment_dir.name, label=data.label_dir.name, dev=select.fingerprint())
 
     def build(work: Path) -> dict:
         columns, gold, logits = training_rows(data, n_train, job.transfer)
@@ -280,7 +282,7 @@ def student_stage(store: Store, job: StudentJob, task: Task, cfg: RunConfig, dev
                 "max_tokens": scfg.max_tokens, **{k: getattr(scfg, k) for k in ("hidden", "fc", "multichannel", "dropout")}}
         predictor = StudentPredictor(model, vocab, meta)
         train_ids = [TokenIds.from_lists([vocab.encode(s.split(" "), scfg.max_tokens) for s in col]) for col in columns]
-        result = train_student(model, scfg, train_ids, targets, soft, predictor.encode(dev.texts), dev.labels,
+        result = train_student(model, scfg, train_ids, targets, soft, predictor.encode(select.texts), select.labels,
                                task.metrics, lambda ids: predictor.logits_from_ids(ids, 256), cfg.seed, job.name)
         if device.current().main:
             predictor.to("cpu").save(work / "model")

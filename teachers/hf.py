@@ -40,11 +40,11 @@ CHECKPOINT_EVERY_STEPS = 500
 CHECKPOINT_EVERY_SECONDS = 600.0
 
 
-def run_fingerprint(cfg: TeacherConfig, seed: int, lengths: list[int], labels: np.ndarray, dev_size: int) -> dict:
+def run_fingerprint(cfg: TeacherConfig, seed: int, lengths: list[int], labels: np.ndarray, select_size: int) -> dict:
     """What a saved training state must match to be resumed: the settings and the training data."""
     data = hashlib.sha256(np.asarray(lengths, dtype=np.int64).tobytes() + labels.tobytes())  # int64 or float64 labels
     run = {"config": dataclasses.asdict(cfg), "seed": seed, "examples": len(lengths), "data": data.hexdigest()[:20],
-           "steps_per_epoch": math.ceil(len(lengths) / cfg.batch_size), "dev_examples": dev_size}
+           "steps_per_epoch": math.ceil(len(lengths) / cfg.batch_size), "select_examples": select_size}
     return json.loads(json.dumps(run))  # as read back from a state (tuples become lists)
 
 
@@ -134,11 +134,12 @@ class HFTeacher:
         bar.close()
         return out
 
-    def finetune(self, train: Split, dev: Split, cfg: TeacherConfig, seed: int, metrics: tuple[str, ...], out: Path) -> dict:
+    def finetune(self, train: Split, select: Split, cfg: TeacherConfig, seed: int, metrics: tuple[str, ...], out: Path) -> dict:
         """Fine-tune with AdamW, linear warm-up and decay, length-bucketed dynamic padding; keep the
-        best checkpoint on dev in `out`. Returns the history of dev scores.
+        best checkpoint on `select` (the selection split, or dev) in `out`. Returns the history of its
+        scores there.
 
-        Every CHECKPOINT_EVERY_STEPS steps or CHECKPOINT_EVERY_SECONDS, and at each dev evaluation,
+        Every CHECKPOINT_EVERY_STEPS steps or CHECKPOINT_EVERY_SECONDS, and at each evaluation,
         a training state is saved in `out`'s sibling `train_state`; a run killed at any point resumes
         from it and ends with the same weights and history as an uninterrupted one. The state is
         deleted when fine-tuning finishes.
@@ -155,7 +156,7 @@ class HFTeacher:
         steps_per_epoch = math.ceil(len(lengths) / cfg.batch_size)
         opt, sched = self.optimizer(cfg, steps_per_epoch * cfg.epochs)
         eval_at = {round(steps_per_epoch * (k + 1) / cfg.evals_per_epoch) for k in range(cfg.evals_per_epoch)}
-        state_dir, run = out.parent / "train_state", run_fingerprint(cfg, seed, lengths, labels, len(dev))
+        state_dir, run = out.parent / "train_state", run_fingerprint(cfg, seed, lengths, labels, len(select))
         done = self.resume(state_dir, run, opt, sched, metrics[0])
         best, history, t0 = done["best"], done["history"], time.perf_counter() - done["seconds"]
         saved_step, saved_time = done["epoch"] * steps_per_epoch + done["step"], time.perf_counter()
@@ -186,13 +187,13 @@ class HFTeacher:
                 if len(mine):
                     bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
                 if step in eval_at:
-                    dev_scores = dict(zip(metrics, device.broadcast(list(self.evaluate(dev, metrics).values()))))
+                    scores = dict(zip(metrics, device.broadcast(list(self.evaluate(select, metrics).values()))))
                     at = epoch + step / steps_per_epoch
-                    history.append({"epoch": round(at, 3), "dev": dev_scores, "seconds": round(time.perf_counter() - t0, 1)})
-                    tqdm.write(f"teacher dev {metrics[0]} {dev_scores[metrics[0]]:.2f} at epoch {at:.2f}")
+                    history.append({"epoch": round(at, 3), "select": scores, "seconds": round(time.perf_counter() - t0, 1)})
+                    tqdm.write(f"teacher [select] {metrics[0]} {scores[metrics[0]]:.2f} at epoch {at:.2f}")
                     first = not device.broadcast([float((out / "config.json").exists())])[0]
-                    if first or improved(metrics[0], dev_scores[metrics[0]], best):
-                        best = dev_scores[metrics[0]]
+                    if first or improved(metrics[0], scores[metrics[0]], best):
+                        best = scores[metrics[0]]
                         if rt.main:
                             self.save(out)
                     self.model.train()
@@ -206,7 +207,7 @@ class HFTeacher:
                     saved_step, saved_time = global_step, time.perf_counter()
         if rt.main:
             train_state.clear(state_dir)
-        return {"history": history, "best_dev": best}
+        return {"history": history, "best_select": best}
 
     def resume(self, state_dir: Path, run: dict, opt: torch.optim.Optimizer, sched: object, metric: str) -> dict:
         """Restore the training state saved in `state_dir` by an interrupted `finetune` of the same

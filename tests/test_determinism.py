@@ -69,7 +69,7 @@ def test_same_scores_and_histories(runs: tuple[Run, Run, Run]) -> None:
         assert scores[0] == scores[1]
         for name in ("teacher", *STUDENTS):
             assert other.task["stages"][name]["key"] == first.task["stages"][name]["key"]
-            history = [[(h["epoch"], h["dev"]) for h in r.task["stages"][name]["history"]] for r in (first, other)]
+            history = [[(h["epoch"], h["select"]) for h in r.task["stages"][name]["history"]] for r in (first, other)]
             assert history[0] == history[1] and history[0], name
 
 

@@ -76,7 +76,8 @@ def test_mnli_run_end_to_end(mnli_run: Path) -> None:
     """Teacher, augmentation, labelling and both pair students run on pairs; every model is scored
     on dev and timed on PyTorch and ONNX (int8 too for students, scored beside fp32)."""
     mnli = json.loads((mnli_run / "results.json").read_text())["tasks"]["mnli"]
-    assert mnli["data"]["train"] == TRAIN and mnli["data"]["dev"] == DEV
+    held_out = mnli["data"]["selection"]["examples"]  # 5% of the training file: the selection split
+    assert held_out == round(0.05 * TRAIN) and mnli["data"]["train"] == TRAIN - held_out and mnli["data"]["dev"] == DEV
     assert mnli["data"]["duplicates"] == {"train": 0, "dev": 0}  # Split.duplicates of the rows used (legal, counted)
     assert set(mnli["models"]) == {"teacher", "siamese_bilstm", "siamese_bilstm_tiny"}
     assert mnli["stages"]["augment"]["synthetic"] > 0

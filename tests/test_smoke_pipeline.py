@@ -13,6 +13,7 @@ from cli_runner import harness
 
 from harness.augment import tokenize
 from harness.label import read_transfer_set
+from harness.split import Split, selection_split
 
 TRAIN_LIMIT = 300
 
@@ -110,16 +111,21 @@ def test_rerun_reuses_every_stage(smoke: SmokeRun) -> None:
 
 
 def test_transfer_set_has_originals_first(smoke: SmokeRun, data_root: Path) -> None:
-    """The transfer set starts with the training slice (gold labels), then unique synthetic rows."""
+    """The transfer set starts with the training slice (gold labels): the file's first rows that are not
+    in the selection split; then unique synthetic rows."""
     meta = smoke.results["tasks"]["sst2"]["stages"]["augment"]
     table = read_transfer_set(smoke.cache / "augment" / meta["key"] / "transfer.arrow")
     with open(data_root / "SST-2" / "train.tsv", newline="") as f:
-        reader = csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
-        gold = list(islice(reader, TRAIN_LIMIT))
+        rows = list(csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
+    held_out, _ = selection_split(Split([(r["sentence"],) for r in rows], None, "train.tsv"), 0.05,
+                                  smoke.results["tasks"]["sst2"]["data"]["selection"]["limit"])
+    held = set(held_out.texts)
+    gold = list(islice((r for r in rows if (r["sentence"],) not in held), TRAIN_LIMIT))
     texts, labels = table.column("text_a").to_pylist(), table.column("label").to_pylist()
     assert len(texts) == meta["rows"] and meta["originals"] == TRAIN_LIMIT and meta["synthetic"] > 0
     assert texts[:TRAIN_LIMIT] == [" ".join(tokenize(row["sentence"])) for row in gold]
     assert labels[:TRAIN_LIMIT] == [int(row["label"]) for row in gold]
+    assert len(held_out) == 300 and not {" ".join(tokenize(t[0])) for t in held} & set(texts[:TRAIN_LIMIT])
     assert set(labels[TRAIN_LIMIT:]) == {-1}
     assert len(set(texts[TRAIN_LIMIT:])) == len(texts) - TRAIN_LIMIT
     assert not set(texts[:TRAIN_LIMIT]) & set(texts[TRAIN_LIMIT:])

@@ -99,7 +99,7 @@ def uninterrupted(tmp_path_factory: pytest.TempPathFactory, splits: tuple[Split,
 def assert_same_run(a: tuple[Path, HFTeacher, dict], b: tuple[Path, HFTeacher, dict]) -> None:
     """Bit-identical best checkpoints, final in-memory weights and dev histories."""
     (work_a, teacher_a, result_a), (work_b, teacher_b, result_b) = a, b
-    assert result_b["best_dev"] == result_a["best_dev"]
+    assert result_b["best_select"] == result_a["best_select"]
     assert without_seconds(result_b["history"]) == without_seconds(result_a["history"])
     assert len(result_a["history"]) == CFG.epochs * CFG.evals_per_epoch
     best_a, best_b = (load_file(w / "model" / "model.safetensors") for w in (work_a, work_b))

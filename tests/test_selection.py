@@ -1,0 +1,105 @@
+"""The selection split (issue 14): a pinned, hash-chosen slice of the training file that checkpoints
+and early stopping are chosen on, so that dev and test labels reach neither training nor any choice."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from cli_runner import harness
+
+from harness.config import SelectionConfig
+from harness.errors import HarnessError
+from harness.split import Split, selection_rank, selection_split
+from harness.tasks import REPO_ROOT, load_task
+
+
+def test_rank_is_pinned() -> None:
+    """sha256-based, so the same on every machine and process; these values must never change (they
+    decide which SST-2 sentences every past run held out)."""
+    assert selection_rank(("a good film",)) == 4736962357870059903
+    assert selection_rank(("first question", "second question")) == 637156818753828947
+
+
+def test_sst2_selection_split(data_root: Path) -> None:
+    """5% of SST-2's 67,349 training sentences, disjoint from the rest by text, in file order, pinned."""
+    train = load_task("sst2")["train"]
+    selection, rest = selection_split(train, 0.05, 5000)
+    assert (len(selection), len(rest)) == (3367, 63982)
+    assert selection.fingerprint() == "6697653d8e1fa41d007b"
+    assert not set(selection.texts) & set(rest.texts)  # repeated sentences land on one side together
+    assert "selection split" in selection.source
+
+
+def test_same_split_in_another_process(data_root: Path) -> None:
+    """Another interpreter, with another hash() salt, holds out the same examples."""
+    code = ("from harness.split import selection_split; from harness.tasks import load_task; "
+            "print(selection_split(load_task('sst2')['train'], 0.05, 5000)[0].fingerprint())")
+    env = {**os.environ, "PYTHONHASHSEED": "12345"}
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "6697653d8e1fa41d007b"
+
+
+def test_limit_and_tiny_splits() -> None:
+    """The limit caps the size; one example is held out at least and one left to train on."""
+    train = Split([(f"sentence {i}",) for i in range(100)], [i % 2 for i in range(100)], "t")
+    assert len(selection_split(train, 0.5, 7)[0]) == 7
+    assert [len(s) for s in selection_split(train.head(2), 0.05, 5000)] == [1, 1]
+    with pytest.raises(HarnessError, match="selection.fraction"):
+        SelectionConfig(fraction=0)
+
+
+SETS = ["teacher.name=hf_tiny", "train_limit=300", "dev_limit=100", "augment.n_iter=1", "measure.enabled=false",
+        "measure.threads=1", "ablations=", "selection.limit=100"]
+
+
+def run(tmp: Path, data: Path, name: str, *extra: str) -> dict:
+    proc = harness("run", "--preset", "smoke", "--tasks", "sst2", "--students", "bilstm,bilstm_tiny", "--data-dir", str(data),
+                   *[a for s in [*SETS, *extra] for a in ("--set", s)], "--out", str(tmp / name), "--cache-dir",
+                   str(tmp / f"cache-{name}"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads((tmp / name / "results.json").read_text())["tasks"]["sst2"]
+
+
+def noisy_copy(data_root: Path, folder: Path) -> Path:
+    """SST-2 with every dev label replaced by a coin flip (train and test untouched)."""
+    shutil.copytree(data_root / "SST-2", folder / "SST-2")
+    lines = (folder / "SST-2" / "dev.tsv").read_text().splitlines()
+    rng = random.Random(0)
+    noisy = [lines[0], *(f"{line.rsplit(chr(9), 1)[0]}\t{rng.randint(0, 1)}" for line in lines[1:])]
+    (folder / "SST-2" / "dev.tsv").write_text("\n".join(noisy) + "\n")
+    return folder
+
+
+def curves(task: dict) -> dict:
+    """Every training curve (the scores each checkpoint choice saw) and every saved model's manifest."""
+    return {name: [(h["epoch"], h["select"]) for h in meta["history"]]
+            for name, meta in task["stages"].items() if "history" in meta}
+
+
+@pytest.mark.usefixtures("data_root")
+def test_dev_labels_reach_no_choice(tmp_path: Path, data_root: Path) -> None:
+    """Replacing every dev label with noise changes no training curve and no saved weight, only the
+    final dev scores; under `selection.on=dev` (the paper's protocol) the same noise changes the curves,
+    so this test would see a leak."""
+    noisy = noisy_copy(data_root, tmp_path / "noisy")
+    clean, dirty = run(tmp_path, data_root, "clean"), run(tmp_path, noisy, "noisy")
+    assert curves(clean) == curves(dirty) and len(curves(clean)) == 3  # teacher, bilstm, bilstm_tiny
+    for name in clean["models"]:
+        assert clean["models"][name]["scores"]["selection"] == dirty["models"][name]["scores"]["selection"], name
+        assert clean["models"][name]["scores"]["dev"] != dirty["models"][name]["scores"]["dev"], name
+    models = tmp_path / "clean" / "models" / "sst2"
+    for model in models.iterdir():
+        assert (model / "manifest.json").read_text() == (tmp_path / "noisy" / "models" / "sst2" / model.name /
+                                                         "manifest.json").read_text(), model.name
+    assert clean["data"]["selection"]["examples"] == 100 and clean["data"]["select_on"] == "selection"
+
+    on_dev = run(tmp_path, data_root, "on-dev", "selection.on=dev"), run(tmp_path, noisy, "on-dev-noisy", "selection.on=dev")
+    assert curves(on_dev[0]) != curves(on_dev[1])
+    assert "selection" not in on_dev[0]["data"] and "selection" not in on_dev[0]["models"]["bilstm"]["scores"]
