@@ -103,7 +103,8 @@ def sample(n: int, limit: int, seed: int) -> np.ndarray:
 
 def teacher_stage(store: Store, task: Task, cfg: RunConfig, train: Split, select: Split) -> tuple[Path, dict]:
     """The fine-tuned teacher, its best checkpoint chosen on `select` (the selection split, or dev)."""
-    key = key_of("teacher", task=task.name, teacher=cfg.teacher, seed=cfg.seed, train=train.fingerprint(),
+    fine_tuning = dataclasses.replace(cfg.teacher, label_backend="torch")  # how it labels does not change the teacher
+    key = key_of("teacher", task=task.name, teacher=fine_tuning, seed=cfg.seed, train=train.fingerprint(),
                  dev=select.fingerprint())  # `dev`: the choosing split's key part, named before the selection split
 
     def build(work: Path) -> dict:

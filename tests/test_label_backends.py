@@ -18,14 +18,16 @@ def run(tmp: Path, backend: str) -> dict:
                    *[a for s in [*SETS, f"teacher.label_backend={backend}"] for a in ("--set", s)],
                    "--out", str(tmp / backend), "--cache-dir", str(tmp / "cache"))
     assert proc.returncode == 0, proc.stderr[-3000:]
-    return json.loads((tmp / backend / "results.json").read_text())["tasks"]["sst2"]["stages"]["label"]
+    return json.loads((tmp / backend / "results.json").read_text())["tasks"]["sst2"]["stages"]
 
 
 def test_int8_labels_and_their_recorded_cost(tmp_path: Path, data_root: Path) -> None:
     """Same teacher and transfer set (cached), labelled twice: the int8 run's recorded max |logit delta|
     and argmax agreement are those of its logits against the PyTorch run's (the whole set is the
     check sample here); the ONNX files do not stay in the cache entry."""
-    torch_meta, int8_meta = run(tmp_path, "torch"), run(tmp_path, "onnx-int8")
+    torch_stages, int8_stages = run(tmp_path, "torch"), run(tmp_path, "onnx-int8")
+    assert int8_stages["teacher"]["cached"] and int8_stages["augment"]["cached"]  # the backend changes the labels only
+    torch_meta, int8_meta = torch_stages["label"], int8_stages["label"]
     assert "backend" not in torch_meta and int8_meta["backend"] == "onnx-int8"
     ref, got = (np.load(tmp_path / "cache" / "label" / m["key"] / "logits.npy") for m in (torch_meta, int8_meta))
     check = int8_meta["backend_check"]
