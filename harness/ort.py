@@ -22,7 +22,7 @@ import torch
 from onnxruntime.quantization import QuantType, quantize_dynamic
 from torch import nn
 
-from harness.batching import TokenIds, sorted_batches
+from harness.batching import TokenIds, recurrent_batches, sorted_batches
 from harness.errors import HarnessError
 from harness.export_twins import EXPORT_TWINS
 from harness.registry import STUDENTS
@@ -284,7 +284,7 @@ class OrtStudent(OrtPredictor):
         """(N, K) float32 logits in input order, from one TokenIds per text column."""
         lengths = sum(t.lengths for t in ids)
         out = np.zeros((len(ids[0]), self.meta["num_labels"]), dtype=np.float32)
-        for idx in sorted_batches(lengths, batch_size):
+        for idx in recurrent_batches(lengths, batch_size, self.runner.device):
             arrays = [t.numpy() for col in ids for t in col.pad(idx)]  # (B, T) ids, (B,) lengths per column
             out[idx] = self.runner.run(arrays)
         return out

@@ -14,7 +14,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from harness.batching import TokenIds, sorted_batches
+from harness.batching import TokenIds, recurrent_batches
 from harness.config import StudentConfig
 from harness.registry import STUDENTS
 from harness.text import WordIds, encode_many
@@ -89,7 +89,7 @@ class StudentPredictor:
         self.model.eval()
         lengths = sum(t.lengths for t in ids)
         out = np.zeros((len(ids[0]), self.meta["num_labels"]), dtype=np.float32)
-        for idx in sorted_batches(lengths, batch_size):
+        for idx in recurrent_batches(lengths, batch_size, self.device):
             inputs = [t.to(self.device) for col in ids for t in col.pad(idx)]
             out[idx] = self.model(*inputs).float().cpu().numpy()
         return out

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch.nn.utils.rnn import pack_padded_sequence
 
-from harness.batching import TokenIds
+from harness.batching import RECURRENT_ROWS_CPU, TokenIds, recurrent_batches
 from harness.config import StudentConfig
 from harness.distill import train_student
 from harness.registry import STUDENTS
@@ -107,6 +107,23 @@ def test_bf16_training_keeps_fp32_weights() -> None:
     assert all(p.dtype == torch.float32 for p in model.parameters())
     assert not torch.equal(model.head[-1].weight, before)
     assert len(result["history"]) == 2
+
+
+def test_inference_calls_are_length_sorted_groups() -> None:
+    """On a CPU a batch of 512 texts runs as length-sorted calls of at most 32 rows (a GPU takes it whole),
+    and the logits are those of one sentence at a time, in input order."""
+    lengths = np.random.default_rng(0).integers(1, 50, 512)
+    calls = recurrent_batches(lengths, 512)
+    assert max(map(len, calls)) == RECURRENT_ROWS_CPU and sorted(np.concatenate(calls)) == list(range(512))
+    assert [len(c) for c in recurrent_batches(lengths, 512, "cuda:0")] == [512]
+    words = ["a", "good", "bad", "film", "very", "not"]
+    texts = [(" ".join(words[(i * j) % 6] for j in range(1 + i % 17)),) for i in range(100)]
+    vocab = Vocab.from_texts([[t[0] for t in texts]])
+    torch.manual_seed(0)
+    model = BiLSTMClassifier(len(vocab), 6, 5, 4, 2)
+    predictor = StudentPredictor(model, vocab, {"num_labels": 2, "max_tokens": 64})
+    one_by_one = np.concatenate([predictor.logits([t], 1) for t in texts])
+    np.testing.assert_allclose(predictor.logits(texts, 512), one_by_one, atol=1e-6)
 
 
 def test_predictor_save_load_round_trip(tmp_path: Path) -> None:
