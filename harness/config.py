@@ -111,7 +111,7 @@ class StudentConfig:
     max_tokens: int = 64
     loss: str = added_field("mse")  # distillation term: mse | kl (T-softened, x T^2) | hard (CE on argmax)
     temperature: float = added_field(1.0)  # kl only
-    precision: str = added_field("fp32")  # bf16: training steps under bfloat16 autocast (weights, dev checks fp32)
+    precision: str = added_field("fp32")  # bf16: training steps under bfloat16 autocast (weights, checkpoint choice fp32)
 
     def __post_init__(self) -> None:
         _check(self.hidden >= 1 and self.fc >= 1, "student.hidden and student.fc must be >= 1")
