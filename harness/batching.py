@@ -33,9 +33,9 @@ RECURRENT_ROWS_CPU = 32  # rows per call of a recurrent student on a CPU (see re
 def recurrent_batches(lengths: Sequence[int], batch_size: int, device: str = "cpu") -> list[np.ndarray]:
     """A recurrent student's inference calls for a batch of `batch_size` texts: length-sorted, and on a CPU
     at most RECURRENT_ROWS_CPU rows each, since every row of a call is computed to the call's longest
-    sequence (oneDNN's and ONNX Runtime's LSTMs both): 512 random SST-2 sentences padded to their
-    longest ran 5.8x slower than the same sentences in length-sorted calls of 32. The logits are the
-    same; a GPU takes the whole batch at once."""
+    sequence (oneDNN's and ONNX Runtime's LSTMs both): calls of 512 random SST-2 sentences ran 4.9-5.2x
+    slower than the same sentences in length-sorted calls of 32 (reports/student-backends.md). The
+    logits are the same; a GPU takes the whole batch at once."""
     return sorted_batches(lengths, batch_size if str(device).startswith("cuda") else min(batch_size, RECURRENT_ROWS_CPU))
 
 
