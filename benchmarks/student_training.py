@@ -7,16 +7,17 @@ does not depend on their values), in one process with 2 threads, one epoch over 
 
 Each runs with the encoder as it was before (packed sequences, kept here as `packed_forward`), as it
 is now (one LSTM call per direction over the padded batch), and now under `student.precision=bf16`.
-Prints a markdown table; asserts nothing.
+Prints a markdown table; asserts nothing. `--profile` instead prints where one `bilstm_soft` training
+epoch's time goes (torch.profiler, operators by self CPU time), before and after.
 
-    .venv/bin/python benchmarks/student_training.py [--rows N] [--threads N]
+    .venv/bin/python benchmarks/student_training.py [--rows N] [--threads N] [--profile]
 """
 
 from __future__ import annotations
 
 import argparse
 import time
-from contextlib import redirect_stderr, redirect_stdout
+from contextlib import nullcontext, redirect_stderr, redirect_stdout
 from io import StringIO
 
 import numpy as np
@@ -45,7 +46,7 @@ def packed_forward(self: BiLSTMEncoder, ids: torch.Tensor, lengths: torch.Tensor
     return torch.cat([h[0], h[1]], dim=-1)
 
 
-def rows_per_second(student: str, rows: int, encoder: str, precision: str) -> float:
+def rows_per_second(student: str, rows: int, encoder: str, precision: str, profile: bool = False) -> float:
     task, sizes = CASES[student]
     texts = load_task(task)["train"].texts[:rows]
     columns = [[t[c] for t in texts] for c in range(len(texts[0]))]
@@ -61,10 +62,15 @@ def rows_per_second(student: str, rows: int, encoder: str, precision: str) -> fl
     BiLSTMEncoder.forward = packed_forward if encoder == "packed" else saved
     try:
         start = time.perf_counter()
-        with redirect_stderr(StringIO()), redirect_stdout(StringIO()):  # progress bar and dev line
+        recorder = torch.profiler.profile() if profile else nullcontext()
+        with redirect_stderr(StringIO()), redirect_stdout(StringIO()), recorder as prof:
             train_student(model, cfg, ids, targets, logits, dev, [0], ("accuracy",),
                           lambda _: np.zeros((1, 2), np.float32), 0, student)
-        return rows / (time.perf_counter() - start)
+        seconds = time.perf_counter() - start
+        if profile:
+            print(f"### {student}, {encoder} encoder, {precision}\n")
+            print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12))
+        return rows / seconds
     finally:
         BiLSTMEncoder.forward = saved
 
@@ -73,9 +79,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rows", type=int, default=20_000)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--profile", action="store_true", help="where bilstm_soft's training time goes, before and after")
     args = parser.parse_args()
     plugins.load_plugins()
     torch.set_num_threads(args.threads)
+    if args.profile:
+        for encoder in ("packed", "unpacked"):
+            rows_per_second("bilstm_soft", args.rows, encoder, "fp32", profile=True)
+        return
     print("| student | encoder | precision | rows/s | vs before |\n|---|---|---|---:|---:|")
     for student in CASES:
         before = None
