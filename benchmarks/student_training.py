@@ -41,7 +41,7 @@ CASES = {  # student, task, paper settings
 
 def packed_forward(self: BiLSTMEncoder, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     """The encoder before: one bidirectional call over packed sequences."""
-    packed = pack_padded_sequence(self._inputs(ids), lengths.cpu(), batch_first=True, enforce_sorted=False)
+    packed = pack_padded_sequence(self.embed_inputs(ids), lengths.cpu(), batch_first=True, enforce_sorted=False)
     h = self.lstm(packed)[1][0]  # (2, B, H)
     return torch.cat([h[0], h[1]], dim=-1)
 

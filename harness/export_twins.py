@@ -1,7 +1,8 @@
-"""Export twins: modules that share a student's parameters and compute its logits without packed
-sequences, which ONNX export cannot trace. The bidirectional LSTM reads the padded batch; each
-sequence's length reaches the exported graph's LSTM afterwards (harness.ort.feed_lengths), so ONNX
-Runtime skips the padding as packed sequences do.
+"""Export twins: modules that share a student's parameters and compute its logits as one ONNX LSTM
+node per sentence column. The student runs each direction as its own call, the backward one over
+sentences reversed within their lengths (students/bilstm.py); the twin runs the bidirectional LSTM
+over the padded batch, and each sequence's length reaches the exported node afterwards
+(harness.ort.feed_lengths), so ONNX Runtime stops each direction at the sequence's own end.
 
 `EXPORT_TWINS` maps a student architecture (StudentSpec.arch) to its twin. A twin takes (ids,
 lengths) per text column, in column order, and has a `columns` attribute.
@@ -18,23 +19,20 @@ from harness.errors import HarnessError
 
 
 class BiLSTMEncoderTwin(nn.Module):
-    """`students.bilstm.BiLSTMEncoder` without packing: the bidirectional LSTM over the padded batch,
+    """`students.bilstm.BiLSTMEncoder` for export: the bidirectional LSTM over the padded batch,
     its last states (h_n) concatenated. Traced as it is, h_n would include padding; harness.ort's
     `feed_lengths` then gives the exported ONNX LSTM each sequence's length (`sequence_lens`), with
-    which ONNX Runtime stops each direction at the sequence's own end, as packing does in PyTorch."""
+    which ONNX Runtime stops each direction at the sequence's own end."""
 
     def __init__(self, encoder: nn.Module) -> None:
         super().__init__()
         lstm = encoder.lstm
         if lstm.num_layers != 1 or not lstm.batch_first or lstm.proj_size or not lstm.bidirectional:
             raise HarnessError("ONNX export supports one-layer, batch-first, bidirectional LSTMs without projection")
-        self.embed, self.static, self.lstm = encoder.embed, encoder.static, lstm
+        self.encoder = encoder
 
     def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        x = self.embed(ids)  # (B, T, E)
-        if self.static is not None:
-            x = torch.cat([x, self.static(ids)], dim=-1)  # (B, T, 2E)
-        h = self.lstm(x)[1][0]  # (2, B, H): forward and backward last states
+        h = self.encoder.lstm(self.encoder.embed_inputs(ids))[1][0]  # (2, B, H): forward and backward last states
         return torch.cat([h[0], h[1]], dim=-1)  # (B, 2H)
 
 

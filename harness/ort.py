@@ -64,10 +64,10 @@ def export_student(predictor: StudentPredictor, path: Path, check_texts: list[tu
 def feed_lengths(path: Path, inputs: list[str]) -> None:
     """Give the k-th LSTM node of the ONNX file at `path` the k-th `lengths*` graph input (cast to int32)
     as its `sequence_lens`, restoring inputs the tracer dropped as unused, in `inputs`' order (ORT
-    predictors feed inputs by position). Each column's
-    encoder call is one LSTM node, in column order; ONNX Runtime then stops each direction at every
-    sequence's own end (measured: 7,377 vs 6,483 SST-2 sentences/s for two one-direction LSTMs over
-    the padding with a reversing gather, the export twin used before; 1 thread, batch 512).
+    predictors feed inputs by position). Each column's encoder call is one LSTM node, in column order;
+    ONNX Runtime then stops each direction at every sequence's own end (measured: 7,377 vs 6,483 SST-2
+    sentences/s for two one-direction LSTMs over the padding with a reversing gather, the export twin
+    used before; 1 thread, batch 512).
 
     Raises:
         HarnessError: not one LSTM node per text column.
@@ -85,10 +85,10 @@ def feed_lengths(path: Path, inputs: list[str]) -> None:
     model.graph.input.extend(graph_inputs)
     for node, name in zip(lstms, lengths):
         cast = onnx.helper.make_node("Cast", [name], [f"{name}_int32_{node.name}"], to=onnx.TensorProto.INT32)
-        inputs = [*node.input, *[""] * (5 - len(node.input))]
-        inputs[4] = cast.output[0]  # LSTM inputs: X, W, R, B, sequence_lens, initial_h, initial_c, P
+        node_inputs = [*node.input, *[""] * (5 - len(node.input))]
+        node_inputs[4] = cast.output[0]  # LSTM inputs: X, W, R, B, sequence_lens, initial_h, initial_c, P
         del node.input[:]
-        node.input.extend(inputs)
+        node.input.extend(node_inputs)
         nodes.insert(nodes.index(node), cast)
     del model.graph.node[:]
     model.graph.node.extend(nodes)

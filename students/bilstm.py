@@ -43,7 +43,7 @@ class BiLSTMEncoder(nn.Module):
 
         What packed sequences compute, without packing: each direction is one LSTM call over the
         padded batch (oneDNN on CPU, cuDNN on GPU; packing falls back to a step-by-step path on CPU,
-        1.34x slower per training step on SST-2). The backward direction reads each sentence
+        1.4x slower per training step on SST-2). The backward direction reads each sentence
         reversed within its length, so padding only ever follows a sentence, and each direction's
         state is taken at the sentence's own last step.
         """
@@ -51,11 +51,12 @@ class BiLSTMEncoder(nn.Module):
         steps = torch.arange(ids.shape[1], device=ids.device)
         reversed_ids = ids.gather(1, (lengths.unsqueeze(1) - 1 - steps).clamp(min=0))  # (B, T)
         last = (lengths - 1).view(-1, 1, 1).expand(-1, 1, self.lstm.hidden_size)  # (B, 1, H)
-        states = [self._direction(self._inputs(x), suffix).gather(1, last)[:, 0]
+        states = [self._direction(self.embed_inputs(x), suffix).gather(1, last)[:, 0]
                   for x, suffix in ((ids, ""), (reversed_ids, "_reverse"))]
         return torch.cat(states, dim=-1)  # (B, 2H)
 
-    def _inputs(self, ids: torch.Tensor) -> torch.Tensor:
+    def embed_inputs(self, ids: torch.Tensor) -> torch.Tensor:
+        """(B, T) ids -> (B, T, D) LSTM inputs: the trainable embeddings, and the frozen copy beside them."""
         x = self.embed(ids)  # (B, T, E)
         return torch.cat([x, self.static(ids)], dim=-1) if self.static is not None else x  # (B, T, 2E)
 

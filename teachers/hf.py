@@ -329,7 +329,7 @@ class HFTeacher:
             step = done["epoch"] * run["steps_per_epoch"] + done["step"]
             torch.manual_seed(run["seed"] + device.RANK_SEED_STRIDE * rank + step)
         print(f"[teacher] resuming from {path}: epoch {done['epoch'] + 1}/{run['config']['epochs']}, "
-              f"after step {done['step']}/{run['steps_per_epoch']} (best dev {done['best']:.2f})", flush=True)
+              f"after step {done['step']}/{run['steps_per_epoch']} (best so far {done['best']:.2f})", flush=True)
         return done
 
     def optimizer(self, cfg: TeacherConfig, total_steps: int) -> tuple[torch.optim.Optimizer, object]:
