@@ -1,4 +1,4 @@
-"""Command line: `python -m harness {run,ls,predict,measure,compare,check,report}`.
+"""Command line: `python -m harness {run,ls,predict,measure,compare,check,report,cache,export-transfer}`.
 
 Exit status: 0 success; 1 `check` found a regression; 2 a user error (one `error: ...` line on stderr).
 """
@@ -30,6 +30,9 @@ EPILOG = """examples:
   python -m harness measure --model runs/glue-quick/models/sst2/bilstm_soft --backend onnx-int8
   python -m harness measure --model bert_large --regime offline
   python -m harness cache verify --cache-dir runs/cache        # exit 1 if an entry is damaged
+  python -m harness export-transfer runs/glue-quick --task sst2 sst2-transfer   # labelled once, e.g. on a GPU...
+  python -m harness run --suite glue --preset quick --tasks sst2 --set transfer.source=sst2-transfer  # ...students elsewhere
+  python -m harness run --suite glue --preset quick --tasks sst2 --set 'teacher.members=[{seed: 13}, {seed: 14}]'
 """
 
 
@@ -98,6 +101,19 @@ def parser() -> argparse.ArgumentParser:
                         "entry by itself when it needs it; these commands are for looking after a cache as a whole.")
     ca.add_argument("action", choices=["verify", "prune"])
     ca.add_argument("--cache-dir", type=Path, default=Path("runs/cache"), help="the cache (default: runs/cache)")
+
+    ex = sub.add_parser("export-transfer", help="write a run's labelled transfer set (Parquet + metadata) for other runs",
+                        description="Write one task's transfer set of a finished run into the new folder OUT: "
+                        "transfer.parquet (text columns, gold label or null, synthetic, the teacher's logits or score), "
+                        "teacher_vectors.parquet (the teacher's static word vectors, for students with embedding: "
+                        "teacher) and metadata.json (teacher and its scores, augmentation, cache keys, row counts, "
+                        "sha256). Another run trains students from it with --set transfer.source=OUT, running no "
+                        "teacher; datasets.load_dataset('parquet', data_files='OUT/transfer.parquet') reads it too.")
+    ex.add_argument("run", type=Path, help="a run folder written by `harness run`")
+    ex.add_argument("out", type=Path, help="the folder to write (must not exist)")
+    ex.add_argument("--task", help="the task to export (default: the run's only task)")
+    ex.add_argument("--cache-dir", type=Path, default=Path("runs/cache"),
+                    help="the stage cache the run used (default: runs/cache)")
 
     rep = sub.add_parser("report", help="re-render report.md and plot.png of a run from its results.json")
     rep.add_argument("run", type=Path, help="a run folder written by `harness run`")
@@ -223,6 +239,14 @@ def cmd_run(args: argparse.Namespace) -> None:
     print(f"report: {out / 'report.md'}  results: {out / 'results.json'}  ({results['wall_seconds']:.0f} s)")
 
 
+def cmd_export_transfer(args: argparse.Namespace) -> None:
+    from harness.transfer import export
+
+    meta = export(args.run, args.task, args.out, args.cache_dir)
+    print(f"{args.out}: {meta['rows']:,} rows of {meta['task']} ({meta['synthetic']:,} synthetic), teacher "
+          f"{meta['teacher']['checkpoint']}; train from it with --set transfer.source={args.out}")
+
+
 def cmd_ls(args: argparse.Namespace) -> None:
     from harness.config import SUITES_DIR
     from harness.registry import REFERENCES, STUDENTS, TASKS, TEACHERS
@@ -260,7 +284,8 @@ def main(argv: list[str] | None = None) -> int:
             transformers.logging.set_verbosity_error()  # "classifier weights newly initialised" is expected
             load_plugins()
         status = {"run": cmd_run, "ls": cmd_ls, "predict": cmd_predict, "compare": cmd_compare, "report": cmd_report,
-                  "measure": cmd_measure, "check": cmd_check, "cache": cmd_cache}[args.command](args)
+                  "measure": cmd_measure, "check": cmd_check, "cache": cmd_cache,
+                  "export-transfer": cmd_export_transfer}[args.command](args)
     except HarnessError as e:
         say_error(str(e))
         return 2

@@ -58,8 +58,13 @@ class TeacherConfig:
     label_batch_size: int = 256
     precision: str = added_field("fp32")  # bf16: fine-tuning and labelling under bfloat16 autocast
     label_backend: str = added_field("torch")  # onnx, onnx-int8: labelling through ONNX Runtime (cost measured)
+    # an ensemble: each member is these settings with its own changes (any teacher field, and `seed`), e.g.
+    # [{seed: 13}, {seed: 14}] or [{}, {checkpoint: mpnet}]; the transfer set gets the members' mean logits
+    members: tuple[dict, ...] = added_field(())
 
     def __post_init__(self) -> None:
+        if self.members:
+            self.member_settings()  # each member's settings are checked now, naming the member
         _check(self.precision in ("fp32", "bf16"), "teacher.precision must be fp32 or bf16")
         _check(self.label_backend in ("torch", "onnx", "onnx-int8"), "teacher.label_backend must be torch, onnx or onnx-int8")
         _check(self.epochs >= 1, "teacher.epochs must be >= 1")
@@ -68,6 +73,23 @@ class TeacherConfig:
         _check(0 <= self.warmup_ratio < 1, "teacher.warmup_ratio must be in [0, 1)")
         _check(self.train_limit >= 0, "teacher.train_limit must be >= 0 (0 = all)")
         _check(self.evals_per_epoch >= 1, "teacher.evals_per_epoch must be >= 1")
+
+    def member_settings(self) -> list[tuple[TeacherConfig, int | None]]:
+        """Each ensemble member's teacher settings and seed (None: the run's seed).
+
+        Raises:
+            HarnessError: fewer than two members, or a member with an unknown or invalid setting.
+        """
+        _check(len(self.members) >= 2, f"teacher.members: an ensemble needs at least 2 members, got {len(self.members)}")
+        base, out = dataclasses.replace(self, members=()), []
+        for i, member in enumerate(self.members, 1):
+            where = f"teacher.members[{i}]"
+            _check(isinstance(member, dict), f"{where}: expected a mapping of teacher settings, e.g. {{seed: 14}}")
+            _check("members" not in member, f"{where}: a member cannot itself be an ensemble")
+            seed = member.get("seed")
+            _check(seed is None or (isinstance(seed, int) and not isinstance(seed, bool)), f"{where}: seed must be an integer")
+            out.append((apply_overrides(base, {k: v for k, v in member.items() if k != "seed"}, where), seed))
+        return out
 
 
 @dataclass(frozen=True)
@@ -192,6 +214,17 @@ class SelectionConfig:
 
 
 @dataclass(frozen=True)
+class TransferConfig:
+    """Where students' training rows come from: this run's teacher (the default), or a transfer set
+    exported by `harness export-transfer` (`source`: its folder), which runs no teacher at all."""
+
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        _check(isinstance(self.source, str), "transfer.source must be a folder path")
+
+
+@dataclass(frozen=True)
 class RunConfig:
     """Everything one `harness run` does."""
 
@@ -205,6 +238,7 @@ class RunConfig:
     student: StudentConfig = field(default_factory=StudentConfig)
     measure: MeasureConfig = field(default_factory=MeasureConfig)
     selection: SelectionConfig = field(default_factory=SelectionConfig)
+    transfer: TransferConfig = field(default_factory=TransferConfig)
     per_task: dict = field(default_factory=dict)  # task -> {dotted key: value}, e.g. the paper's QQP sizes
     ablations: tuple[str, ...] = ()  # variants trained besides `students`, by name (see harness/variants.py)
     variants: dict = field(default_factory=dict)  # name -> VariantConfig: a student with some settings changed
@@ -214,6 +248,14 @@ class RunConfig:
         _check(len(self.tasks) > 0, "tasks must name at least one task")
         _check(self.train_limit >= 0 and self.dev_limit >= 0, "train_limit and dev_limit must be >= 0")
         check_variants(self)
+
+    def teacher_runs(self) -> list[RunConfig]:
+        """The config each teacher is fine-tuned and labels with: this one, or one per ensemble member
+        (its teacher settings and seed; students keep the run's)."""
+        if not self.teacher.members:
+            return [self]
+        return [dataclasses.replace(self, teacher=t, seed=self.seed if seed is None else seed)
+                for t, seed in self.teacher.member_settings()]
 
     def for_task(self, task: str) -> RunConfig:
         """The config a task runs with: these settings, then the task's own overrides."""

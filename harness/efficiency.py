@@ -31,6 +31,8 @@ def cuda_note(cfg: MeasureConfig) -> str | None:
 def variants(kind: str, predictor, cfg: MeasureConfig) -> list[tuple[str, str, str]]:
     """(backend, device, dtype) triples to time for a model of `kind` (teacher, student, reference)."""
     onnx = {"teacher": ("onnx",), "student": ("onnx", "onnx-int8")}.get(kind, ())
+    if hasattr(predictor, "members"):  # a teacher ensemble: several models, timed together on PyTorch only
+        onnx = ()
     backends = [b for b in cfg.backends if b == "torch" or b in onnx]
     out = [(b, "cpu", "int8" if b.endswith("int8") else "fp32") for b in backends]
     if cuda_note(cfg) is None:

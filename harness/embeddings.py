@@ -40,14 +40,20 @@ def glove50(words: list[str], rng: np.random.Generator) -> tuple[np.ndarray, flo
     return out, len(found) / max(len(words), 1)
 
 
-def teacher_static(words: list[str], teacher) -> tuple[np.ndarray, float]:
-    """Mean WordPiece input embedding of each word in the fine-tuned teacher."""
-    table = teacher.model.get_input_embeddings().weight.detach().float().numpy()
+def teacher_static(words: list[str], teacher) -> tuple[np.ndarray, np.ndarray]:
+    """Mean WordPiece input embedding of each word in the fine-tuned teacher, and which words are one
+    known piece (the coverage recorded in results)."""
+    table = teacher.model.get_input_embeddings().weight.detach().float().cpu().numpy()
     tok = teacher.tokenizer
     pieces = tok([w if w != MASK else tok.mask_token for w in words], add_special_tokens=False)["input_ids"]
     out = np.stack([table[p].mean(0) if p else table[tok.unk_token_id] for p in pieces]).astype(np.float32)
-    whole = sum(1 for p in pieces if len(p) == 1 and p[0] != tok.unk_token_id)
-    return out, whole / max(len(words), 1)
+    whole = np.array([len(p) == 1 and p[0] != tok.unk_token_id for p in pieces], dtype=bool)
+    return out, whole
+
+
+def vectors_meta(kind: str, vectors: np.ndarray, coverage: float) -> dict:
+    """What results.json records of a student's initial vectors."""
+    return {"embedding": kind, "dim": int(vectors.shape[1]), "coverage": round(coverage, 4)}
 
 
 def initial_vectors(kind: str, words: list[str], dim: int, seed: int, teacher=None) -> tuple[np.ndarray, dict]:
@@ -56,10 +62,11 @@ def initial_vectors(kind: str, words: list[str], dim: int, seed: int, teacher=No
     if kind == "glove50":
         vectors, coverage = glove50(words, rng)
     elif kind == "teacher":
-        vectors, coverage = teacher_static(words, teacher)
+        vectors, whole = teacher_static(words, teacher)
+        coverage = float(whole.mean()) if len(words) else 0.0
     elif kind == "random":
         vectors, coverage = random_vectors(len(words), dim, rng), 0.0
     else:
         raise HarnessError(f"unknown embedding {kind!r} (known: glove50, teacher, random)")
     vectors[0] = 0.0
-    return vectors, {"embedding": kind, "dim": int(vectors.shape[1]), "coverage": round(coverage, 4)}
+    return vectors, vectors_meta(kind, vectors, coverage)

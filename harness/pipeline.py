@@ -8,7 +8,7 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from harness import device, efficiency, manifest, stages
+from harness import device, efficiency, manifest, stages, transfer
 from harness.augment import use_nltk_data
 from harness.cache import Store, write_json_atomic
 from harness.config import RunConfig
@@ -63,31 +63,49 @@ def run_task(name: str, cfg: RunConfig, store: Store, out: Path, splits: dict[st
     print(f"== {name}: {len(train)} train, {len(dev)} dev ({train.source}); checkpoints chosen on "
           + (f"{len(select)} held-out training examples (selection split)" if select is not dev else "dev"), flush=True)
 
-    teacher_dir, teacher_meta = stages.teacher_stage(store, task, cfg, train, select)
-    augment_dir, augment_meta = stages.augment_stage(store, task, cfg, train)
-    label_dir, label_meta = stages.label_stage(store, cfg, task, teacher_dir, augment_dir)
-    stage_meta = {"teacher": teacher_meta, "augment": augment_meta, "label": label_meta}
+    runs = cfg.teacher_runs()  # one, or one per ensemble member
+    stage_meta, teacher_dirs = {}, []
+    if cfg.transfer.source:  # students only, from an exported transfer set: no teacher code runs
+        import_dir, stage_meta["import"] = stages.import_stage(store, task, Path(cfg.transfer.source))
+        data, n_originals = stages.TransferData(import_dir, import_dir), stage_meta["import"]["originals"]
+        check_no_overlap(import_dir, n_originals, select, cfg)
+    else:
+        for k, run in enumerate(runs, 1):
+            teacher_dir, stage_meta[member_stage("teacher", k, len(runs))] = stages.teacher_stage(store, task, run, train, select)
+            teacher_dirs.append(teacher_dir)
+        augment_dir, stage_meta["augment"] = stages.augment_stage(store, task, cfg, train)
+        data = stages.TransferData(augment_dir, label_all(store, runs, task, teacher_dirs, augment_dir, stage_meta, "label"))
+        n_originals = len(train)
 
     models_out = out / "models" / name
     predictors = {}
-    if rt.main:
-        copy_model(teacher_dir / "model", models_out / "teacher")
-        predictors["teacher"] = stages.load_teacher(teacher_dir, cfg)
+    if rt.main and teacher_dirs:
+        teachers = [stages.load_teacher(d, run) for d, run in zip(teacher_dirs, runs)]
+        for k, teacher_dir in enumerate(teacher_dirs, 1):
+            copy_model(teacher_dir / "model", models_out / ("teacher" if len(runs) == 1 else f"teacher_member{k}"))
+        predictors["teacher"] = teachers[0] if len(runs) == 1 else stages.TeacherEnsemble(teachers)
     variants = {}
     jobs = student_jobs(cfg, len(task.text_columns))
     skipped = [v for v in cfg.ablations if v not in {job.name for job in jobs}]
     if skipped:
         kind = "pairs" if len(task.text_columns) == 2 else "single sentences"
         print(f"[ablations] {name}: skipped, their base students do not take {kind}: {', '.join(skipped)}")
+    if cfg.transfer.source:
+        own_rows = [job.name for job in jobs if job.augment is not None and job.transfer]
+        if own_rows:
+            print(f"[ablations] {name}: skipped, they need a teacher to label their own synthetic rows and this run "
+                  f"imports its transfer set: {', '.join(own_rows)}")
+        jobs = [job for job in jobs if job.name not in own_rows]
     roles = {"teacher": "teacher"}
     for job in jobs:
-        data = stages.TransferData(augment_dir, label_dir)
+        job_data = data
         if job.augment is not None and job.transfer:  # a variant's own synthetic rows, made and labelled once
             synthetic_dir, stage_meta[f"augment ({job.name})"] = stages.augment_stage(
                 store, task, cfg, train, job.augment, synthetic_only=True)
-            synthetic_labels, stage_meta[f"label ({job.name})"] = stages.label_stage(store, cfg, task, teacher_dir, synthetic_dir)
-            data = stages.TransferData(augment_dir, label_dir, (synthetic_dir, synthetic_labels))
-        student_dir, stage_meta[job.name] = stages.student_stage(store, job, task, cfg, select, len(train), teacher_dir, data)
+            synthetic_labels = label_all(store, runs, task, teacher_dirs, synthetic_dir, stage_meta, f"label ({job.name})")
+            job_data = stages.TransferData(data.augment_dir, data.label_dir, (synthetic_dir, synthetic_labels))
+        student_dir, stage_meta[job.name] = stages.student_stage(store, job, task, cfg, select, n_originals,
+                                                                 teacher_dirs[0] if teacher_dirs else None, job_data)
         if rt.main:
             copy_model(student_dir / "model", models_out / job.name)
             predictors[job.name] = load_student(student_dir / "model").to(rt.device)
@@ -103,6 +121,10 @@ def run_task(name: str, cfg: RunConfig, store: Store, out: Path, splits: dict[st
         models[model_name] = score_and_time(model_name, predictor, task, splits, cfg, models_out, variants.get(model_name))
         if model_name in roles:
             models[model_name]["role"] = roles[model_name]
+    if isinstance(predictors.get("teacher"), stages.TeacherEnsemble):
+        models["teacher"]["members"] = [
+            {"checkpoint": run.teacher.checkpoint, "seed": run.seed, "scores": evaluate(member, task, splits)}
+            for run, member in zip(runs, predictors["teacher"].members)]
     for ref_name in cfg.measure.references if cfg.measure.enabled else ():
         models[ref_name] = time_reference(ref_name, task, cfg, dev, train)
     results = {"data": {"train": len(train), "dev": len(dev), "source": train.source,
@@ -116,6 +138,43 @@ def run_task(name: str, cfg: RunConfig, store: Store, out: Path, splits: dict[st
     if cfg.measure.enabled and efficiency.cuda_note(cfg.measure):
         results["measure_notes"] = [efficiency.cuda_note(cfg.measure)]
     return results
+
+
+def member_stage(stage: str, k: int, members: int) -> str:
+    """A stage's name in results: `teacher`, or `teacher (member 2)` for an ensemble's second member."""
+    return stage if members == 1 else f"{stage} (member {k})"
+
+
+def label_all(store: Store, runs: list[RunConfig], task: Task, teacher_dirs: list[Path], augment_dir: Path,
+              stage_meta: dict, name: str) -> Path:
+    """Teacher logits for a transfer set: the teacher's, or the mean of each ensemble member's (each
+    member's labels cached on their own). Stage metas are recorded under `name`."""
+    dirs = []
+    for k, (run, teacher_dir) in enumerate(zip(runs, teacher_dirs), 1):
+        label_dir, stage_meta[member_stage(name, k, len(runs))] = stages.label_stage(store, run, task, teacher_dir, augment_dir)
+        dirs.append(label_dir)
+    if len(dirs) == 1:
+        return dirs[0]
+    label_dir, stage_meta[name] = stages.ensemble_stage(store, dirs)
+    return label_dir
+
+
+def check_no_overlap(import_dir: Path, n_originals: int, select: Split, cfg: RunConfig) -> None:
+    """An imported transfer set must not train on the examples this run chooses checkpoints on.
+
+    Raises:
+        HarnessError: some of them are among its original rows (exported under other selection settings).
+    """
+    if cfg.selection.on != "selection":
+        return
+    from harness.label import read_transfer_set, rows
+
+    originals = rows(read_transfer_set(import_dir / "transfer.arrow").slice(0, n_originals))
+    shared = transfer.overlap(originals, select.texts)
+    if shared:
+        raise HarnessError(f"transfer.source {cfg.transfer.source}: {shared} of this run's {len(select)} selection examples "
+                           "are original rows of the imported transfer set, so checkpoint choice would see training "
+                           "data; export it from a run with this run's selection settings (selection.*)")
 
 
 def score_and_time(name: str, predictor, task: Task, splits: dict[str, Split], cfg: RunConfig, models_out: Path,

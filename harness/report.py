@@ -222,6 +222,42 @@ def md(df: pd.DataFrame) -> str:
     return df.to_markdown(index=False) if len(df) else "_(nothing measured)_"
 
 
+def teacher_words(cfg: dict, teacher: dict | None = None) -> str:
+    """The teacher as configured: one checkpoint, an ensemble, or none (an imported transfer set)."""
+    if cfg.get("transfer", {}).get("source"):
+        return f"none in this run (students trained on the transfer set in `{cfg['transfer']['source']}`)"
+    t = cfg["teacher"]
+    size = f" ({teacher['params_total'] / 1e6:.1f}M parameters)" if teacher and teacher.get("params_total") else ""
+    members = t.get("members") or []
+    if members:
+        return (f"an ensemble of {len(members)} fine-tuned teachers{size}, mean logits: "
+                + ", ".join(f"`{m.get('checkpoint', t['checkpoint'])}` seed {m.get('seed', cfg.get('seed', '?'))}"
+                            for m in members))
+    return f"`{t['checkpoint']}`{size}, fine-tuned here"
+
+
+def teacher_lines(t: dict) -> list[str]:
+    """Each ensemble member's scores beside the ensemble's, or the imported transfer set's teacher."""
+    imported = t["stages"].get("import")
+    if imported:
+        teacher = imported["teacher"]
+        scores = "; ".join(f"{split} " + ", ".join(f"{m} {fmt(v)}" for m, v in s.items())
+                           for split, s in teacher.get("scores", {}).items())
+        return [f"The transfer set's teacher, `{teacher['checkpoint']}`, was fine-tuned and scored by the run that exported "
+                f"it ({imported['exported_from']['run']}, commit {imported['exported_from']['commit']}): "
+                f"{scores or 'no scores recorded'}. No teacher ran here.", ""]
+    members = (t["models"].get("teacher") or {}).get("members")
+    if not members:
+        return []
+    rows = [{"teacher": f"member {k}: `{m['checkpoint']}` seed {m['seed']}",
+             **{f"{split} {metric}": fmt(v) for split, s in m["scores"].items() for metric, v in s.items()}}
+            for k, m in enumerate(members, 1)]
+    rows.append({"teacher": "ensemble (mean logits)", **{f"{split} {metric}": fmt(v) for split, s in
+                                                         t["models"]["teacher"]["scores"].items() for metric, v in s.items()}})
+    return ["The teacher ensemble and each of its members (members are fine-tuned and labelled on their own; the "
+            "transfer set's logits are their mean):", "", md(pd.DataFrame(rows)), ""]
+
+
 def render(results: dict) -> str:
     env = results["environment"]
     lines = [
@@ -232,27 +268,31 @@ def render(results: dict) -> str:
         f"- Software: torch {env['packages']['torch']}, transformers {env['packages']['transformers']}; "
         f"commit {env['git_commit']}",
         f"- Seed {results['seed']}; whole run {fmt(results['wall_seconds'], 0)} s",
-        f"- Teacher: `{results['config']['teacher']['checkpoint']}` fine-tuned here; student embeddings: "
-        f"`{results['config']['student']['embedding']}`",
+        f"- Teacher: {teacher_words(results['config'])}; student embeddings: `{results['config']['student']['embedding']}`",
         "",
         *glue_section(results),
     ]
     for task, t in results["tasks"].items():
         title = TASK_TITLES.get(task, task)
+        rows = t["stages"].get("augment") or t["stages"]["import"]
         unit = t["data"].get("unit", "sentences")  # runs before the field was recorded: sentences
         scores = accuracy_table(task, t["models"])
         lines += [
             f"## {title}",
             "",
             f"Data: {t['data']['train']:,} training and {t['data']['dev']:,} dev examples from `{t['data']['source']}`; "
-            f"transfer set {t['stages']['augment']['rows']:,} rows ({t['stages']['augment']['synthetic']:,} synthetic).",
+            f"transfer set {rows['rows']:,} rows ({rows['synthetic']:,} synthetic)"
+            + (f", imported from `{rows['source']}`." if "source" in rows else "."),
             "",
             *([LOCAL_SPLIT_NOTE, ""] if "local seeded split" in t["data"]["source"] else []),
             "### Scores",
             "",
-            "Our teacher is MiniLM-L6 (22.7M parameters), not BERT-large; each of our columns is scored on the split "
-            "it names" + ("; the paper's column is its test-set figure." if PAPER_COLUMN in scores else "."),
+            ("The students trained on an imported transfer set" if "import" in t["stages"] else
+             f"Our teacher is {teacher_words(t.get('config', results['config']), t['models'].get('teacher'))}, not BERT-large")
+            + "; each of our columns is scored on the split it names"
+            + ("; the paper's column is its test-set figure." if PAPER_COLUMN in scores else "."),
             "",
+            *teacher_lines(t),
             selection_line(t["data"]),
             "",
             md(scores),

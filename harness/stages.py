@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from harness import augment, device, label, label_backends, manifest
+from harness import augment, device, label, label_backends, manifest, transfer
 from harness.batching import TokenIds
 from harness.cache import PARTIAL, Store, content_key, write_json_atomic
 from harness.config import KEY_IF_CHANGED, AugmentConfig, RunConfig
@@ -35,7 +35,7 @@ from harness.tasks import Split, Task
 from harness.variants import StudentJob
 from harness.wordmodel import StudentPredictor, Vocab
 
-VERSIONS = {"teacher": 1, "augment": 1, "label": 1, "student": 3}
+VERSIONS = {"teacher": 1, "augment": 1, "label": 1, "ensemble": 1, "import": 1, "student": 3}
 # student 2: sparse embedding updates (LazyAdadelta); 3: unpacked LSTM directions (students/bilstm.py)
 
 
@@ -174,6 +174,59 @@ def label_stage(store: Store, cfg: RunConfig, task: Task, teacher_dir: Path, aug
     return cached(store, "label", key, build, shared=True)
 
 
+def ensemble_stage(store: Store, label_dirs: list[Path]) -> tuple[Path, dict]:
+    """An ensemble's logits for a transfer set: the mean of its members' (each member's are a label
+    stage of their own, shared with a run of that teacher alone)."""
+    key = key_of("ensemble", labels=[d.name for d in label_dirs])
+
+    def build(work: Path) -> dict:
+        members = [np.load(d / "logits.npy", mmap_mode="r") for d in label_dirs]
+        out = np.lib.format.open_memmap(work / "logits.npy", mode="w+", dtype=np.float32, shape=members[0].shape)
+        for i in range(0, len(out), label.CHUNK):
+            out[i : i + label.CHUNK] = np.mean([m[i : i + label.CHUNK] for m in members], axis=0)
+        out.flush()
+        return {"rows": len(out), "members": len(members)}
+
+    return cached(store, "ensemble", key, build)
+
+
+def import_stage(store: Store, task: Task, folder: Path) -> tuple[Path, dict]:
+    """A transfer set exported by `harness export-transfer`, checked (task, label count, sha256) and
+    unpacked into the stage cache as the transfer set and logits students read; no teacher runs."""
+    meta = transfer.read_metadata(folder, task)
+    key = key_of("import", rows=meta["files"][transfer.ROWS]["sha256"], vectors=meta["files"][transfer.VECTORS]["sha256"])
+
+    def build(work: Path) -> dict:
+        transfer.unpack(folder, meta, work)
+        return {"rows": meta["rows"], "originals": meta["originals"], "synthetic": meta["synthetic"],
+                "source": str(folder), "teacher": meta["teacher"], "exported_from": meta["source"]}
+
+    return cached(store, "import", key, build)
+
+
+class TeacherEnsemble:
+    """Fine-tuned teachers scored and timed as one model: the mean of their logits."""
+
+    def __init__(self, members: list) -> None:
+        self.members = members
+
+    @property
+    def mask_token(self) -> str:
+        return self.members[0].mask_token
+
+    def to(self, device: str | torch.device, autocast: torch.dtype | None = None) -> TeacherEnsemble:
+        for m in self.members:
+            m.to(device, autocast)
+        return self
+
+    def num_params(self) -> tuple[int, int]:
+        sizes = [m.num_params() for m in self.members]
+        return sum(s[0] for s in sizes), sum(s[1] for s in sizes)
+
+    def logits(self, texts: list, batch_size: int, progress: bool = False) -> np.ndarray:
+        return np.mean([m.logits(texts, batch_size, progress) for m in self.members], axis=0)
+
+
 def seal_model(folder: Path, kind: str, plugin: str, task: str) -> None:
     """Finish a saved model folder: `harness.json` (what `predict` and `measure` load it as), then its
     manifest, last."""
@@ -254,16 +307,22 @@ def training_rows(data: TransferData, n_originals: int, transfer: bool) -> tuple
 
 
 def student_stage(store: Store, job: StudentJob, task: Task, cfg: RunConfig, select: Split, n_train: int,
-                  teacher_dir: Path, data: TransferData) -> tuple[Path, dict]:
+                  teacher_dir: Path | None, data: TransferData) -> tuple[Path, dict]:
     """Train one student (or ablation variant) on `data`, early stopping and its checkpoint chosen on
     `select` (the selection split, or dev); keyed by what it trains, so a variant equal to its base
-    shares the base's output."""
+    shares the base's output.
+
+    Args:
+        n_train: how many rows of the transfer set are originals (the first ones).
+        teacher_dir: the teacher whose word vectors `embedding: teacher` reads (an ensemble's first
+            member); None for an imported transfer set, which carries those vectors itself.
+    """
     check_job_fits(job, task)
     spec = STUDENTS.get(job.base)
     scfg = job.student
     optional = {"transfer": job.transfer if job.transfer != spec.transfer else None,
                 "synthetic": [p.name for p in data.synthetic] if data.synthetic and job.transfer else None}
-    key = key_of("student", optional, name=job.base, student=scfg, seed=cfg.seed, teacher=teacher_dir.name,
+    key = key_of("student", optional, name=job.base, student=scfg, seed=cfg.seed, teacher=(teacher_dir or data.augment_dir).name,
                  augment=data.augment_dir.name, label=data.label_dir.name, dev=select.fingerprint())
 
     def build(work: Path) -> dict:
@@ -273,8 +332,11 @@ def student_stage(store: Store, job: StudentJob, task: Task, cfg: RunConfig, sel
         targets = np.where(label.has_gold(gold), gold, predictions(logits))
         targets = targets.astype(np.float32 if task.is_regression else np.int64)
         vocab = Vocab.from_texts(columns)
-        teacher = load_teacher(teacher_dir, cfg) if scfg.embedding == "teacher" else None
-        vectors, emb_meta = initial_vectors(scfg.embedding, vocab.itos, scfg.embed_dim, cfg.seed, teacher)
+        if scfg.embedding == "teacher" and teacher_dir is None:
+            vectors, emb_meta = transfer.imported_vectors(data.augment_dir, vocab.itos)
+        else:
+            teacher = load_teacher(teacher_dir, cfg) if scfg.embedding == "teacher" else None
+            vectors, emb_meta = initial_vectors(scfg.embedding, vocab.itos, scfg.embed_dim, cfg.seed, teacher)
         torch.manual_seed(cfg.seed)  # initial weights
         model = spec.build(scfg, len(vocab), vectors.shape[1], task.num_labels)
         model.encoder.init_embeddings(vectors)
