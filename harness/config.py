@@ -247,6 +247,8 @@ class RunConfig:
         from harness.variants import check_variants
         _check(len(self.tasks) > 0, "tasks must name at least one task")
         _check(self.train_limit >= 0 and self.dev_limit >= 0, "train_limit and dev_limit must be >= 0")
+        _check(not (self.transfer.source and self.teacher.members),
+               "transfer.source trains students from an exported transfer set, with no teacher: drop teacher.members")
         check_variants(self)
 
     def teacher_runs(self) -> list[RunConfig]:

@@ -111,7 +111,8 @@ def export(run_dir: Path, task_name: str | None, out: Path, cache_dir: Path) -> 
     table = label.read_transfer_set(augment_dir / "transfer.arrow")
     logits = np.load(label_dir / "logits.npy", mmap_mode="r")
     columns = [table.column(c).to_pylist() for c in label.text_columns(table)]
-    teacher = TEACHERS.get(cfg["teacher"]["name"]).load(teacher_dirs[0] / "model", cfg["teacher"]["max_length"])
+    first = {**cfg["teacher"], **(cfg["teacher"].get("members") or [{}])[0]}  # the teacher, or an ensemble's first member
+    teacher = TEACHERS.get(first["name"]).load(teacher_dirs[0] / "model", first["max_length"])
     tmp = out.with_name(f".{out.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)

@@ -13,7 +13,7 @@ import pytest
 from harness import stages, transfer
 from harness.cache import Store
 from harness.cli import main
-from harness.config import TeacherConfig
+from harness.config import RunConfig, TeacherConfig, TransferConfig
 from harness.errors import HarnessError
 from harness.registry import TASKS, TEACHERS
 from teachers.hf import HFTeacher
@@ -135,6 +135,8 @@ def test_members_are_checked() -> None:
         TeacherConfig(members=({}, {"lrr": 1e-4}))
     with pytest.raises(HarnessError, match=r"teacher.members\[1\]: seed must be an integer"):
         TeacherConfig(members=({"seed": "x"}, {}))
+    with pytest.raises(HarnessError, match="with no teacher: drop teacher.members"):
+        RunConfig(teacher=TeacherConfig(members=({}, {"seed": 14})), transfer=TransferConfig(source="sst2-transfer"))
 
 
 @pytest.mark.usefixtures("one_thread")
