@@ -5,8 +5,11 @@ does not depend on their values), in one process with 2 threads, one epoch over 
 - `bilstm_soft` on 20,000 SST-2 training sentences, hidden 150, FC 200, batch 50;
 - `siamese_bilstm_soft` on 20,000 QQP training pairs, hidden 300, FC 200, batch 256.
 
-Each runs with the encoder as it was before (packed sequences, kept here as `packed_forward`), as it
-is now (one LSTM call per direction over the padded batch), and now under `student.precision=bf16`.
+Each runs with the encoder and optimiser step as they were before (packed sequences and a per-parameter
+Adadelta, kept here as `packed_forward` and `old_optimizers`), with the unpacked encoder (one LSTM call
+per direction over the padded batch) and the old step, as it is now (the unpacked encoder, a multi-tensor
+Adadelta and a LazyAdadelta that reads and writes each row's state once: bit-equal results), and now
+under `student.precision=bf16`.
 Prints a markdown table; asserts nothing. `--profile` instead prints where one `bilstm_soft` training
 epoch's time goes (torch.profiler, operators by self CPU time), before and after.
 
@@ -24,10 +27,10 @@ import numpy as np
 import torch
 from torch.nn.utils.rnn import pack_padded_sequence
 
-from harness import plugins
+from harness import distill, plugins
 from harness.batching import TokenIds
 from harness.config import StudentConfig
-from harness.distill import train_student
+from harness.distill import LazyAdadelta, train_student
 from harness.registry import STUDENTS
 from harness.tasks import load_task
 from harness.wordmodel import Vocab
@@ -46,7 +49,39 @@ def packed_forward(self: BiLSTMEncoder, ids: torch.Tensor, lengths: torch.Tensor
     return torch.cat([h[0], h[1]], dim=-1)
 
 
-def rows_per_second(student: str, rows: int, encoder: str, precision: str, profile: bool = False) -> float:
+class OldLazyAdadelta(LazyAdadelta):
+    """LazyAdadelta's step before: each row's state read twice, the rows of the table read and written back."""
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        for group in self.param_groups:
+            lr, rho, eps = group["lr"], group["rho"], group["eps"]
+            for p in group["params"]:
+                state = self.state[p]
+                if not state:
+                    state.update(step=0, square_avg=torch.zeros_like(p), acc_delta=torch.zeros_like(p),
+                                 last=torch.zeros(p.shape[0], dtype=torch.long, device=p.device))
+                state["step"] += 1
+                grad = p.grad.coalesce()
+                rows, g = grad.indices()[0], grad.values()
+                decay = rho ** (state["step"] - 1 - state["last"][rows]).to(p.dtype).unsqueeze(1)
+                square_avg = state["square_avg"][rows] * decay * rho + (1 - rho) * g * g
+                delta = (state["acc_delta"][rows] * decay + eps).sqrt() / (square_avg + eps).sqrt() * g
+                state["acc_delta"][rows] = state["acc_delta"][rows] * decay * rho + (1 - rho) * delta * delta
+                state["square_avg"][rows] = square_avg
+                state["last"][rows] = state["step"]
+                p[rows] -= lr * delta
+
+
+def old_optimizers(model: torch.nn.Module, cfg: StudentConfig) -> list[torch.optim.Optimizer]:
+    """The optimisers before: Adadelta looping over parameters, and OldLazyAdadelta."""
+    sparse = [model.encoder.embed.weight]  # both students: one encoder, one trainable table
+    dense = [p for p in model.parameters() if p.requires_grad and all(p is not q for q in sparse)]
+    return [torch.optim.Adadelta(dense, lr=cfg.lr, rho=cfg.rho, foreach=False), OldLazyAdadelta(sparse, lr=cfg.lr, rho=cfg.rho)]
+
+
+def rows_per_second(student: str, rows: int, encoder: str, precision: str, profile: bool = False,
+                    step: str = "new") -> float:
     task, sizes = CASES[student]
     texts = load_task(task)["train"].texts[:rows]
     columns = [[t[c] for t in texts] for c in range(len(texts[0]))]
@@ -58,8 +93,9 @@ def rows_per_second(student: str, rows: int, encoder: str, precision: str, profi
     rng = np.random.default_rng(0)
     targets, logits = rng.integers(0, 2, rows), rng.normal(size=(rows, 2)).astype(np.float32)
     dev = [TokenIds(i.flat, i.offsets[:2]) for i in ids]  # one row; scoring it is not timed work
-    saved = BiLSTMEncoder.forward
+    saved, saved_opts = BiLSTMEncoder.forward, distill.optimizers
     BiLSTMEncoder.forward = packed_forward if encoder == "packed" else saved
+    distill.optimizers = old_optimizers if step == "old" else saved_opts
     try:
         start = time.perf_counter()
         recorder = torch.profiler.profile() if profile else nullcontext()
@@ -68,11 +104,11 @@ def rows_per_second(student: str, rows: int, encoder: str, precision: str, profi
                           lambda _: np.zeros((1, 2), np.float32), 0, student)
         seconds = time.perf_counter() - start
         if profile:
-            print(f"### {student}, {encoder} encoder, {precision}\n")
+            print(f"### {student}, {encoder} encoder, {step} optimiser step, {precision}\n")
             print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=12))
         return rows / seconds
     finally:
-        BiLSTMEncoder.forward = saved
+        BiLSTMEncoder.forward, distill.optimizers = saved, saved_opts
 
 
 def main() -> None:
@@ -84,16 +120,17 @@ def main() -> None:
     plugins.load_plugins()
     torch.set_num_threads(args.threads)
     if args.profile:
-        for encoder in ("packed", "unpacked"):
-            rows_per_second("bilstm_soft", args.rows, encoder, "fp32", profile=True)
+        for encoder, step in (("packed", "old"), ("unpacked", "new")):
+            rows_per_second("bilstm_soft", args.rows, encoder, "fp32", profile=True, step=step)
         return
-    print("| student | encoder | precision | rows/s | vs before |\n|---|---|---|---:|---:|")
+    print("| student | encoder | optimiser step | precision | rows/s | vs before |\n|---|---|---|---|---:|---:|")
     for student in CASES:
         before = None
-        for encoder, precision in (("packed", "fp32"), ("unpacked", "fp32"), ("unpacked", "bf16")):
-            speed = rows_per_second(student, args.rows, encoder, precision)
+        for encoder, step, precision in (("packed", "old", "fp32"), ("unpacked", "old", "fp32"), ("unpacked", "new", "fp32"),
+                                         ("unpacked", "new", "bf16")):
+            speed = rows_per_second(student, args.rows, encoder, precision, step=step)
             before = before or speed
-            print(f"| {student} | {encoder} | {precision} | {speed:,.0f} | {speed / before:.2f}x |", flush=True)
+            print(f"| {student} | {encoder} | {step} | {precision} | {speed:,.0f} | {speed / before:.2f}x |", flush=True)
 
 
 if __name__ == "__main__":
