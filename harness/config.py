@@ -55,7 +55,9 @@ class TeacherConfig:
     weight_decay: float = 0.01
     train_limit: int = 0  # fine-tune on a seeded sample of this many training examples; 0 = all
     evals_per_epoch: int = 1
-    label_batch_size: int = 256
+    # rows per labelling call; 0 = auto: 32 on a CPU, 256 on a GPU. On 2 CPU cores, length-sorted calls of 32
+    # labelled quick SST-2 rows 1.2x (PyTorch) and 1.2-1.4x (ONNX Runtime) faster than calls of 256
+    label_batch_size: int = 0
     precision: str = added_field("fp32")  # bf16: fine-tuning and labelling under bfloat16 autocast
     label_backend: str = added_field("torch")  # onnx, onnx-int8: labelling through ONNX Runtime (cost measured)
     # an ensemble: each member is these settings with its own changes (any teacher field, and `seed`), e.g.
@@ -69,7 +71,8 @@ class TeacherConfig:
         _check(self.label_backend in ("torch", "onnx", "onnx-int8"), "teacher.label_backend must be torch, onnx or onnx-int8")
         _check(self.epochs >= 1, "teacher.epochs must be >= 1")
         _check(self.lr > 0, "teacher.lr must be > 0")
-        _check(self.batch_size >= 1 and self.label_batch_size >= 1, "teacher batch sizes must be >= 1")
+        _check(self.batch_size >= 1 and self.label_batch_size >= 0, "teacher.batch_size must be >= 1 and "
+               "teacher.label_batch_size >= 0 (0 = auto)")
         _check(0 <= self.warmup_ratio < 1, "teacher.warmup_ratio must be in [0, 1)")
         _check(self.train_limit >= 0, "teacher.train_limit must be >= 0 (0 = all)")
         _check(self.evals_per_epoch >= 1, "teacher.evals_per_epoch must be >= 1")

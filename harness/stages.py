@@ -25,7 +25,7 @@ import torch
 from harness import augment, device, label, label_backends, manifest, transfer
 from harness.batching import TokenIds
 from harness.cache import PARTIAL, Store, content_key, write_json_atomic
-from harness.config import KEY_IF_CHANGED, AugmentConfig, RunConfig
+from harness.config import KEY_IF_CHANGED, AugmentConfig, RunConfig, TeacherConfig
 from harness.distill import train_student
 from harness.embeddings import initial_vectors
 from harness.errors import HarnessError
@@ -149,9 +149,9 @@ def augment_stage(store: Store, task: Task, cfg: RunConfig, train: Split, settin
 def label_stage(store: Store, cfg: RunConfig, task: Task, teacher_dir: Path, augment_dir: Path) -> tuple[Path, dict]:
     """Teacher logits for the transfer set, by `teacher.label_backend` (harness/label_backends.py): a
     backend other than PyTorch records its measured cost in accuracy in the stage's meta."""
-    backend = cfg.teacher.label_backend
+    backend, batch = cfg.teacher.label_backend, label_batch(cfg.teacher)
     key = key_of("label", {"backend": backend if backend != "torch" else None}, teacher=teacher_dir.name,
-                 augment=augment_dir.name, batch=cfg.teacher.label_batch_size)
+                 augment=augment_dir.name, batch=batch)
 
     def build(work: Path) -> dict:
         teacher = load_teacher(teacher_dir, cfg)
@@ -159,14 +159,14 @@ def label_stage(store: Store, cfg: RunConfig, task: Task, teacher_dir: Path, aug
         start = time.perf_counter()
         labeller = label_backends.labeller(teacher, backend, work, table)
         export = time.perf_counter()
-        label.label(labeller, table, cfg.teacher.label_batch_size, work, task.num_labels)
-        times = {"label_seconds": round(time.perf_counter() - export, 2)}  # labelling alone, without export or check
+        label.label(labeller, table, batch, work, task.num_labels)
+        times = {"label_seconds": round(time.perf_counter() - export, 2), "batch": batch}  # labelling alone (no export, no check)
         if backend == "torch" or not device.current().main:
             return {"rows": table.num_rows, **times}
         for onnx_file in work.glob("teacher*.onnx"):
             onnx_file.unlink()
         logits = np.load(work / "logits.npy", mmap_mode="r")
-        check = label_backends.cost(teacher, table, logits, cfg.teacher.label_batch_size)
+        check = label_backends.cost(teacher, table, logits, batch)
         print(f"[label] {backend} against the PyTorch teacher on {check['check_rows']} rows: {check}", flush=True)
         return {"rows": table.num_rows, "backend": backend, "backend_check": check, **times,
                 "export_seconds": round(export - start, 2)}
@@ -225,6 +225,13 @@ class TeacherEnsemble:
 
     def logits(self, texts: list, batch_size: int, progress: bool = False) -> np.ndarray:
         return np.mean([m.logits(texts, batch_size, progress) for m in self.members], axis=0)
+
+
+def label_batch(teacher: TeacherConfig) -> int:
+    """Rows per labelling call: `teacher.label_batch_size`, or when 0 (auto) 32 on a CPU and 256 on a GPU."""
+    if teacher.label_batch_size:
+        return teacher.label_batch_size
+    return 256 if device.current().device.type == "cuda" else 32
 
 
 def seal_model(folder: Path, kind: str, plugin: str, task: str) -> None:

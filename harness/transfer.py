@@ -129,7 +129,8 @@ def export(run_dir: Path, task_name: str | None, out: Path, cache_dir: Path) -> 
                         "member_scores": [m["scores"] for m in teacher_model.get("members", [])],
                         "vectors_from": teacher_dirs[0].name},
             "augment": cfg["augment"], "label": {"backend": cfg["teacher"].get("label_backend", "torch"),
-                                                 "batch_size": cfg["teacher"]["label_batch_size"]},
+                                                 "batch_size": stages.get("label (member 1)", stages["label"]).get(
+                                                     "batch", cfg["teacher"]["label_batch_size"])},
             "seed": cfg["seed"], "select_on": t["data"].get("select_on", "dev"), "selection": t["data"].get("selection"),
             "cache_keys": {name: stages[name]["key"] for name in (*teacher_stages, "augment", "label")},
             "source": {"run": str(run_dir), "commit": results.get("environment", {}).get("git_commit"),
