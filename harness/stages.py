@@ -103,7 +103,8 @@ def sample(n: int, limit: int, seed: int) -> np.ndarray:
 
 def teacher_stage(store: Store, task: Task, cfg: RunConfig, train: Split, select: Split) -> tuple[Path, dict]:
     """The fine-tuned teacher, its best checkpoint chosen on `select` (the selection split, or dev)."""
-    fine_tuning = dataclasses.replace(cfg.teacher, label_backend="torch")  # how it labels does not change the teacher
+    # how it labels does not change the teacher: its key holds the labelling settings as they were when keys began
+    fine_tuning = dataclasses.replace(cfg.teacher, label_backend="torch", label_batch_size=256)
     key = key_of("teacher", task=task.name, teacher=fine_tuning, seed=cfg.seed, train=train.fingerprint(),
                  dev=select.fingerprint())  # `dev`: the choosing split's key part, named before the selection split
 

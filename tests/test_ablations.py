@@ -90,6 +90,15 @@ def test_new_fields_enter_keys_only_when_changed(monkeypatch: pytest.MonkeyPatch
     assert {k: base[k] for k in ("teacher", "augment", "label")} == {k: kl[k] for k in ("teacher", "augment", "label")}
 
 
+def test_labelling_settings_leave_the_teacher_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    """How a teacher labels (rows per call, backend) changes the label key, never the teacher's."""
+    cfg, _ = load_suite("glue", "smoke", {"ablations": "", "students": "bilstm_soft"})
+    keys = [stage_keys(dataclasses.replace(cfg, teacher=dataclasses.replace(cfg.teacher, **change)), monkeypatch)
+            for change in ({}, {"label_batch_size": 256}, {"label_backend": "onnx"})]
+    assert keys[0]["teacher"] == keys[1]["teacher"] == keys[2]["teacher"]
+    assert len({k["label"] for k in keys}) == 3
+
+
 def test_variant_keys(monkeypatch: pytest.MonkeyPatch) -> None:
     """A variant equal to its base shares the base's key; one that trains differently does not; the
     label-only student ignores distillation settings."""
