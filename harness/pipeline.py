@@ -14,6 +14,7 @@ from harness.cache import Store, write_json_atomic
 from harness.config import RunConfig
 from harness.env import environment
 from harness.errors import HarnessError
+from harness.label import read_transfer_set, rows
 from harness.metrics import score_outputs
 from harness.registry import REFERENCES, STUDENTS, TASKS, TEACHERS
 from harness.report import write_report
@@ -167,8 +168,6 @@ def check_no_overlap(import_dir: Path, n_originals: int, select: Split, cfg: Run
     """
     if cfg.selection.on != "selection":
         return
-    from harness.label import read_transfer_set, rows
-
     originals = rows(read_transfer_set(import_dir / "transfer.arrow").slice(0, n_originals))
     shared = transfer.overlap(originals, select.texts)
     if shared:

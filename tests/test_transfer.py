@@ -163,3 +163,29 @@ def test_ensemble(exported: tuple[Path, dict], data_root: Path) -> None:
     assert len(meta["teacher"]["members"]) == 2 and len(meta["teacher"]["member_scores"]) == 2
     rows = pq.read_table(tmp / "ensemble-export" / transfer.ROWS)
     assert np.array_equal(np.stack(rows.column("logits").to_numpy(zero_copy_only=False)), mean)
+
+
+def test_regression_rows_round_trip(tmp_path: Path) -> None:
+    """A regression task's rows (STS-B: float gold scores, NaN on synthetic rows; one teacher score)
+    come back from the Parquet file exactly as the stage files students read."""
+    from harness import augment, label
+
+    rows = [(("a man plays", "a man sings"), 3.2), (("two dogs", "a cat"), 0.4), (("a man sings", "two dogs"), None)]
+    augment.write_transfer_set(iter(rows), 2, tmp_path / "transfer.arrow", regression=True)
+    table = label.read_transfer_set(tmp_path / "transfer.arrow")
+    scores = np.array([[3.1], [0.6], [2.5]], dtype=np.float32)
+    exported = transfer.rows_table(table, scores, regression=True)
+    assert exported.column("label").to_pylist() == [3.2, 0.4, None] and exported.column("score").to_pylist()[2] == 2.5
+    pq.write_table(exported, tmp_path / transfer.ROWS)
+    (tmp_path / transfer.VECTORS).write_bytes(b"")
+    work = tmp_path / "work"
+    work.mkdir()
+    meta = {"rows": 3, "originals": 2, "text_columns": ["text_a", "text_b"], "regression": True, "num_labels": 1}
+    transfer.unpack(tmp_path, meta, work)
+    back = label.read_transfer_set(work / "transfer.arrow")
+    assert back.column("text_b").to_pylist() == table.column("text_b").to_pylist()
+    gold = back.column("label").to_numpy()
+    assert gold[:2].tolist() == [3.2, 0.4] and np.isnan(gold[2])
+    assert np.array_equal(np.load(work / "logits.npy"), scores)
+    with pytest.raises(HarnessError, match="the first 1 original"):
+        transfer.unpack(tmp_path, {**meta, "originals": 1}, work)
