@@ -8,6 +8,8 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
+import numpy as np
+
 from harness import device, efficiency, manifest, stages, transfer
 from harness.augment import use_nltk_data
 from harness.cache import Store, write_json_atomic
@@ -24,15 +26,28 @@ from harness.variants import student_jobs
 from harness.wordmodel import load_student
 
 
+def scored_splits(task: Task, splits: dict[str, Split]) -> list[tuple[str, Split]]:
+    """(score name, split) of every evaluation split that has labels: the selection split when there is
+    one, dev (and MNLI's dev_mismatched) always, test where the file has labels."""
+    named = [(name, splits.get(name)) for name in ("selection", *task.eval_splits)]
+    return [(score_name(name), split) for name, split in named if split is not None and split.labels is not None]
+
+
 def evaluate(predictor, task: Task, splits: dict[str, Split]) -> dict[str, dict[str, float]]:
-    """Scores on every evaluation split that has labels: the selection split when there is one, dev
-    (and MNLI's dev_mismatched) always, test where the file has labels. Scored once, after training."""
-    out = {}
-    for name in ("selection", *task.eval_splits):
-        split = splits.get(name)
-        if split is not None and split.labels is not None:
-            out[score_name(name)] = score_outputs(task.metrics, split.labels, predictor.logits(split.texts, 256))
-    return out
+    """Scores on every evaluation split (scored_splits), once, after training."""
+    return {name: score_outputs(task.metrics, split.labels, predictor.logits(split.texts, 256))
+            for name, split in scored_splits(task, splits)}
+
+
+def evaluate_ensemble(ensemble: stages.TeacherEnsemble, task: Task, splits: dict[str, Split]) -> tuple[dict, list[dict]]:
+    """An ensemble's scores (of its mean logits) and each member's, from one pass of each member."""
+    scores, members = {}, [{} for _ in ensemble.members]
+    for name, split in scored_splits(task, splits):
+        each = [member.logits(split.texts, 256) for member in ensemble.members]
+        scores[name] = score_outputs(task.metrics, split.labels, np.mean(each, axis=0))
+        for out, logits in zip(members, each):
+            out[name] = score_outputs(task.metrics, split.labels, logits)
+    return scores, members
 
 
 def load_splits(task: Task, cfg: RunConfig, data_dir: str | None) -> dict[str, Split]:
@@ -117,15 +132,17 @@ def run_task(name: str, cfg: RunConfig, store: Store, out: Path, splits: dict[st
     if not rt.main:
         return None
 
-    models = {}
+    models, scores = {}, {}
+    if isinstance(predictors.get("teacher"), stages.TeacherEnsemble):
+        scores["teacher"], member_scores = evaluate_ensemble(predictors["teacher"], task, splits)
     for model_name, predictor in predictors.items():
-        models[model_name] = score_and_time(model_name, predictor, task, splits, cfg, models_out, variants.get(model_name))
+        models[model_name] = score_and_time(model_name, predictor, task, splits, cfg, models_out, variants.get(model_name),
+                                            scores.get(model_name))
         if model_name in roles:
             models[model_name]["role"] = roles[model_name]
-    if isinstance(predictors.get("teacher"), stages.TeacherEnsemble):
-        models["teacher"]["members"] = [
-            {"checkpoint": run.teacher.checkpoint, "seed": run.seed, "scores": evaluate(member, task, splits)}
-            for run, member in zip(runs, predictors["teacher"].members)]
+    if "teacher" in scores:
+        models["teacher"]["members"] = [{"checkpoint": run.teacher.checkpoint, "seed": run.seed, "scores": member}
+                                        for run, member in zip(runs, member_scores)]
     for ref_name in cfg.measure.references if cfg.measure.enabled else ():
         models[ref_name] = time_reference(ref_name, task, cfg, dev, train)
     results = {"data": {"train": len(train), "dev": len(dev), "source": train.source,
@@ -177,10 +194,12 @@ def check_no_overlap(import_dir: Path, n_originals: int, select: Split, cfg: Run
 
 
 def score_and_time(name: str, predictor, task: Task, splits: dict[str, Split], cfg: RunConfig, models_out: Path,
-                   variant: dict | None) -> dict:
-    """A trained model's scores and, unless it is an ablation variant (timed as its base), its size and speed."""
+                   variant: dict | None, scores: dict | None = None) -> dict:
+    """A trained model's scores (computed here unless given) and, unless it is an ablation variant
+    (timed as its base), its size and speed."""
     start = time.perf_counter()
-    entry = {"kind": "teacher" if name == "teacher" else "student", "scores": evaluate(predictor, task, splits)}
+    entry = {"kind": "teacher" if name == "teacher" else "student",
+             "scores": evaluate(predictor, task, splits) if scores is None else scores}
     print(f"[evaluate] {name}: {entry['scores']}", flush=True)
     if variant is not None:
         entry["variant"] = variant

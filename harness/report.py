@@ -249,11 +249,12 @@ def teacher_lines(t: dict) -> list[str]:
     members = (t["models"].get("teacher") or {}).get("members")
     if not members:
         return []
-    rows = [{"teacher": f"member {k}: `{m['checkpoint']}` seed {m['seed']}",
-             **{f"{split} {metric}": fmt(v) for split, s in m["scores"].items() for metric, v in s.items()}}
+    def columns(scores: dict) -> dict:
+        return {f"{split} {metric}": fmt(v) for split, s in scores.items() for metric, v in s.items()}
+
+    rows = [{"teacher": f"member {k}: `{m['checkpoint']}` seed {m['seed']}", **columns(m["scores"])}
             for k, m in enumerate(members, 1)]
-    rows.append({"teacher": "ensemble (mean logits)", **{f"{split} {metric}": fmt(v) for split, s in
-                                                         t["models"]["teacher"]["scores"].items() for metric, v in s.items()}})
+    rows.append({"teacher": "ensemble (mean logits)", **columns(t["models"]["teacher"]["scores"])})
     return ["The teacher ensemble and each of its members (members are fine-tuned and labelled on their own; the "
             "transfer set's logits are their mean):", "", md(pd.DataFrame(rows)), ""]
 
