@@ -3,7 +3,8 @@
     .venv/bin/python benchmarks/scale_out.py [--out runs/scale-out] [--nproc 2]
 
 1. The smoke preset from an empty cache, in one process and under `torchrun --nproc_per_node N`
-   (each process its share of the cores): wall seconds both ways, and the dev scores of both.
+   (each process its share of the cores): wall seconds both ways, the dev scores of both, and the
+   largest difference between their teacher logits (the label cache entries, whose keys are equal).
 2. Labelling alone: the one-process run's teacher and transfer sets are copied into two fresh caches,
    and the run is repeated with 1 process x 1 thread and with N processes x 1 thread; the label
    stages' own rows/s (rows / the stage's seconds, from results.json) are compared.
@@ -20,6 +21,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 SMOKE = ["run", "--preset", "smoke", "--device", "cpu"]
@@ -51,6 +54,12 @@ def dev_scores(run: dict) -> dict[str, dict]:
             for task, t in run["tasks"].items()}
 
 
+def logit_deltas(one: Path, other: Path) -> dict[str, float]:
+    """The largest difference between the teacher logits of two caches, per label entry (same keys either way)."""
+    return {entry.name: float(np.abs(np.load(entry / "logits.npy") - np.load(other / "label" / entry.name / "logits.npy")).max())
+            for entry in sorted((one / "label").iterdir()) if (entry / "logits.npy").is_file()}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", type=Path, default=ROOT / "runs" / "scale-out")
@@ -78,13 +87,16 @@ def main() -> None:
     summary = {"cpu": env.get("cpu"), "usable_cores": len(os.sched_getaffinity(0)), "processes": n,
                "smoke_wall_seconds": wall, "label_rows_per_second": rates,
                "label_speedup": {t: round(rates[n][t] / rates[1][t], 2) for t in rates[1]},
-               "dev_scores": {procs: dev_scores(results(out / f"smoke-{procs}")) for procs in (1, n)}}
+               "dev_scores": {procs: dev_scores(results(out / f"smoke-{procs}")) for procs in (1, n)},
+               "teacher_logit_max_delta": logit_deltas(out / "cache-1", out / f"cache-{n}")}
     (out / "scale_out.json").write_text(json.dumps(summary, indent=2) + "\n")
     lines = [f"# One process or {n} (torchrun, gloo), measured on {summary['cpu']} ({summary['usable_cores']} cores)", "",
              "| | 1 process | " + f"{n} processes | ratio |", "|---|---|---|---|",
              f"| smoke run, wall seconds (empty cache) | {wall[1]} | {wall[n]} | {wall[1] / wall[n]:.2f}x |"]
     lines += [f"| labelling {t}, rows/s (x 1 thread each) | {rates[1][t]} | {rates[n][t]} | {summary['label_speedup'][t]}x |"
               for t in rates[1]]
+    lines += ["", f"Teacher logits, largest difference between 1 and {n} processes, per label cache entry:", ""]
+    lines += [f"- {key}: {delta:.2e}" for key, delta in summary["teacher_logit_max_delta"].items()]
     lines += ["", "Dev scores (1 process vs " + f"{n}):", ""]
     for task, models in summary["dev_scores"][1].items():
         for model, score in models.items():

@@ -4,14 +4,17 @@
 processes join one process group (gloo on CPU, NCCL on CUDA, chosen by the device) and share the work:
 every rank takes a disjoint share of each global batch (`shard`), gradients are summed across ranks
 (`sum_gradients`) so every step equals the one-process step on the whole batch, and labelling rows
-are split and gathered (`gather_rows`). Rank 0 alone writes files and prints; the other ranks' stdout
-and stderr go to /dev/null (their errors still reach the terminal, naming the rank: harness/cli.py).
-One process without torchrun is the same code with world 1, where every collective is a no-op.
+are split and gathered (`gather_rows`). Dropout draws the same masks as one process would
+(`shared_dropout`). Rank 0 alone writes files and prints; the other ranks' stdout and stderr go to
+/dev/null (their errors still reach the terminal, naming the rank: harness/cli.py). One process
+without torchrun is the same code with world 1, where every collective is a no-op.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime
+import math
 import os
 import sys
 from collections.abc import Callable, Iterable
@@ -20,6 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.distributed as dist
+import torch.nn.functional as F
+from torch.overrides import TorchFunctionMode
 
 from harness.errors import HarnessError
 
@@ -27,7 +32,6 @@ from harness.errors import HarnessError
 # while the others wait, which takes over an hour for the paper's 1.35M SST-2 rows on 2 cores; a rank
 # that dies does not make the others wait this long: torchrun stops the whole group.
 TIMEOUT = datetime.timedelta(hours=6)
-RANK_SEED_STRIDE = 1_000_003  # rank r draws dropout from seed + r * stride; rank 0 keeps the one-process stream
 
 
 @dataclass(frozen=True)
@@ -122,6 +126,92 @@ def shard(idx: np.ndarray) -> np.ndarray:
     """This rank's share of a global batch (every `world`-th row, from its rank on)."""
     rt = current()
     return idx[rt.rank :: rt.world]
+
+
+def shared_dropout(rows: int) -> contextlib.AbstractContextManager:
+    """Inside it, this rank's dropout masks are its rows of the masks one process draws for the whole
+    global batch of `rows` rows (a no-op in one process). Every rank's torch generator must start equal
+    (seed them alike); they stay equal while each rank runs the forward of a non-empty share, and
+    `sync_generator` mends them after a step in which some rank had none."""
+    rt = current()
+    return SharedDropout(rows, rt.rank, rt.world) if rt.distributed else contextlib.nullcontext()
+
+
+def _dropout_args(input, p=0.5, training=True, inplace=False):  # noqa: A002 (F.dropout's names)
+    return input, p, training, inplace
+
+
+def _attention_args(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, scale=None, enable_gqa=False):
+    return query, key, value, attn_mask, dropout_p, is_causal, scale, enable_gqa
+
+
+class SharedDropout(TorchFunctionMode):
+    """Dropout under several processes, with the masks of one process.
+
+    A rank holds rows `rank::world` of each global batch of `rows` rows (`shard`), padded to the global
+    batch's length. Each dropout call draws the mask of the whole global batch from the torch generator,
+    which every rank seeds alike, and keeps this rank's rows: so each row meets the mask it meets in one
+    process, and the ranks' generators stay equal. The draw repeats one process's operations: F.dropout
+    is `empty_like(x).bernoulli_(1 - p)` scaled by 1/(1 - p), and scaled-dot-product attention with
+    dropout is its math kernel (the only CPU kernel that takes dropout), redone below op for op. With
+    world 1 both equal the stock calls bit for bit (tests/test_distributed.py checks forward and
+    gradients), so a two-process CPU run trains as one process does up to float sums. On CUDA a
+    one-process run keeps the fused kernels (this mode is off there), whose masks come from another
+    stream: runs over several GPUs match each other, not the one-GPU run, mask for mask. Other random
+    operations (dropout2d, alpha dropout) are not shared; the students and transformers' encoders use none.
+    """
+
+    def __init__(self, rows: int, rank: int, world: int) -> None:
+        super().__init__()
+        self.rows, self.rank, self.world = rows, rank, world
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func is F.dropout:
+            x, p, training, inplace = _dropout_args(*args, **kwargs)
+            if training and 0 < p < 1:
+                return x.mul_(self.noise(x, p)) if inplace else x * self.noise(x, p)
+        elif func is F.scaled_dot_product_attention:
+            q, k, v, mask, p, causal, scale, gqa = _attention_args(*args, **kwargs)
+            if p > 0:
+                if causal or gqa:
+                    raise HarnessError("attention dropout under several processes: causal or grouped-query "
+                                       "attention is not supported (encoders only)")
+                return self.attention(q, k, v, mask, p, scale)
+        return func(*args, **kwargs)
+
+    def noise(self, x: torch.Tensor, p: float) -> torch.Tensor:
+        """This rank's rows of the global batch's dropout mask, already scaled by 1/(1 - p)."""
+        if x.shape[0] != len(range(self.rank, self.rows, self.world)):
+            raise HarnessError(f"dropout on a tensor of shape {tuple(x.shape)} under several processes: its first "
+                               f"dimension must be this rank's share of the {self.rows}-row batch")
+        noise = torch.empty((self.rows, *x.shape[1:]), dtype=x.dtype, device=x.device).bernoulli_(1 - p)
+        return noise.div_(1 - p)[self.rank :: self.world]
+
+    def attention(self, q, k, v, mask, p: float, scale: float | None) -> torch.Tensor:
+        """torch's math kernel for scaled-dot-product attention, with this rank's dropout rows."""
+        factor = math.sqrt(scale if scale is not None else 1 / math.sqrt(q.shape[-1]))
+        attn = torch.matmul(q * factor, k.transpose(-2, -1) * factor)
+        if mask is not None:
+            if mask.dtype == torch.bool:
+                mask = torch.zeros(mask.shape, dtype=attn.dtype, device=mask.device).masked_fill_(~mask, -math.inf)
+            attn.add_(mask)
+        attn = torch._safe_softmax(attn, -1)
+        return torch.matmul(attn * self.noise(attn, p), v)
+
+
+def sync_generator() -> None:
+    """Every rank's torch generators (the CPU's and this rank's GPU's) set to rank 0's."""
+    rt = current()
+    if not rt.distributed:
+        return
+    state = torch.get_rng_state().to(_comm_device())
+    dist.broadcast(state, 0)
+    torch.set_rng_state(state.cpu())
+    if rt.device.type == "cuda":
+        state = torch.cuda.get_rng_state(rt.device).to(rt.device)
+        dist.broadcast(state, 0)
+        torch.cuda.set_rng_state(state.cpu(), rt.device)
 
 
 def barrier() -> None:

@@ -88,7 +88,7 @@ def train_student(
         metrics: the task's metrics; the first one selects the checkpoint, in its direction.
     """
     rt = device.current()
-    torch.manual_seed(seed + device.RANK_SEED_STRIDE * rt.rank)  # dropout: each rank its own stream
+    torch.manual_seed(seed)  # every rank alike: dropout draws one process's masks (device.shared_dropout)
     rng = np.random.default_rng(seed)  # the batches: the same on every rank
     opts = optimizers(model, cfg)
     lengths = sum(t.lengths for t in train)
@@ -107,10 +107,13 @@ def train_student(
                 inputs = device.to_device([t for col in train for t in col.pad(mine)])
                 hard = device.to_device(torch.from_numpy(targets[mine]))
                 soft = device.to_device(torch.from_numpy(teacher_logits[mine])) if teacher_logits is not None else None
-                with torch.autocast(rt.device.type, torch.bfloat16, enabled=cfg.precision == "bf16"):
+                bf16 = torch.autocast(rt.device.type, torch.bfloat16, enabled=cfg.precision == "bf16")
+                with bf16, device.shared_dropout(len(idx)):
                     outputs = model(*inputs)
                 loss = distill_loss(outputs.float(), hard, soft, cfg.alpha, cfg.loss, cfg.temperature)
                 (loss * (len(mine) / len(idx))).backward()  # ranks' shares sum to the batch mean
+            if len(idx) < rt.world:
+                device.sync_generator()  # a rank without rows drew no masks
             device.sum_gradients(p for p in model.parameters() if p.requires_grad)
             for opt in opts:
                 opt.step()

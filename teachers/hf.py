@@ -246,7 +246,7 @@ class HFTeacher:
         Under several processes (harness/device.py) each rank takes its share of every batch and the
         gradients are summed, so a step equals the one-process step; rank 0 alone saves."""
         rt = device.current()
-        torch.manual_seed(seed + device.RANK_SEED_STRIDE * rt.rank)  # dropout: each rank its own stream
+        torch.manual_seed(seed)  # every rank alike: dropout draws one process's masks (device.shared_dropout)
         rng = np.random.default_rng(seed)
         enc = self.tokenizer(*zip(*train.texts), truncation=True, max_length=self.max_length)
         regression = self.model.config.num_labels == 1  # one output: transformers trains it with MSE on float labels
@@ -272,12 +272,15 @@ class HFTeacher:
                        initial=skip, total=len(batches))
             for step, batch_idx in enumerate(bar, start=skip + 1):
                 mine = device.shard(batch_idx)
-                if len(mine):
-                    batch = self.tokenizer.pad({k: [enc[k][i] for i in mine] for k in enc.keys()}, return_tensors="pt")
+                if len(mine):  # padded to the whole batch's length, as in one process
+                    batch = self.tokenizer.pad({k: [enc[k][i] for i in mine] for k in enc.keys()}, return_tensors="pt",
+                                               padding="max_length", max_length=max(lengths[i] for i in batch_idx))
                     target = torch.as_tensor(labels[mine], dtype=torch.float32 if regression else torch.int64)
-                    with self._autocast():
+                    with self._autocast(), device.shared_dropout(len(batch_idx)):
                         loss = self.model(**batch.to(self.device), labels=target.to(self.device)).loss
                     (loss * (len(mine) / len(batch_idx))).backward()  # ranks' shares sum to the batch mean
+                if len(batch_idx) < rt.world:
+                    device.sync_generator()  # a rank without rows drew no masks
                 device.sum_gradients(self.model.parameters(), row_sparse=[self.model.get_input_embeddings().weight])
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
                 opt.step()
@@ -323,11 +326,7 @@ class HFTeacher:
             if device.current().main:
                 train_state.clear(state_dir)
             return fresh
-        train_state.restore(path, self.model, opt, sched)
-        rank = device.current().rank
-        if rank:  # the state holds rank 0's generator; the others draw their own dropout again
-            step = done["epoch"] * run["steps_per_epoch"] + done["step"]
-            torch.manual_seed(run["seed"] + device.RANK_SEED_STRIDE * rank + step)
+        train_state.restore(path, self.model, opt, sched)  # rank 0's generator, which every rank shares
         print(f"[teacher] resuming from {path}: epoch {done['epoch'] + 1}/{run['config']['epochs']}, "
               f"after step {done['step']}/{run['steps_per_epoch']} (best so far {done['best']:.2f})", flush=True)
         return done
@@ -354,7 +353,7 @@ def hf_teacher(cfg: TeacherConfig, num_labels: int) -> HFTeacher:
 def hf_tiny_teacher(cfg: TeacherConfig, num_labels: int) -> HFTeacher:
     """A 2-layer, 32-wide random BERT on MiniLM's vocabulary: fast, for tests only."""
     tokenizer = AutoTokenizer.from_pretrained(resolve_checkpoint("minilm"))
-    config = BertConfig(  # no dropout: fine-tuning is then the same in one process or several (tests compare them)
+    config = BertConfig(  # no dropout: fast, and what tests compare is not the masks
         vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
         intermediate_size=64, num_labels=num_labels, hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0,
     )

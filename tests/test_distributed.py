@@ -3,6 +3,7 @@ takes its share of every batch and of the rows to label, gradients are summed, r
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -137,3 +138,50 @@ def test_smoke_on_cuda(tmp_path: Path, data_root: Path) -> None:
     results = json.loads((tmp_path / "out" / "results.json").read_text())
     assert results["environment"]["device"].startswith("cuda")
     assert results["tasks"]["sst2"]["models"]["bilstm_soft"]["scores"]["dev"]["accuracy"] > 70
+
+
+def encoders() -> list[tuple[str, torch.nn.Module]]:
+    """Two tiny encoders with dropout everywhere: BERT (attention dropout inside SDPA) and MPNet (an nn.Dropout)."""
+    from transformers import BertConfig, BertForSequenceClassification, MPNetConfig, MPNetForSequenceClassification
+
+    sizes = {"vocab_size": 60, "hidden_size": 16, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 32,
+             "hidden_dropout_prob": 0.3, "attention_probs_dropout_prob": 0.3, "num_labels": 3}
+    torch.manual_seed(0)
+    bert = BertForSequenceClassification(BertConfig(**sizes, attn_implementation="sdpa"))
+    mpnet = MPNetForSequenceClassification(MPNetConfig(**sizes))
+    return [("bert", bert.train()), ("mpnet", mpnet.train())]
+
+
+def forward(model: torch.nn.Module, rows: np.ndarray, mode=None) -> tuple[torch.Tensor, list[torch.Tensor], torch.Tensor]:
+    """Logits and gradients of `rows` of a fixed 5-row batch (padded to its length, 11) from seed 0, and
+    the generator's state after; under `mode` when given. The loss is the batch mean, as in training."""
+    lengths = [11, 4, 9, 11, 6]
+    ids = torch.arange(5 * 11).reshape(5, 11) % 57 + 3
+    mask = (torch.arange(11) < torch.tensor(lengths)[:, None]).long()
+    model.zero_grad()
+    torch.manual_seed(0)
+    with mode or contextlib.nullcontext():
+        logits = model(input_ids=ids[rows], attention_mask=mask[rows]).logits
+    (logits.square().sum() / 5).backward()
+    return logits.detach(), [p.grad.clone() for p in model.parameters()], torch.get_rng_state()
+
+
+@pytest.mark.parametrize("name, model", encoders())
+def test_shared_dropout_draws_one_process_masks(name: str, model: torch.nn.Module) -> None:
+    """In one process the shared-mask dropout is the stock dropout bit for bit (logits, gradients,
+    generator), so a torchrun teacher trains like a one-process one; each of two ranks, given its rows
+    of the batch, gets the one-process rows' logits, and their gradients sum to the one-process gradients."""
+    from harness.device import SharedDropout
+
+    everything = np.arange(5)
+    logits, grads, rng = forward(model, everything)
+    same = forward(model, everything, SharedDropout(5, 0, 1))
+    assert torch.equal(same[0], logits) and all(torch.equal(a, b) for a, b in zip(same[1], grads)) and torch.equal(same[2], rng)
+    ranks = [forward(model, everything[r::2], SharedDropout(5, r, 2)) for r in (0, 1)]
+    for r, (part, _, after) in enumerate(ranks):
+        torch.testing.assert_close(part, logits[r::2], atol=1e-6, rtol=0)
+        assert torch.equal(after, rng)  # the ranks' generators stay equal
+    for total, a, b in zip(grads, ranks[0][1], ranks[1][1]):
+        torch.testing.assert_close(a + b, total, atol=1e-6, rtol=0)
+    own_masks = forward(model, everything[1::2])[0]  # rank 1 drawing its own masks, as before
+    assert not torch.allclose(own_masks, logits[1::2], atol=1e-3)
