@@ -54,10 +54,11 @@ def dev_scores(run: dict) -> dict[str, dict]:
             for task, t in run["tasks"].items()}
 
 
-def logit_deltas(one: Path, other: Path) -> dict[str, float]:
-    """The largest difference between the teacher logits of two caches, per label entry (same keys either way)."""
-    return {entry.name: float(np.abs(np.load(entry / "logits.npy") - np.load(other / "label" / entry.name / "logits.npy")).max())
-            for entry in sorted((one / "label").iterdir()) if (entry / "logits.npy").is_file()}
+def logit_deltas(run: dict, one: Path, other: Path) -> dict[str, float]:
+    """Per task of `run`, the largest difference between its teacher logits in two caches (same key in both)."""
+    entries = {task: t["stages"]["label"]["key"] for task, t in run["tasks"].items()}
+    return {task: float(np.abs(np.load(one / "label" / key / "logits.npy") - np.load(other / "label" / key / "logits.npy")).max())
+            for task, key in entries.items()}
 
 
 def main() -> None:
@@ -88,15 +89,15 @@ def main() -> None:
                "smoke_wall_seconds": wall, "label_rows_per_second": rates,
                "label_speedup": {t: round(rates[n][t] / rates[1][t], 2) for t in rates[1]},
                "dev_scores": {procs: dev_scores(results(out / f"smoke-{procs}")) for procs in (1, n)},
-               "teacher_logit_max_delta": logit_deltas(out / "cache-1", out / f"cache-{n}")}
+               "teacher_logit_max_delta": logit_deltas(results(out / "smoke-1"), out / "cache-1", out / f"cache-{n}")}
     (out / "scale_out.json").write_text(json.dumps(summary, indent=2) + "\n")
     lines = [f"# One process or {n} (torchrun, gloo), measured on {summary['cpu']} ({summary['usable_cores']} cores)", "",
              "| | 1 process | " + f"{n} processes | ratio |", "|---|---|---|---|",
              f"| smoke run, wall seconds (empty cache) | {wall[1]} | {wall[n]} | {wall[1] / wall[n]:.2f}x |"]
     lines += [f"| labelling {t}, rows/s (x 1 thread each) | {rates[1][t]} | {rates[n][t]} | {summary['label_speedup'][t]}x |"
               for t in rates[1]]
-    lines += ["", f"Teacher logits, largest difference between 1 and {n} processes, per label cache entry:", ""]
-    lines += [f"- {key}: {delta:.2e}" for key, delta in summary["teacher_logit_max_delta"].items()]
+    lines += ["", f"Teacher logits over the transfer set, largest difference between 1 and {n} processes:", ""]
+    lines += [f"- {task}: {delta:.2e}" for task, delta in summary["teacher_logit_max_delta"].items()]
     lines += ["", "Dev scores (1 process vs " + f"{n}):", ""]
     for task, models in summary["dev_scores"][1].items():
         for model, score in models.items():

@@ -20,7 +20,7 @@ from cli_runner import OFFLINE, harness
 from harness.tasks import REPO_ROOT
 
 SETS = ["teacher.name=hf_tiny", "train_limit=600", "dev_limit=200", "augment.n_iter=2", "measure.enabled=false",
-        "ablations=", "teacher.epochs=2"]
+        "ablations=", "teacher.epochs=2", "student.dropout=0.3"]  # students with dropout: the shared masks run
 ARGS = ["run", "--preset", "smoke", "--tasks", "sst2", "--students", "bilstm,bilstm_soft", "--device", "cpu",
         *[a for s in SETS for a in ("--set", s)]]
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "harness"]
@@ -82,8 +82,9 @@ def test_only_rank_zero_writes(runs: tuple[Path, Path, subprocess.CompletedProce
     assert len(re.findall(r"^\[student\] computing", proc.stdout, re.M)) == 2
 
 
-def test_a_rank_that_dies_stops_the_run(tmp_path: Path, data_root: Path) -> None:
-    """Rank 1 killed while it trains: the run exits non-zero and torchrun's summary names rank 1."""
+def test_a_rank_that_dies_stops_the_run(tmp_path: Path, runs: tuple[Path, Path, subprocess.CompletedProcess]) -> None:
+    """Rank 1 killed while it trains: the run exits non-zero and torchrun's summary names rank 1. The
+    same command under a new torchrun resumes from the cache and labels as the uninterrupted run does."""
     proc = torchrun(*ARGS, "--out", str(tmp_path / "out"), "--cache-dir", str(tmp_path / "cache"))
     victim, deadline = None, time.monotonic() + 300
     while victim is None and proc.poll() is None and time.monotonic() < deadline:
@@ -96,6 +97,11 @@ def test_a_rank_that_dies_stops_the_run(tmp_path: Path, data_root: Path) -> None
     assert proc.returncode != 0
     assert re.search(r"rank\s*:\s*1\b", stdout + stderr), (stdout + stderr)[-3000:]
     assert not (tmp_path / "out" / "results.json").exists()
+    again = torchrun(*ARGS, "--out", str(tmp_path / "out"), "--cache-dir", str(tmp_path / "cache"))
+    stdout, stderr = again.communicate(timeout=600)
+    assert again.returncode == 0, stderr[-3000:]
+    np.testing.assert_allclose(logits(tmp_path / "cache"), logits(runs[0] / "cache"), atol=1e-5, rtol=0)
+    assert (tmp_path / "out" / "results.json").is_file()
 
 
 def rank_pid(root: int, rank: int) -> int | None:
