@@ -155,8 +155,8 @@ class SharedDropout(TorchFunctionMode):
     is `empty_like(x).bernoulli_(1 - p)` scaled by 1/(1 - p), and scaled-dot-product attention with
     dropout is its math kernel (the only CPU kernel that takes dropout), redone below op for op. With
     world 1 both equal the stock calls bit for bit (tests/test_distributed.py checks forward and
-    gradients), so a two-process CPU run trains as one process does up to float sums. On CUDA a
-    one-process run keeps the fused kernels (this mode is off there), whose masks come from another
+    gradients), so a two-process CPU run trains as one process does up to float sums. One process
+    does not use the mode. On CUDA its stock calls are fused kernels whose masks come from another
     stream: runs over several GPUs match each other, not the one-GPU run, mask for mask. Other random
     operations (dropout2d, alpha dropout) are not shared; the students and transformers' encoders use none.
     """

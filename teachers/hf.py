@@ -243,8 +243,9 @@ class HFTeacher:
         from it and ends with the same weights and history as an uninterrupted one. The state is
         deleted when fine-tuning finishes.
 
-        Under several processes (harness/device.py) each rank takes its share of every batch and the
-        gradients are summed, so a step equals the one-process step; rank 0 alone saves."""
+        Under several processes (harness/device.py) each rank takes its share of every batch, draws
+        its rows of one process's dropout masks, and the gradients are summed, so a step equals the
+        one-process step up to float sums; rank 0 alone saves."""
         rt = device.current()
         torch.manual_seed(seed)  # every rank alike: dropout draws one process's masks (device.shared_dropout)
         rng = np.random.default_rng(seed)
