@@ -132,7 +132,7 @@ def shared_dropout(rows: int) -> contextlib.AbstractContextManager:
     """Inside it, this rank's dropout masks are its rows of the masks one process draws for the whole
     global batch of `rows` rows (a no-op in one process). Every rank's torch generator must start equal
     (seed them alike); they stay equal while each rank runs the forward of a non-empty share, and
-    `sync_generator` mends them after a step in which some rank had none."""
+    `sync_generator` mends them after every step in which some rank had none."""
     rt = current()
     return SharedDropout(rows, rt.rank, rt.world) if rt.distributed else contextlib.nullcontext()
 
@@ -200,10 +200,12 @@ class SharedDropout(TorchFunctionMode):
         return torch.matmul(attn * self.noise(attn, p), v)
 
 
-def sync_generator() -> None:
-    """Every rank's torch generators (the CPU's and this rank's GPU's) set to rank 0's."""
+def sync_generator(rows: int) -> None:
+    """After a training step over a global batch of `rows` rows: when some rank had no rows (fewer rows
+    than ranks), it ran no forward and drew no masks, so every rank's torch generators (the CPU's and
+    this rank's GPU's) are set to rank 0's. Otherwise (and in one process) nothing to do."""
     rt = current()
-    if not rt.distributed:
+    if rows >= rt.world:
         return
     state = torch.get_rng_state().to(_comm_device())
     dist.broadcast(state, 0)

@@ -112,8 +112,7 @@ def train_student(
                     outputs = model(*inputs)
                 loss = distill_loss(outputs.float(), hard, soft, cfg.alpha, cfg.loss, cfg.temperature)
                 (loss * (len(mine) / len(idx))).backward()  # ranks' shares sum to the batch mean
-            if len(idx) < rt.world:
-                device.sync_generator()  # a rank without rows drew no masks
+            device.sync_generator(len(idx))  # a rank without rows drew no masks
             device.sum_gradients(p for p in model.parameters() if p.requires_grad)
             for opt in opts:
                 opt.step()

@@ -280,8 +280,7 @@ class HFTeacher:
                     with self._autocast(), device.shared_dropout(len(batch_idx)):
                         loss = self.model(**batch.to(self.device), labels=target.to(self.device)).loss
                     (loss * (len(mine) / len(batch_idx))).backward()  # ranks' shares sum to the batch mean
-                if len(batch_idx) < rt.world:
-                    device.sync_generator()  # a rank without rows drew no masks
+                device.sync_generator(len(batch_idx))  # a rank without rows drew no masks
                 device.sum_gradients(self.model.parameters(), row_sparse=[self.model.get_input_embeddings().weight])
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), 1.0)
                 opt.step()
