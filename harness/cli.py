@@ -1,6 +1,8 @@
 """Command line: `python -m harness {run,ls,predict,measure,compare,check,report,cache,export-transfer}`.
 
-Exit status: 0 success; 1 `check` found a regression; 2 a user error (one `error: ...` line on stderr).
+Exit status: 0 success; 1 `check` found a regression; 2 a user error (one `error: ...` line on stderr);
+3 the filesystem refused a write: full, read-only, forbidden, or a folder vanished (one `error: ...` line
+naming the path and what to do; harness/errors.py).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import sys
 import traceback
 from pathlib import Path
 
-from harness.errors import HarnessError
+from harness.errors import DiskFault, HarnessError, describe
 
 EPILOG = """examples:
   python -m harness run --suite glue --preset quick          # every GLUE task with data, about an hour on 2 cores
@@ -286,6 +288,9 @@ def main(argv: list[str] | None = None) -> int:
         status = {"run": cmd_run, "ls": cmd_ls, "predict": cmd_predict, "compare": cmd_compare, "report": cmd_report,
                   "measure": cmd_measure, "check": cmd_check, "cache": cmd_cache,
                   "export-transfer": cmd_export_transfer}[args.command](args)
+    except DiskFault as e:
+        say_error(str(e))
+        return 3
     except HarnessError as e:
         say_error(str(e))
         return 2
@@ -293,6 +298,10 @@ def main(argv: list[str] | None = None) -> int:
         say_error("interrupted: rerun the same command to resume from the last finished step", "")
         return 130
     except Exception as e:
+        fault = describe(e)  # a full or read-only filesystem met outside --out and --cache-dir (e.g. /tmp)
+        if fault:
+            say_error(fault)
+            return 3
         if not distributed():
             raise
         say_error(f"{type(e).__name__}: {e}\n{traceback.format_exc()}")  # a rank's traceback would go to /dev/null

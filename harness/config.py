@@ -26,6 +26,12 @@ def _check(cond: bool, msg: str) -> None:
         raise HarnessError(msg)
 
 
+def _at_least(where: str, value: float, least: float, why: str = "") -> None:
+    """Refuse a setting below the smallest value that still means something: `teacher.max_length=1: must be
+    at least 8 (why)`."""
+    _check(value >= least, f"{where}={value}: must be at least {least}" + (f" ({why})" if why else ""))
+
+
 def unknown(what: str, name: str, known: list[str]) -> str:
     """`unknown <what> 'x'; did you mean 'y'? (known: ...)`, for error messages."""
     close = difflib.get_close_matches(name, known, n=1)
@@ -33,6 +39,8 @@ def unknown(what: str, name: str, known: list[str]) -> str:
 
 
 KEY_IF_CHANGED = "cache key if changed"
+TEACHER_MIN_LENGTH = 8  # wordpieces, [CLS] and [SEP] included: below it a setting means nothing
+STUDENT_MIN_TOKENS = 4  # words
 
 
 def added_field(default: Any) -> Any:
@@ -76,6 +84,9 @@ class TeacherConfig:
         _check(0 <= self.warmup_ratio < 1, "teacher.warmup_ratio must be in [0, 1)")
         _check(self.train_limit >= 0, "teacher.train_limit must be >= 0 (0 = all)")
         _check(self.evals_per_epoch >= 1, "teacher.evals_per_epoch must be >= 1")
+        _at_least("teacher.max_length", self.max_length, TEACHER_MIN_LENGTH,
+                  "a [CLS] and [SEP] plus a few tokens; at 1 the teacher sees only [CLS]")
+        _at_least("teacher.weight_decay", self.weight_decay, 0, "0 = none")
 
     def member_settings(self) -> list[tuple[TeacherConfig, int | None]]:
         """Each ensemble member's teacher settings and seed (None: the run's seed).
@@ -149,7 +160,12 @@ class StudentConfig:
         _check(0 <= self.dropout < 1, "student.dropout must be in [0, 1)")
         _check(min(self.epochs, self.patience, self.evals_per_epoch) >= 1,
                "student.epochs, student.patience and student.evals_per_epoch must be >= 1")
-        _check(self.batch_size >= 1 and self.max_tokens >= 1, "student.batch_size and max_tokens must be >= 1")
+        _check(self.batch_size >= 1, "student.batch_size must be >= 1")
+        _at_least("student.max_tokens", self.max_tokens, STUDENT_MIN_TOKENS, "a few words; at 1 the student sees only the first")
+        _at_least("student.embed_dim", self.embed_dim, 1, "the width of `random` embeddings")
+        _check(self.lr > 0, f"student.lr={self.lr}: must be > 0 (Adadelta's step scale; the paper's is 1.0)")
+        _check(0 <= self.rho < 1, f"student.rho={self.rho}: must be in [0, 1) (Adadelta's decay; at 1 its averages "
+               "never move; the paper's is 0.95)")
 
 
 EMBEDDINGS = ("glove50", "teacher", "random")
@@ -186,6 +202,10 @@ class MeasureConfig:
         sizes = (self.interactive_n, self.interactive_passes, self.offline_batch, self.reference_interactive_n,
                  self.reference_offline_n)
         _check(min(sizes) >= 1, "measure sizes (interactive_n, interactive_passes, offline_batch, reference_*_n) must be >= 1")
+        _at_least("measure.teacher_offline_n", self.teacher_offline_n, 1, "sentences the teacher is timed on, batch "
+                  "offline_batch; it has no 0 = all")
+        _at_least("measure.offline_n", self.offline_n, 0, "0 = all training sentences")
+        _at_least("measure.warmup", self.warmup, 0, "untimed batch-1 calls; 0 = none")
         bad = set(self.backends) - set(BACKENDS)
         _check(not bad, f"measure.backends: unknown {', '.join(sorted(bad))} (known: {', '.join(BACKENDS)})")
         bad = set(self.devices) - {"cpu", "cuda"}

@@ -14,7 +14,7 @@ from pathlib import Path
 import onnxruntime
 import torch
 
-from harness import manifest, measure
+from harness import calibrate, manifest, measure
 from harness.config import MeasureConfig
 from harness.tasks import Split
 
@@ -74,16 +74,26 @@ def on_device(predictor, device: str, dtype: str):
     return predictor.to(device)
 
 
-def time_one(predictor, device: str, dev: Split, train: Split, kind: str, cfg: MeasureConfig) -> dict:
+def time_one(predictor, device: str, dev: Split, train: Split, kind: str, cfg: MeasureConfig,
+             calibrated: bool = True) -> dict:
     """Both regimes for one predictor on one device: batch 1 with `interactive_threads` (one request
     per core, as a server runs; also far steadier than 2 threads for sub-millisecond calls), the
-    offline regime with `threads`."""
+    offline regime with `threads`. Each regime records what else ran meanwhile (`conditions`) and,
+    when `calibrated` and on the CPU, the time of the model's calibration workload just around it
+    (harness/calibrate.py)."""
     n_inter, n_off = sizes(kind, cfg, train)
+    workload = calibrate.family(predictor, kind) if device == "cpu" and calibrated else None
+
+    def timed(regime: str, run: Callable[[], dict]) -> dict:
+        with measure.conditions() as conditions:
+            stats = calibrate.around(workload, regime, run) if workload else run()
+        return {**stats, "conditions": conditions}
+
     with measure.threads_for(cfg.interactive_threads or cfg.threads) as threads:
-        inter = measure.interactive(predictor.logits, dev.texts[:n_inter], min(cfg.warmup, n_inter), device,
-                                    cfg.interactive_passes)
+        inter = timed("interactive", lambda: measure.interactive(predictor.logits, dev.texts[:n_inter],
+                                                                 min(cfg.warmup, n_inter), device, cfg.interactive_passes))
     with measure.threads_for(cfg.threads) as off_threads:
-        off = time_offline(predictor, train.texts[:n_off], kind, device, cfg)
+        off = timed("offline", lambda: time_offline(predictor, train.texts[:n_off], kind, device, cfg))
     return {"interactive": {**inter, "threads": threads}, "offline": {**off, "threads": off_threads}}
 
 
@@ -120,8 +130,8 @@ def measure_model(name: str, kind: str, predictor, cfg: MeasureConfig, dev: Spli
         print(f"[measure] {name} {backend}/{device}/{dtype}: batch 1 x {min(n_inter, len(dev))}, "
               f"batch {cfg.offline_batch} x {min(n_off, len(train))}", flush=True)
         runner = on_device(backend_predictor(predictor, kind, backend, folder, dev.texts), device, dtype)
-        entry = {"backend": backend, "device": device, "dtype": dtype,
-                 **time_one(runner, device, dev, train, kind, cfg)}
+        entry = {"backend": backend, "device": device, "dtype": dtype,  # calibrated: PyTorch, the gate's speeds
+                 **time_one(runner, device, dev, train, kind, cfg, calibrated=backend == "torch")}
         if backend != "torch" and score is not None:
             entry["scores"] = score(runner)
         speed.append(entry)

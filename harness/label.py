@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from harness import device
 from harness.augment import MASK
-from harness.cache import write_json_atomic
+from harness.cache import reserve, write_json_atomic
 
 CHUNK = 20_000
 
@@ -63,6 +63,7 @@ def label(teacher, table: pa.Table, batch_size: int, work: Path, num_labels: int
         if done == 0 or not logits_path.exists():
             done = 0
             out = np.lib.format.open_memmap(logits_path, mode="w+", dtype=np.float32, shape=(n, num_labels))
+            reserve(logits_path)  # a full disk: one-line ENOSPC now, not a SIGBUS mid-way
         else:
             out = np.load(logits_path, mmap_mode="r+")
     done = int(device.broadcast([done])[0])

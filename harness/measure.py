@@ -9,6 +9,7 @@ every timed call ends with `torch.cuda.synchronize()`, so queued kernels are ins
 from __future__ import annotations
 
 import contextlib
+import os
 import statistics
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -17,6 +18,40 @@ import numpy as np
 import torch
 
 SST2_TRAIN_SENTENCES = 67_349
+# Other processes' share of the machine above which a timing is flagged as taken on a busy machine: a
+# concurrent job once cut a student's in-run speed-up 13x. One busy core of two is 0.5; the kernel
+# counts CPU time in 10 ms ticks, so short blocks carry a few percent of rounding.
+BUSY_SHARE = 0.15
+BUSY_MIN_S = 0.05  # ...and above this many CPU-seconds, so that one tick in a short block flags nothing
+
+
+def machine_busy_s() -> float | None:
+    """CPU-seconds every process on the machine has run since boot, all cores (/proc/stat; None elsewhere)."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(x) for x in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")  # user..steal; guest time is inside user
+
+
+@contextlib.contextmanager
+def conditions() -> Iterator[dict]:
+    """What else ran while a block was timed. The dict it yields is filled on exit: wall and this
+    process's CPU seconds, the 1-minute load average before and after, and `others_share`, the share
+    of the machine's cores (0-1) that other processes (and, on a VM, the hypervisor's steal) used
+    meanwhile; `busy` when that passed BUSY_SHARE."""
+    out: dict = {}
+    wall, cpu, busy, load = time.perf_counter(), time.process_time(), machine_busy_s(), os.getloadavg()[0]
+    yield out
+    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+    out.update(wall_s=round(wall, 4), cpu_s=round(cpu, 4), load_1m=[round(load, 2), round(os.getloadavg()[0], 2)])
+    end = machine_busy_s()
+    if busy is not None and end is not None and wall > 0:
+        others = max(0.0, end - busy - cpu)
+        out["others_share"] = round(others / (wall * (os.cpu_count() or 1)), 3)
+        out["busy"] = out["others_share"] > BUSY_SHARE and others > BUSY_MIN_S
 
 
 @contextlib.contextmanager

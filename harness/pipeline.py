@@ -10,12 +10,12 @@ from pathlib import Path
 
 import numpy as np
 
-from harness import device, efficiency, manifest, stages, transfer
+from harness import device, efficiency, manifest, model_card, stages, transfer
 from harness.augment import use_nltk_data
 from harness.cache import Store, write_json_atomic
 from harness.config import RunConfig
 from harness.env import environment
-from harness.errors import HarnessError
+from harness.errors import HarnessError, watched, writing
 from harness.label import read_transfer_set, rows
 from harness.metrics import score_outputs
 from harness.registry import REFERENCES, STUDENTS, TASKS, TEACHERS
@@ -35,7 +35,7 @@ def scored_splits(task: Task, splits: dict[str, Split]) -> list[tuple[str, Split
 
 def evaluate(predictor, task: Task, splits: dict[str, Split]) -> dict[str, dict[str, float]]:
     """Scores on every evaluation split (scored_splits), once, after training."""
-    return {name: score_outputs(task.metrics, split.labels, predictor.logits(split.texts, 256))
+    return {name: score_outputs(task.metrics, split.labels, predictor.logits(split.texts, model_card.SCORE_BATCH))
             for name, split in scored_splits(task, splits)}
 
 
@@ -43,7 +43,7 @@ def evaluate_ensemble(ensemble: stages.TeacherEnsemble, task: Task, splits: dict
     """An ensemble's scores (of its mean logits) and each member's, from one pass of each member."""
     scores, members = {}, [{} for _ in ensemble.members]
     for name, split in scored_splits(task, splits):
-        each = [member.logits(split.texts, 256) for member in ensemble.members]
+        each = [member.logits(split.texts, model_card.SCORE_BATCH) for member in ensemble.members]
         scores[name] = score_outputs(task.metrics, split.labels, np.mean(each, axis=0))
         for out, logits in zip(members, each):
             out[name] = score_outputs(task.metrics, split.labels, logits)
@@ -97,8 +97,9 @@ def run_task(name: str, cfg: RunConfig, store: Store, out: Path, splits: dict[st
     predictors = {}
     if rt.main and teacher_dirs:
         teachers = [stages.load_teacher(d, run) for d, run in zip(teacher_dirs, runs)]
-        for k, teacher_dir in enumerate(teacher_dirs, 1):
-            copy_model(teacher_dir / "model", models_out / ("teacher" if len(runs) == 1 else f"teacher_member{k}"))
+        for k, (teacher_dir, run) in enumerate(zip(teacher_dirs, runs), 1):
+            copy_model(teacher_dir / "model", models_out / ("teacher" if len(runs) == 1 else f"teacher_member{k}"),
+                       model_card.teacher_card(task, run.teacher))
         predictors["teacher"] = teachers[0] if len(runs) == 1 else stages.TeacherEnsemble(teachers)
     variants = {}
     jobs = student_jobs(cfg, len(task.text_columns))
@@ -123,7 +124,8 @@ def run_task(name: str, cfg: RunConfig, store: Store, out: Path, splits: dict[st
         student_dir, stage_meta[job.name] = stages.student_stage(store, job, task, cfg, select, n_originals,
                                                                  teacher_dirs[0] if teacher_dirs else None, job_data)
         if rt.main:
-            copy_model(student_dir / "model", models_out / job.name)
+            copy_model(student_dir / "model", models_out / job.name,
+                       model_card.student_card(task, job.base, job.student.max_tokens))
             predictors[job.name] = load_student(student_dir / "model").to(rt.device)
         if job.changes:
             variants[job.name] = {"base": job.base, "changes": job.changes}
@@ -220,20 +222,26 @@ def time_reference(name: str, task: Task, cfg: RunConfig, dev: Split, train: Spl
     return entry
 
 
-def copy_model(src: Path, dst: Path) -> None:
-    """Place a trained model under the run's models/ folder (replacing an older copy atomically); the
-    copy is checked against the model folder's manifest before it takes the old one's place.
+def copy_model(src: Path, dst: Path, card: dict) -> None:
+    """Place a trained model under the run's models/ folder (replacing an older copy atomically), with
+    `card` as its harness.json: what `predict` and `measure` need to reload it as this run scored it
+    (harness/model_card.py). The copy is checked against the model folder's manifest before it takes
+    the old one's place.
 
     Raises:
         HarnessError: the copy does not match (a disk that loses writes, a full disk).
     """
     tmp = dst.with_name(f".{dst.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(src, tmp)
-    problem = manifest.problem(tmp)
-    if problem:
+    try:
+        shutil.copytree(src, tmp)
+        problem = manifest.problem(tmp)
+        if problem:
+            raise HarnessError(f"copying {src} to {dst} failed: {problem}")
+        model_card.write(tmp, card)
+    except BaseException:  # a full disk, say: no half-made copy stays behind
         shutil.rmtree(tmp, ignore_errors=True)
-        raise HarnessError(f"copying {src} to {dst} failed: {problem}")
+        raise
     shutil.rmtree(dst, ignore_errors=True)
     tmp.rename(dst)
 
@@ -270,24 +278,24 @@ def run(cfg: RunConfig, suite_info: dict, out: Path, cache_dir: Path, data_dir: 
     splits, not_run = available_splits(cfg, data_dir, required="tasks" in suite_info.get("set", {}))
     rt = device.current()
     created = rt.main and not out.exists()
-    if rt.main:
-        out.mkdir(parents=True, exist_ok=True)
-    try:
-        results = {
-            **suite_info,
-            "config": asdict(cfg),
-            "seed": cfg.seed,
-            "environment": {**environment(REPO_ROOT), "torch_threads": threads, "device": str(rt.device),
-                            "processes": rt.world},
-            "tasks": {name: run_task(name, cfg.for_task(name), Store(cache_dir), out, task_splits)
-                      for name, task_splits in splits.items()},
-            **({"not_run": not_run} if not_run else {}),
-        }
-        results["wall_seconds"] = round(time.perf_counter() - start, 2)
-        if rt.main:
-            write_json_atomic(out / "results.json", results)
-            write_report(results, out)
-        device.barrier()  # the others end when rank 0 has written everything
+    try:  # a full, read-only or vanished folder: one line naming it (harness/errors.py)
+        with writing(cache_dir, "--cache-dir"), writing(out, "--out"), watched(out, "--out", rt.main) as out_still_there:
+            results = {
+                **suite_info,
+                "config": asdict(cfg),
+                "seed": cfg.seed,
+                "environment": {**environment(REPO_ROOT), "torch_threads": threads, "device": str(rt.device),
+                                "processes": rt.world},
+                "tasks": {name: run_task(name, cfg.for_task(name), Store(cache_dir), out, task_splits)
+                          for name, task_splits in splits.items()},
+                **({"not_run": not_run} if not_run else {}),
+            }
+            results["wall_seconds"] = round(time.perf_counter() - start, 2)
+            if rt.main:
+                out_still_there()  # not removed (and made again by a later write) while the run went on
+                write_json_atomic(out / "results.json", results)
+                write_report(results, out)
+            device.barrier()  # the others end when rank 0 has written everything
     except BaseException:  # an error or an interrupt: a folder this run made holds nothing finished (the cache does)
         if created:
             shutil.rmtree(out, ignore_errors=True)

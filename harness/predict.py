@@ -2,38 +2,44 @@
 
 from __future__ import annotations
 
-import json
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
+import torch
 
-from harness import device, manifest
+from harness import device, manifest, model_card
 from harness.errors import HarnessError
 from harness.metrics import predictions, score
 from harness.registry import STUDENTS, TASKS, TEACHERS
-from harness.tasks import Task, read_tsv
+from harness.tasks import Task, read_for_prediction
 from harness.wordmodel import load_student
 
 
 def load_model(folder: Path):
-    """A model folder written by `harness run` (models/<task>/<name>/) -> (predictor, its harness.json).
+    """A model folder written by `harness run` (models/<task>/<name>/) -> (predictor, its card), the
+    predictor set up as the run scored it: a teacher with the max length its card records
+    (harness/model_card.py; a folder from before cards recorded it gets the old 128, with a warning).
 
     Raises:
         HarnessError: not a model folder, or a damaged one (a file missing, truncated or changed since
-            it was written, per its manifest), naming the file; or one the model's code cannot load.
+            it was written, per its manifest), naming the file; one trained for other labels than its
+            task now has; or one the model's code cannot load.
     """
-    if not (folder / "harness.json").is_file():
-        raise HarnessError(f"{folder}: not a model folder written by `harness run` (no harness.json)")
+    if not (folder / model_card.NAME).is_file():
+        raise HarnessError(f"{folder}: not a model folder written by `harness run` (no {model_card.NAME})")
     problem = manifest.problem(folder)
     if problem:
         raise HarnessError(f"{folder}: damaged model folder: {problem}; rerun `harness run` to rebuild it")
-    meta = json.loads((folder / "harness.json").read_text())
+    card = model_card.read(folder)
+    model_card.check_task(folder, card, TASKS.get(card["task"]))
     try:
-        if meta["kind"] == "teacher":
-            return TEACHERS.get(meta["plugin"]).load(folder), meta
-        STUDENTS.get(meta["plugin"])
-        return load_student(folder), meta
+        if card["kind"] == "teacher":
+            plugin = TEACHERS.get(card["plugin"])
+            return plugin.load(folder, model_card.teacher_max_length(folder, card)), card
+        STUDENTS.get(card["plugin"])
+        return load_student(folder), card
     except HarnessError:
         raise
     except Exception as e:  # intact files the model code still rejects (e.g. made by another version)
@@ -54,20 +60,46 @@ def submission_value(task: Task, prediction: float) -> str:
     return task.label_names[int(prediction)] if task.submit_names else str(int(prediction))
 
 
+def on_device(predictor, card: dict):
+    """The predictor on this process's device (--device, harness/device.py); a teacher its run scored
+    under bfloat16 autocast (`teacher.precision=bf16`) runs under it again."""
+    where = device.current().device
+    if card["kind"] == "teacher":
+        return predictor.to(where, torch.bfloat16 if card.get("precision") == "bf16" else None)
+    return predictor.to(where)
+
+
+def warn_empty(path: Path, lines: list[int]) -> None:
+    """One warning line for the rows of `path` with an empty text: how many, and the first one's line."""
+    rows = f"{len(lines)} row{'s' * (len(lines) != 1)}"
+    print(f"warning: {path}: {rows} with an empty text (first at line {lines[0]}); predicted as given (students read "
+          "an empty text as one unknown word, the teacher as an empty string)", file=sys.stderr, flush=True)
+
+
 def predict(model_dir: Path, input_path: Path, output: Path | None) -> dict | None:
-    """Write one prediction per row to `output` if given, in GLUE's submission format (`index<TAB>
-    prediction`, with a header line); return the task's scores when the file has labels."""
-    predictor, meta = load_model(model_dir)
-    predictor.to(device.current().device)  # --device (harness/device.py)
-    task = TASKS.get(meta["task"])
-    split = read_tsv(input_path, task, require_labels=False)
-    outputs = predictor.logits(split.texts, 256) if len(split) else np.zeros((0, task.num_labels), dtype=np.float32)
+    """Predict every row of `input_path`, in its order, as the model's run scored it (its card's
+    settings and batch size). Write them to `output` if given, in GLUE's submission format (`index<TAB>
+    prediction`, with a header line; the index is the row's id where the task's files have ids, else
+    its place from 0); return the task's scores when the file has labels.
+
+    A row with an empty text is predicted like any other (one warning line counts them); training data
+    refuses them (harness/tasks.py).
+    """
+    predictor, card = load_model(model_dir)
+    predictor = on_device(predictor, card)
+    task = TASKS.get(card["task"])
+    split, empty_lines = read_for_prediction(input_path, task)
+    if empty_lines:
+        warn_empty(input_path, empty_lines)
+    batch = card.get("batch_size", model_card.SCORE_BATCH)
+    outputs = predictor.logits(split.texts, batch) if len(split) else np.zeros((0, task.num_labels), dtype=np.float32)
     preds = predictions(outputs)
     if output is not None:
+        ids = split.ids if split.ids is not None else range(len(split))
         tmp = output.with_name(f".{output.name}.tmp-{os.getpid()}")
         with open(tmp, "w") as f:
             f.write("index\tprediction\n")
-            f.writelines(f"{i}\t{submission_value(task, p)}\n" for i, p in enumerate(preds))
+            f.writelines(f"{i}\t{submission_value(task, p)}\n" for i, p in zip(ids, preds))
         os.replace(tmp, output)
     if split.labels is None:
         return None

@@ -65,7 +65,7 @@ class TeacherPlugin:
 
     Args:
         create: (TeacherConfig, num_labels) -> teacher.
-        load: folder -> teacher saved by `teacher.save`.
+        load: (folder, max_length) -> teacher saved by `teacher.save`, tokenizing to `max_length`.
     """
 
     def __init__(self, create: Callable, load: Callable) -> None:

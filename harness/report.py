@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from harness.calibrate import calibrated_speed
 from harness.glue_table import GLUE, glue_section
 
 # Tang et al. (2019), Table 1 (GLUE test) and section 4.4 (67,350 sentences, batch 512, one V100).
@@ -182,6 +183,44 @@ def efficiency_table(models: dict, device: str = "cpu", unit: str = "sentences")
     return pd.DataFrame(rows)
 
 
+def busy_timings(results: dict) -> list[str]:
+    """Each (task, model, backend, regime) whose timing ran while other processes took more than
+    measure.BUSY_SHARE of the machine, with that share."""
+    return [f"{task} {model} {s['backend']}/{s['device']} {regime}: other processes used "
+            f"{s[regime]['conditions']['others_share']:.0%} of the machine (load {s[regime]['conditions']['load_1m'][-1]:g})"
+            for task, t in results["tasks"].items() for model, m in t["models"].items() for s in speeds(m)
+            for regime in ("interactive", "offline") if s[regime].get("conditions", {}).get("busy")]
+
+
+def calibration_table(models: dict) -> pd.DataFrame:
+    """PyTorch-on-CPU timings in units of each model's calibration workload (harness/calibrate.py,
+    the CI gate's speed rows), with how much of the machine other processes used meanwhile."""
+    rows = []
+    for name, m in models.items():
+        t = timing(m)
+        if t is None or not t["offline"].get("calibration"):
+            continue
+        row = {"model": name, "workload": t["offline"]["calibration"]["workload"]}
+        for regime, label in (("interactive", "batch-1"), ("offline", "offline")):
+            cal, cond = t[regime]["calibration"], t[regime].get("conditions", {})
+            row[f"{label}: workload ms/call"] = f"{fmt(cal['ms_before'])} / {fmt(cal['ms_after'])}"
+            row[f"{label}: speed (workload units)"] = fmt(calibrated_speed(t[regime], regime), 3)
+            row[f"{label}: others' share"] = f"{cond['others_share']:.0%}" if "others_share" in cond else "–"
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def calibration_section(models: dict, cpu: str) -> list[str]:
+    """The calibrated speeds (the CI gate's speed rows), when the run has them."""
+    table = calibration_table(models)
+    if table.empty:
+        return []
+    return [f"Speeds in calibration units on {cpu}, the rows `harness check` gates: each model's time against a fixed "
+            "workload of its kind timed just before / after it with the same threads (harness/calibrate.py), so that "
+            "the CPU's speed and, to first order, its shape cancel; and the share of the machine other processes used "
+            "while it was timed:", "", md(table), ""]
+
+
 def thread_lines(models: dict) -> list[str]:
     """Which intra-op thread counts the two regimes ran with (recorded per timing)."""
     counts = {regime: sorted({s[regime]["threads"] for m in models.values() for s in speeds(m) if "threads" in s[regime]})
@@ -299,10 +338,14 @@ def render(results: dict) -> str:
             md(scores),
             "",
             *ablation_section(t["models"]),
-            "### Size and speed (measured here in one process, PyTorch fp32 on CPU, text in -> logits out)",
+            f"### Size and speed (measured here in one process on {env['cpu']}, PyTorch fp32 on CPU, text in -> logits out)",
             "",
             md(efficiency_table(t["models"], unit=unit)),
             "",
+            f"Every ratio above was measured on {env['cpu']}; a transformer's time over an LSTM's moves with the CPU's "
+            "kind (the smoke students' offline speed-up over the teacher was 157x on an AMD EPYC, 60x on an Intel Xeon).",
+            "",
+            *calibration_section(t["models"], env["cpu"]),
             *(["On the GPU:", "", md(efficiency_table(t["models"], "cuda", unit)), ""] if any(
                 s["device"] == "cuda" for m in t["models"].values() for s in speeds(m)) else []),
             *thread_lines(t["models"]),
@@ -327,6 +370,11 @@ def render(results: dict) -> str:
             md(stage_table(t["stages"])),
             "",
         ]
+    busy = busy_timings(results)
+    if busy:
+        lines += ["## Warning: timings taken on a busy machine", "",
+                  "Other processes used a noticeable share of the machine while these were timed; their latencies "
+                  "and speed-ups are lower than a quiet machine gives:", "", *[f"- {b}" for b in busy], ""]
     lines += ["![dev score vs batch-1 latency](plot.png)", ""]
     return "\n".join(lines)
 
@@ -366,7 +414,11 @@ def plot(results: dict, path: Path) -> None:
 
 
 def write_report(results: dict, out: Path) -> None:
-    tmp = out / ".report.md.tmp"
-    tmp.write_text(render(results))
-    tmp.replace(out / "report.md")
-    plot(results, out / "plot.png")
+    """report.md and plot.png, each written beside its place and renamed into it (nothing half-written)."""
+    for name, write in (("report.md", lambda p: p.write_text(render(results))), ("plot.png", lambda p: plot(results, p))):
+        tmp = out / f".{name}.tmp{Path(name).suffix}"  # matplotlib picks the format from the suffix
+        try:
+            write(tmp)
+            tmp.replace(out / name)
+        finally:
+            tmp.unlink(missing_ok=True)

@@ -1,7 +1,11 @@
 """Pipeline stages as functions of (config, inputs), each cached under a content key.
 
 Each returns the path of its committed output folder and a `meta` dict with its wall time.
-Bump a stage's VERSION when its code changes what it produces. Configs enter keys through
+Bump a stage's VERSION when its code changes what it produces: keys hold no trace of the code
+itself. SOURCES names the code each stage depends on, and tests/test_stage_versions.py pins its
+sha256 beside each VERSION (tests/golden/stage_sources.json): it fails when a stage's code changed
+but its VERSION did not. Then bump the VERSION if the stage's outputs change, and pin the new code
+either way: `.venv/bin/python tests/test_stage_versions.py --update`. Configs enter keys through
 `cache_view`, so a field added later (config.added_field) changes no key while left at its default;
 optional key parts are likewise left out when unused. Stages that create a model seed torch's
 global generator first (torch seeds it randomly per process), so a stage's output depends on its
@@ -10,6 +14,7 @@ key alone, not on which stages ran before it in the process.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import shutil
@@ -24,11 +29,11 @@ import torch
 
 from harness import augment, device, label, label_backends, manifest, transfer
 from harness.batching import TokenIds
-from harness.cache import PARTIAL, Store, content_key, write_json_atomic
+from harness.cache import PARTIAL, Store, content_key, reserve, write_json_atomic
 from harness.config import KEY_IF_CHANGED, AugmentConfig, RunConfig, TeacherConfig
 from harness.distill import train_student
 from harness.embeddings import initial_vectors
-from harness.errors import HarnessError
+from harness.errors import HarnessError, writing
 from harness.metrics import predictions
 from harness.registry import STUDENTS, TEACHERS
 from harness.tasks import Split, Task
@@ -37,6 +42,27 @@ from harness.wordmodel import StudentPredictor, Vocab
 
 VERSIONS = {"teacher": 1, "augment": 1, "label": 1, "ensemble": 1, "import": 1, "student": 3}
 # student 2: sparse embedding updates (LazyAdadelta); 3: unpacked LSTM directions (students/bilstm.py)
+
+# The code each stage's output depends on: files, or `file::name` for one top-level function or class.
+# tests/test_stage_versions.py pins their sha256 beside VERSIONS (tests/golden/stage_sources.json) and
+# fails when they change while the stage's VERSION does not. Upstream stages need not be listed: their
+# keys are part of this stage's key. Configs need not be either: they enter keys whole (cache_view).
+_HERE = "harness/stages.py::"
+SOURCES = {
+    "teacher": [f"{_HERE}teacher_stage", f"{_HERE}sample", f"{_HERE}on_runtime", f"{_HERE}seal_model",
+                "teachers/hf.py", "teachers/train_state.py", "harness/batching.py", "harness/metrics.py",
+                "harness/device.py"],
+    "augment": [f"{_HERE}augment_stage", f"{_HERE}sample", "harness/augment.py", "harness/text.py"],
+    "label": [f"{_HERE}label_stage", f"{_HERE}label_batch", f"{_HERE}load_teacher", f"{_HERE}on_runtime",
+              "harness/label.py", "harness/label_backends.py", "harness/ort.py", "teachers/hf.py", "harness/batching.py",
+              "harness/device.py"],
+    "ensemble": [f"{_HERE}ensemble_stage"],
+    "import": [f"{_HERE}import_stage", "harness/transfer.py"],
+    "student": [f"{_HERE}student_stage", f"{_HERE}training_rows", f"{_HERE}TransferData", f"{_HERE}seal_model",
+                "harness/distill.py", "harness/wordmodel.py", "harness/embeddings.py", "harness/text.py",
+                "harness/batching.py", "harness/metrics.py", "harness/device.py", "harness/label.py",
+                "harness/transfer.py::imported_vectors", "students/bilstm.py", "students/siamese.py"],
+}  # (student: `embedding: teacher` reads the teacher's weights through transformers, not teachers/hf.py's code)
 
 
 def cache_view(cfg: Any) -> Any:
@@ -58,40 +84,56 @@ def key_of(stage: str, optional: dict[str, Any] | None = None, **parts: Any) -> 
 def cached(store: Store, stage: str, key: str, build, shared: bool = False) -> tuple[Path, dict]:
     """Reuse `stage/key` when it is there and matches its manifest; else run build(work_dir) -> meta,
     then commit. A damaged entry is discarded with a one-line warning naming the file; a build that
-    raises removes its work folder (a killed one keeps it, to resume).
+    raises removes its work folder (a killed one keeps it, to resume). A full, read-only or vanished
+    cache folder is a one-line `DiskFault` (harness/errors.py).
 
-    Under several processes rank 0 alone checks, discards, prints and commits. A `shared` build runs
-    on every rank (each does its share; rank 0 writes); any other runs on rank 0 while the rest wait.
+    Runs sharing the cache compute each entry once: all but an intact entry's reuse happens under the
+    entry's lock (Store.lock), so a run that finds another computing it waits, then reuses its commit
+    (or resumes its work folder, if that run was killed).
+
+    Under several processes rank 0 alone locks, checks, discards, prints and commits (the others wait
+    for its decision at a collective). A `shared` build runs on every rank (each does its share; rank 0
+    writes); any other runs on rank 0 while the rest wait.
     """
     rt = device.current()
-    path, reuse = store.path(stage, key), False
-    if rt.main and store.has(stage, key):
-        problem = store.problem(stage, key)
-        reuse = problem is None
-        if problem:
-            print(f"warning: [{stage}] cache entry {path} is damaged: {problem}; discarded, recomputing",
-                  file=sys.stderr, flush=True)
-            store.discard(stage, key)
-    if device.broadcast([float(reuse)])[0]:
-        print(f"[{stage}] cached ({key})", flush=True)
-        return path, {**json.loads((path / "meta.json").read_text()), "cached": True}
-    print(f"[{stage}] computing ({key})", flush=True)
-    work = store.partial(stage, key) if rt.main else store.root / stage / f"{key}{PARTIAL}"
-    device.barrier()
-    if shared or rt.main:
-        start = time.perf_counter()
-        try:
-            meta = build(work)
-        except Exception:
-            if rt.main:
-                shutil.rmtree(work, ignore_errors=True)
-            raise
-        if rt.main:
-            meta = {**meta, "seconds": round(time.perf_counter() - start, 2), "key": key}
-            write_json_atomic(work / "meta.json", meta)
-            store.commit(stage, key)
-    device.barrier()
-    return path, {**json.loads((path / "meta.json").read_text()), "cached": False}
+    path = store.path(stage, key)
+    with writing(store.root, "--cache-dir"):
+        intact = rt.main and store.has(stage, key) and store.problem(stage, key) is None  # committed: never changes
+        with store.lock(stage, key) if rt.main and not intact else contextlib.nullcontext():
+            reuse = intact or (rt.main and reusable(store, stage, key))
+            if device.broadcast([float(reuse)])[0]:
+                print(f"[{stage}] cached ({key})", flush=True)
+                return path, {**json.loads((path / "meta.json").read_text()), "cached": True}
+            print(f"[{stage}] computing ({key})", flush=True)
+            work = store.partial(stage, key) if rt.main else store.root / stage / f"{key}{PARTIAL}"
+            device.barrier()
+            if shared or rt.main:
+                start = time.perf_counter()
+                try:
+                    with writing(work, "--cache-dir"):
+                        meta = build(work)
+                        if rt.main:
+                            meta = {**meta, "seconds": round(time.perf_counter() - start, 2), "key": key}
+                            write_json_atomic(work / "meta.json", meta)
+                            store.commit(stage, key)
+                except Exception:
+                    if rt.main:
+                        shutil.rmtree(work, ignore_errors=True)
+                    raise
+            device.barrier()
+        return path, {**json.loads((path / "meta.json").read_text()), "cached": False}
+
+
+def reusable(store: Store, stage: str, key: str) -> bool:
+    """Whether `stage/key` is committed and intact; a damaged entry is discarded, with a warning."""
+    if not store.has(stage, key):
+        return False
+    problem = store.problem(stage, key)
+    if problem:
+        print(f"warning: [{stage}] cache entry {store.path(stage, key)} is damaged: {problem}; discarded, recomputing",
+              file=sys.stderr, flush=True)
+        store.discard(stage, key)
+    return problem is None
 
 
 def sample(n: int, limit: int, seed: int) -> np.ndarray:
@@ -183,6 +225,7 @@ def ensemble_stage(store: Store, label_dirs: list[Path]) -> tuple[Path, dict]:
     def build(work: Path) -> dict:
         members = [np.load(d / "logits.npy", mmap_mode="r") for d in label_dirs]
         out = np.lib.format.open_memmap(work / "logits.npy", mode="w+", dtype=np.float32, shape=members[0].shape)
+        reserve(work / "logits.npy")
         for i in range(0, len(out), label.CHUNK):
             out[i : i + label.CHUNK] = np.mean([m[i : i + label.CHUNK] for m in members], axis=0)
         out.flush()

@@ -63,7 +63,8 @@ class Task:
         submit_names: GLUE's submission format wants label names, not indices (MNLI, QNLI, RTE).
         empty_texts: names of files from a known source that has rows with an empty (or all-whitespace)
             text: read_tsv returns those rows, and the task's reader drops and counts them (QQP's Quora
-            file). Anywhere else an empty text is an error.
+            file). Anywhere else in training and scored data an empty text is an error; a file given to
+            `harness predict` keeps them (read_for_prediction).
     """
 
     name: str
@@ -173,6 +174,26 @@ def read_tsv(path: Path, task: Task, require_labels: bool) -> Split:
             task, an empty text (outside `task.empty_texts`), a repeated id; the message is one line
             starting `path:line:` (`path:` for the whole file).
     """
+    return _read_checked(path, task, require_labels, keep_empty=path.name in task.empty_texts)[0]
+
+
+def read_for_prediction(path: Path, task: Task) -> tuple[Split, list[int]]:
+    """A file to predict (`harness predict`): read and checked as `read_tsv` does, labels optional, and
+    rows with an empty (or all-whitespace) text kept: every row gets a prediction, so an empty text is
+    an input like any other (the shared QQP/test.tsv has one). Training and scored data refuse them.
+
+    Returns:
+        The split (every row, in file order) and the line numbers of the rows with an empty text.
+
+    Raises:
+        HarnessError: as `read_tsv`, except for empty texts.
+    """
+    return _read_checked(path, task, require_labels=False, keep_empty=True)
+
+
+def _read_checked(path: Path, task: Task, require_labels: bool, keep_empty: bool) -> tuple[Split, list[int]]:
+    """`read_tsv`'s work: the split, and the line numbers of rows with an empty text (an error unless
+    `keep_empty`)."""
     wanted = [n for c in (*task.text_columns, task.label_column, task.id_column) if c for n in task.names_for(c)]
     table = read_table(path, task.quoting, task.columns, wanted)
     found = table.header
@@ -181,7 +202,7 @@ def read_tsv(path: Path, task: Task, require_labels: bool) -> Split:
     if missing:
         raise HarnessError(f"{path}:1: missing column(s) {', '.join(missing)} for task {task.name} (found: {', '.join(found)})")
     empty = table.empty_texts(text)
-    if empty and path.name not in task.empty_texts:
+    if empty and not keep_empty:
         raise table.empty_text_error(empty[0], text)
     texts = list(zip(*(table.column(c) for c in text)))
     label, labels = task.find(task.label_column, found), None
@@ -194,7 +215,7 @@ def read_tsv(path: Path, task: Task, require_labels: bool) -> Split:
     if id_name:
         table.check_unique(id_name)
     ids = table.column(id_name) if id_name else None
-    return Split(texts, labels, display_path(path), ids)
+    return Split(texts, labels, display_path(path), ids), [row + table.first for row in empty]
 
 
 def display_path(path: Path) -> str:

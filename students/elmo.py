@@ -192,6 +192,8 @@ class ElmoClassifier(nn.Module):
 class ElmoPredictor:
     """Tokenises, maps words to character ids, and runs the classifier in length-sorted padded batches."""
 
+    calibration = "recurrent"  # a character CNN and biLSTMs: timed against harness/calibrate.py's BiLSTM
+
     def __init__(self, model: ElmoClassifier) -> None:
         self.model = model.eval()
         self.device = "cpu"

@@ -170,6 +170,8 @@ def text_lengths(texts: list[tuple[str, ...]]) -> list[int]:
 class HFTeacher:
     """A sequence classifier with its tokenizer; fine-tunes, predicts logits, saves as safetensors."""
 
+    calibration = "transformer"  # the workload its timings are calibrated against (harness/calibrate.py)
+
     def __init__(self, model: torch.nn.Module, tokenizer, max_length: int) -> None:
         self.model = model
         self.tokenizer = tokenizer
@@ -200,8 +202,9 @@ class HFTeacher:
         return cls(model, tokenizer, max_length)
 
     @classmethod
-    def load(cls, folder: Path, max_length: int = 128) -> HFTeacher:
-        """A fine-tuned teacher saved by `save`."""
+    def load(cls, folder: Path, max_length: int) -> HFTeacher:
+        """A fine-tuned teacher saved by `save`, tokenizing to `max_length` wordpieces: the run's
+        `teacher.max_length`, which its models' cards record (harness/model_card.py)."""
         model = AutoModelForSequenceClassification.from_pretrained(folder)
         return cls(model, AutoTokenizer.from_pretrained(folder), max_length)
 

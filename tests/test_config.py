@@ -142,3 +142,39 @@ def test_bad_per_task_setting_is_named(tmp_path) -> None:
     suite.write_text(yaml.safe_dump({"per_task": {"qqp": {"student": {"hiden": 300}}}}))
     with pytest.raises(HarnessError, match="per_task qqp.*hiden"):
         load_suite(str(suite))
+
+
+@pytest.mark.parametrize(
+    ("item", "message"),
+    [
+        ("teacher.max_length=1", "teacher.max_length=1: must be at least 8 (a [CLS] and [SEP] plus a few tokens"),
+        ("teacher.weight_decay=-0.01", "teacher.weight_decay=-0.01: must be at least 0"),
+        ("student.max_tokens=1", "student.max_tokens=1: must be at least 4 (a few words"),
+        ("student.embed_dim=0", "student.embed_dim=0: must be at least 1"),
+        ("student.lr=0", "student.lr=0.0: must be > 0"),
+        ("student.rho=1", "student.rho=1.0: must be in [0, 1)"),
+        ("measure.teacher_offline_n=0", "measure.teacher_offline_n=0: must be at least 1"),
+        ("measure.offline_n=-1", "measure.offline_n=-1: must be at least 0 (0 = all training sentences)"),
+        ("measure.warmup=-1", "measure.warmup=-1: must be at least 0"),
+    ],
+)
+def test_meaningless_bounds_are_refused(item: str, message: str) -> None:
+    """A value that makes its setting mean nothing (a teacher that sees only [CLS], a student that sees one
+    word, an optimiser that never steps) is refused, naming the value and the smallest sensible one."""
+    with pytest.raises(HarnessError) as err:
+        load_suite("glue", "smoke", parse_set([item]))
+    assert str(err.value).startswith(message), str(err.value)
+
+
+def test_bounds_reach_per_task_settings_and_members(tmp_path) -> None:
+    """A task's own settings and an ensemble member's are held to the same bounds; the smallest
+    sensible values themselves are accepted."""
+    suite = tmp_path / "short.yaml"
+    suite.write_text(yaml.safe_dump({"per_task": {"qqp": {"teacher": {"max_length": 4}}}}))
+    with pytest.raises(HarnessError, match=r"teacher.max_length=4: must be at least 8"):
+        load_suite(str(suite))
+    with pytest.raises(HarnessError, match=r"teacher.max_length=2: must be at least 8"):
+        load_suite("glue", "smoke", {"teacher.members": [{}, {"max_length": 2}]})
+    cfg, _ = load_suite("glue", "smoke", parse_set(["teacher.max_length=8", "student.max_tokens=4", "student.rho=0",
+                                                    "measure.teacher_offline_n=1", "measure.warmup=0"]))
+    assert (cfg.teacher.max_length, cfg.student.max_tokens, cfg.student.rho) == (8, 4, 0.0)

@@ -226,12 +226,14 @@ def one_error_before_training(proc: subprocess.CompletedProcess, tmp_path: Path)
     return lines[0]
 
 
+@pytest.mark.slow
 def test_cli_extra_field_in_train(tmp_path: Path) -> None:
     train = b"sentence\tlabel\n" + b"".join(b"row %d\t%d\n" % (i, i % 2) for i in range(3)) + b"a\ttab\t1\n"
     line = one_error_before_training(bad_sst2_run(tmp_path, train), tmp_path)
     assert line == f"error: {tmp_path / 'data' / 'SST-2' / 'train.tsv'}:5: 3 fields, the header has 2 (a tab inside a text?)"
 
 
+@pytest.mark.slow
 def test_cli_non_utf8_dev(tmp_path: Path) -> None:
     dev = b"sentence\tlabel\ngood\t1\nbad \xe9t\xe9\t0\n"
     line = one_error_before_training(bad_sst2_run(tmp_path, b"sentence\tlabel\ngood\t1\n", dev), tmp_path)
@@ -239,6 +241,7 @@ def test_cli_non_utf8_dev(tmp_path: Path) -> None:
     assert line == f"error: {tmp_path / 'data' / 'SST-2' / 'dev.tsv'}:3: bytes that are not UTF-8 at byte 26 (0xe9)"
 
 
+@pytest.mark.slow
 def test_cli_data_dir_without_train_file(tmp_path: Path, data_root: Path) -> None:
     """The default ../shared/data has SST-2, but --data-dir names a folder without its train file."""
     folder = tmp_path / "data" / "SST-2"

@@ -22,6 +22,8 @@ SETS = ["teacher.name=hf_tiny", "train_limit=300", "dev_limit=100", "augment.n_i
         "variants.tiny_kl.student.temperature=2", "ablations=tiny_kl"]
 STUDENTS = ("bilstm", "bilstm_tiny", "tiny_kl")
 
+pytestmark = pytest.mark.slow  # three real runs
+
 
 @dataclass
 class Run:

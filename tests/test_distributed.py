@@ -59,6 +59,7 @@ def runs(tmp_path_factory: pytest.TempPathFactory, data_root: Path) -> tuple[Pat
     return tmp / "one", tmp / "two", subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
 
 
+@pytest.mark.slow
 def test_two_processes_label_and_train_like_one(runs: tuple[Path, Path, subprocess.CompletedProcess]) -> None:
     """Teacher logits within 1e-5 of the one-process run's (the tiny teacher has no dropout, so its
     sharded fine-tuning equals one process's up to float sums); student dev scores within one point."""
@@ -70,6 +71,7 @@ def test_two_processes_label_and_train_like_one(runs: tuple[Path, Path, subproce
     assert env["processes"] == 2 and env["device"] == "cpu" and env["torch_threads"] == max(1, len(os.sched_getaffinity(0)) // 2)
 
 
+@pytest.mark.slow
 def test_only_rank_zero_writes(runs: tuple[Path, Path, subprocess.CompletedProcess]) -> None:
     """One copy of every artefact: the same cache entries (same keys) and output files as one process
     makes, no work folder left, and each stage line printed once."""
@@ -82,6 +84,7 @@ def test_only_rank_zero_writes(runs: tuple[Path, Path, subprocess.CompletedProce
     assert len(re.findall(r"^\[student\] computing", proc.stdout, re.M)) == 2
 
 
+@pytest.mark.slow
 def test_a_rank_that_dies_stops_the_run(tmp_path: Path, runs: tuple[Path, Path, subprocess.CompletedProcess]) -> None:
     """Rank 1 killed while it trains: the run exits non-zero and torchrun's summary names rank 1. The
     same command under a new torchrun resumes from the cache and labels as the uninterrupted run does."""
@@ -125,6 +128,7 @@ def rank_pid(root: int, rank: int) -> int | None:
     return None
 
 
+@pytest.mark.slow
 def test_an_error_before_any_work_is_said_once(tmp_path: Path) -> None:
     """A bad option under torchrun: every rank stops, one `error:` line (rank 0's), exit status non-zero."""
     proc = torchrun("run", "--preset", "smoke", "--set", "student.hidden=-1", "--out", str(tmp_path / "out"))

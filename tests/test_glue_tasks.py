@@ -13,6 +13,7 @@ import pytest
 import torch
 import yaml
 from cli_runner import harness
+from rescore import saved_outputs
 from scipy.stats import pearsonr, spearmanr
 from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
 from test_pair_cli import last_json, one_line_error, saved_pair_student
@@ -157,6 +158,7 @@ def test_shipped_suites_fit_their_tasks() -> None:
                 check_job_fits(job, task)
 
 
+@pytest.mark.slow
 def test_variant_refused_on_the_command_line(tmp_path: Path) -> None:
     """Asking for a kl variant on STS-B stops before any work, with one line naming it."""
     proc = harness("run", "--tasks", "stsb", "--set", "ablations=siamese_bilstm_soft_kl_t2", "--out", str(tmp_path / "o"),
@@ -187,20 +189,28 @@ def stsb_run(tmp_path_factory: pytest.TempPathFactory, data_root: Path) -> Path:
     return out
 
 
-def test_regression_run_end_to_end(stsb_run: Path) -> None:
+@pytest.mark.slow
+def test_regression_run_end_to_end(stsb_run: Path, data_root: Path) -> None:
     """Teacher, labelling (one score per row) and both students run; dev is scored with Pearson and
-    Spearman; roles are recorded; the label-only student regresses gold scores."""
+    Spearman (each model's, recomputed here with scipy from its saved weights on the run's 100 dev
+    pairs); roles are recorded; the label-only student regresses gold scores."""
     results = json.loads((stsb_run / "results.json").read_text())
     stsb = results["tasks"]["stsb"]
     assert stsb["regression"] is True and stsb["metrics"] == ["pearson", "spearman"]
     assert {n: m.get("role") for n, m in stsb["models"].items()} == {
         "teacher": "teacher", "siamese_bilstm": "label-only", "siamese_bilstm_tiny": "distilled"}
+    dev = read_tsv(data_root / "STS-B" / "dev.tsv", TASKS.get("stsb"), require_labels=True).head(DEV)
     for name, model in stsb["models"].items():
-        assert set(model["scores"]["dev"]) == {"pearson", "spearman"}, name
+        outputs = saved_outputs(stsb_run / "models" / "stsb" / name, dev.texts)
+        assert outputs.shape == (DEV, 1), name
+        expected = {"pearson": 100 * pearsonr(dev.labels, outputs[:, 0])[0],
+                    "spearman": 100 * spearmanr(dev.labels, outputs[:, 0])[0]}
+        assert model["scores"]["dev"] == pytest.approx(expected, nan_ok=True), name
     assert stsb["stages"]["augment"]["synthetic"] > 0
     assert stsb["stages"]["siamese_bilstm_tiny"]["train_examples"] == stsb["stages"]["augment"]["rows"]
 
 
+@pytest.mark.slow
 def test_tasks_without_data_are_named(stsb_run: Path) -> None:
     """A suite's task without training data is skipped, and results and report say why."""
     results = json.loads((stsb_run / "results.json").read_text())
@@ -209,6 +219,7 @@ def test_tasks_without_data_are_named(stsb_run: Path) -> None:
     assert "- wnli: not run, no training data" in report and "STS-B Pearson/Spearman" in report
 
 
+@pytest.mark.slow
 def test_predict_stsb_dev_and_test(stsb_run: Path, data_root: Path, tmp_path: Path) -> None:
     """predict prints n, pearson and spearman on the real dev file, and writes GLUE's submission format
     (index, float score) for dev and for the unlabelled test file."""
@@ -220,11 +231,19 @@ def test_predict_stsb_dev_and_test(stsb_run: Path, data_root: Path, tmp_path: Pa
     lines = out.read_text().splitlines()
     assert lines[0] == "index\tprediction" and len(lines) == 1_501
     assert all(i == str(k) and "." in v for k, (i, v) in enumerate(line.split("\t") for line in lines[1:]))
+    # what it writes is the saved model's outputs to 3 decimals, and what it prints their correlations with
+    # the file's scores, both recomputed here (not from the written file: its rounding ties near-equal scores)
+    dev = read_tsv(data_root / "STS-B" / "dev.tsv", TASKS.get("stsb"), require_labels=True)
+    outputs = saved_outputs(model, dev.texts)[:, 0]
+    assert [line.split("\t")[1] for line in lines[1:]] == [f"{x:.3f}" for x in outputs]
+    assert scores["pearson"] == pytest.approx(100 * pearsonr(dev.labels, outputs)[0])
+    assert scores["spearman"] == pytest.approx(100 * spearmanr(dev.labels, outputs)[0])
     proc = harness("predict", "--model", str(model), "--input", str(data_root / "STS-B" / "test.tsv"), "--output", str(out))
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert len(out.read_text().splitlines()) == 1 + 1_379
 
 
+@pytest.mark.slow
 def test_predict_label_names_where_glue_wants_them(tmp_path: Path, data_root: Path) -> None:
     """RTE's submission holds label names, MRPC's class indices; RTE dev prints accuracy, MRPC accuracy and F1."""
     for task, names in (("rte", {"entailment", "not_entailment"}), ("mrpc", {"0", "1"})):
@@ -233,4 +252,13 @@ def test_predict_label_names_where_glue_wants_them(tmp_path: Path, data_root: Pa
         out = tmp_path / f"{task}.tsv"
         scores = last_json(harness("predict", "--model", str(model), "--input", str(folder / "dev.tsv"), "--output", str(out)))
         assert set(scores) == ({"n", "accuracy"} if task == "rte" else {"n", "accuracy", "f1"})
-        assert {line.split("\t")[1] for line in out.read_text().splitlines()[1:]} <= names
+        written = [line.split("\t")[1] for line in out.read_text().splitlines()[1:]]
+        assert set(written) <= names
+        # the printed scores are the written predictions' against the file's labels, recomputed here
+        labels = read_tsv(folder / "dev.tsv", TASKS.get(task), require_labels=True).labels
+        gold = [TASKS.get(task).label_names[y] if task == "rte" else str(y) for y in labels]
+        assert scores["n"] == len(written) == len(gold)
+        assert scores["accuracy"] == pytest.approx(100 * sum(w == g for w, g in zip(written, gold)) / len(gold))
+        if task == "mrpc":
+            assert scores["f1"] == pytest.approx(100 * f1_score([int(g) for g in gold], [int(w) for w in written],
+                                                                zero_division=0))

@@ -78,6 +78,7 @@ DAMAGE: list[tuple[str, str, Callable[[Path], None]]] = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("stage,file,damage", DAMAGE, ids=[f"{s}-{f.split('/')[-1]}-{d.__name__}" for s, f, d in DAMAGE])
 def test_damaged_entry_is_recomputed(stage: str, file: str, damage: Callable[[Path], None],
                                      pristine: tuple[Path, Path], tmp_path: Path) -> None:
@@ -103,6 +104,7 @@ def test_damaged_entry_is_recomputed(stage: str, file: str, damage: Callable[[Pa
     ("vocab.json", remove, "vocab.json is missing"),
     ("manifest.json", remove, "no manifest.json"),
 ])
+@pytest.mark.slow
 def test_predict_and_measure_refuse_a_damaged_model(file: str, damage: Callable[[Path], None], words: str,
                                                     pristine: tuple[Path, Path], tmp_path: Path, data_root: Path) -> None:
     """`predict` and `measure` on a damaged model folder: exit 2, one line naming the folder and the file."""
@@ -118,6 +120,7 @@ def test_predict_and_measure_refuse_a_damaged_model(file: str, damage: Callable[
         assert words in proc.stderr
 
 
+@pytest.mark.slow
 def test_onnx_export_joins_the_manifest(pristine: tuple[Path, Path], tmp_path: Path) -> None:
     """An ONNX export is reused only once the folder's manifest lists it; a damaged one is refused."""
     model = tmp_path / "bilstm"
@@ -138,6 +141,7 @@ def test_report_on_a_results_file_that_is_not_one(tmp_path: Path) -> None:
     assert proc.stderr.startswith(f"error: {tmp_path}: results.json lacks what a report needs")
 
 
+@pytest.mark.slow
 def test_cache_verify_and_prune(pristine: tuple[Path, Path], tmp_path: Path) -> None:
     """verify names each damaged entry and exits 1; prune removes damaged, unfinished and leftover folders."""
     cache = tmp_path / "cache"

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 from cli_runner import harness
 
 SETS = ["teacher.name=hf_tiny", "train_limit=300", "dev_limit=100", "augment.n_iter=2", "measure.enabled=false",
@@ -21,6 +22,7 @@ def run(tmp: Path, backend: str) -> dict:
     return json.loads((tmp / backend / "results.json").read_text())["tasks"]["sst2"]["stages"]
 
 
+@pytest.mark.slow
 def test_int8_labels_and_their_recorded_cost(tmp_path: Path, data_root: Path) -> None:
     """Same teacher and transfer set (cached), labelled twice: the int8 run's recorded max |logit delta|
     and argmax agreement are those of its logits against the PyTorch run's (the whole set is the

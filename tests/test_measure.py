@@ -10,12 +10,20 @@ from harness.config import MeasureConfig
 from harness.report import efficiency_table, int8_lines
 
 
-def test_warmup_calls_are_not_timed() -> None:
-    """Every batch is timed once, after the warm-up batches ran untimed."""
+def test_warmup_calls_are_not_timed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every batch is timed once, after the warm-up batches ran untimed: on a clock that moves only while a
+    call runs, by the batch's value in seconds, the times are exactly the timed batches' values."""
     calls: list[list] = []
-    times = measure.time_calls(calls.append, [[1], [2], [3]], warmup=[[0], [0]])
-    assert len(times) == 3 and all(t >= 0 for t in times)
-    assert calls == [[0], [0], [1], [2], [3]]
+    clock = [0.0]
+
+    def call(batch: list) -> None:
+        calls.append(batch)
+        clock[0] += batch[0]
+
+    monkeypatch.setattr(measure.time, "perf_counter", lambda: clock[0])
+    times = measure.time_calls(call, [[1], [2], [3]], warmup=[[100], [100]])
+    assert times == [1.0, 2.0, 3.0]  # warm-up calls (100 s each) in none of them
+    assert calls == [[100], [100], [1], [2], [3]]
 
 
 def test_summary_percentiles_and_throughput() -> None:

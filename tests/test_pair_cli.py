@@ -13,10 +13,13 @@ from pathlib import Path
 import pytest
 import torch
 from cli_runner import harness
+from rescore import saved_accuracy
+from sklearn.metrics import f1_score
 
 from harness.config import StudentConfig
-from harness.registry import STUDENTS
+from harness.registry import STUDENTS, TASKS
 from harness.stages import seal_model
+from harness.tasks import read_tsv
 from harness.wordmodel import StudentPredictor, Vocab
 
 FIXTURES = Path(__file__).parent / "fixtures" / "glue"
@@ -37,6 +40,7 @@ def last_json(proc: subprocess.CompletedProcess) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 def test_mnli_without_train_split(tmp_path: Path, data_root: Path) -> None:
     """The shared MNLI has dev files only: offline, `run --tasks mnli` names what is missing and how
     to supply it, and writes no results."""
@@ -72,9 +76,13 @@ def mnli_run(tmp_path_factory: pytest.TempPathFactory, data_root: Path) -> Path:
     return out
 
 
+@pytest.mark.slow
 def test_mnli_run_end_to_end(mnli_run: Path) -> None:
     """Teacher, augmentation, labelling and both pair students run on pairs; every model is scored
-    on dev and timed on PyTorch and ONNX (int8 too for students, scored beside fp32)."""
+    on dev and timed on PyTorch and ONNX (int8 too for students, scored beside fp32). Each recorded
+    dev score is the saved model's (or its export's) accuracy on the 80 dev pairs, recomputed here."""
+    dev = read_tsv(mnli_run.parent / "data" / "MNLI" / "dev_matched.tsv", TASKS.get("mnli"), require_labels=True)
+    assert len(dev) == DEV
     mnli = json.loads((mnli_run / "results.json").read_text())["tasks"]["mnli"]
     held_out = mnli["data"]["selection"]["examples"]  # 5% of the training file: the selection split
     assert held_out == round(0.05 * TRAIN) and mnli["data"]["train"] == TRAIN - held_out and mnli["data"]["dev"] == DEV
@@ -82,16 +90,20 @@ def test_mnli_run_end_to_end(mnli_run: Path) -> None:
     assert set(mnli["models"]) == {"teacher", "siamese_bilstm", "siamese_bilstm_tiny"}
     assert mnli["stages"]["augment"]["synthetic"] > 0
     for name, model in mnli["models"].items():
-        assert 0 <= model["scores"]["dev"]["accuracy"] <= 100, name
+        folder = mnli_run / "models" / "mnli" / name
+        assert model["scores"]["dev"]["accuracy"] == pytest.approx(saved_accuracy(folder, dev.texts, dev.labels)), name
         backends = [s["backend"] for s in model["speed"] if s["device"] == "cpu"]
         assert backends == (["torch", "onnx"] if name == "teacher" else ["torch", "onnx", "onnx-int8"]), name
         for timing in model["speed"][1:]:
-            assert 0 <= timing["scores"]["accuracy"] <= 100, name
+            backend = timing["backend"]
+            assert timing["scores"]["accuracy"] == pytest.approx(saved_accuracy(folder, dev.texts, dev.labels, backend)), \
+                (name, backend)
     for name in ("teacher", "siamese_bilstm", "siamese_bilstm_tiny"):
         assert (mnli_run / "models" / "mnli" / name / "harness.json").is_file()
     assert mnli["data"]["unit"] == "pairs" and "67,349 pairs, batch 512, s" in (mnli_run / "report.md").read_text()
 
 
+@pytest.mark.slow
 def test_mnli_mismatched_dev_is_scored(mnli_run: Path) -> None:
     """MNLI's second dev set (mismatched) is scored too, as `dev_mismatched`."""
     mnli = json.loads((mnli_run / "results.json").read_text())["tasks"]["mnli"]
@@ -99,11 +111,19 @@ def test_mnli_mismatched_dev_is_scored(mnli_run: Path) -> None:
     assert trained and all("dev_mismatched" in m["scores"] for m in trained)
 
 
-def test_predict_real_mismatched_dev(mnli_run: Path, data_root: Path) -> None:
-    """A student trained by `run` predicts the whole real 6-column dev_mismatched file."""
+@pytest.mark.slow
+def test_predict_real_mismatched_dev(mnli_run: Path, data_root: Path, tmp_path: Path) -> None:
+    """A student trained by `run` predicts the whole real 6-column dev_mismatched file; the accuracy it
+    prints is its written label names' agreement with the file's."""
+    written = tmp_path / "MNLI-mm.tsv"
     scores = last_json(harness("predict", "--model", str(mnli_run / "models" / "mnli" / "siamese_bilstm_tiny"),
-                               "--input", str(data_root / "MNLI" / "dev_mismatched.tsv")))
+                               "--input", str(data_root / "MNLI" / "dev_mismatched.tsv"), "--output", str(written)))
     assert set(scores) == {"n", "accuracy"} and scores["n"] == 9_832
+    task = TASKS.get("mnli")
+    gold = [task.label_names[y] for y in read_tsv(data_root / "MNLI" / "dev_mismatched.tsv", task, True).labels]
+    names = [line.split("\t")[1] for line in written.read_text().splitlines()[1:]]
+    assert len(names) == len(gold) == 9_832 and set(names) <= set(task.label_names)
+    assert scores["accuracy"] == pytest.approx(100 * sum(a == b for a, b in zip(names, gold)) / 9_832)
 
 
 def saved_pair_student(folder: Path, task: str, num_labels: int, texts: list[str]) -> Path:
@@ -118,6 +138,7 @@ def saved_pair_student(folder: Path, task: str, num_labels: int, texts: list[str
     return folder
 
 
+@pytest.mark.slow
 def test_predict_qqp_layout(tmp_path: Path, data_root: Path) -> None:
     """predict on QQP's own layout (id, qid1, qid2, question1, question2, is_duplicate; CSV-quoted)
     prints n, accuracy and F1, and writes one prediction per pair."""
@@ -128,9 +149,16 @@ def test_predict_qqp_layout(tmp_path: Path, data_root: Path) -> None:
     out = tmp_path / "pred.tsv"
     scores = last_json(harness("predict", "--model", str(model), "--input", str(tmp_path / "qqp.tsv"), "--output", str(out)))
     assert set(scores) == {"n", "accuracy", "f1"} and scores["n"] == 12
-    assert 0 <= scores["f1"] <= 100 and len(out.read_text().splitlines()) == 13
+    lines = out.read_text().splitlines()
+    assert len(lines) == 13
+    # the printed scores are the written predictions' against the file's is_duplicate column, recomputed here
+    gold = [int(row.split("\t")[-1]) for row in head.splitlines()[1:]]
+    preds = [int(line.split("\t")[1]) for line in lines[1:]]
+    assert scores["accuracy"] == pytest.approx(100 * sum(p == y for p, y in zip(preds, gold)) / 12)
+    assert scores["f1"] == pytest.approx(100 * f1_score(gold, preds, zero_division=0))
 
 
+@pytest.mark.slow
 def test_predict_glue_and_mnli_layouts(tmp_path: Path) -> None:
     """predict on GLUE's 16-column MNLI file (gold_label) and on a sentence1/sentence2/label file
     with label names: n and accuracy."""

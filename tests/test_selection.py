@@ -83,6 +83,7 @@ def curves(task: dict) -> dict:
             for name, meta in task["stages"].items() if "history" in meta}
 
 
+@pytest.mark.slow
 @pytest.mark.usefixtures("data_root")
 def test_dev_labels_reach_no_choice(tmp_path: Path, data_root: Path) -> None:
     """Replacing every dev label with noise changes no training curve and no saved weight, only the

@@ -10,10 +10,13 @@ from pathlib import Path
 
 import pytest
 from cli_runner import harness
+from rescore import saved_accuracy
 
 from harness.augment import tokenize
 from harness.label import read_transfer_set
+from harness.registry import TASKS
 from harness.split import Split, selection_split
+from harness.tasks import read_tsv
 
 TRAIN_LIMIT = 300
 
@@ -51,9 +54,11 @@ def smoke(tmp_path_factory: pytest.TempPathFactory, data_root: Path) -> SmokeRun
     return SmokeRun(out, cache, results, report, json.loads((out / "results.json").read_text()))
 
 
-def test_results_cover_every_model(smoke: SmokeRun) -> None:
+def test_results_cover_every_model(smoke: SmokeRun, data_root: Path) -> None:
     """results.json scores the teacher and both students, sizes and times them and the reference on
-    every backend that applies, and records the machine."""
+    every backend that applies, and records the machine. Each recorded dev score (PyTorch, and each
+    ONNX export's) is the saved model's accuracy on the run's 100 dev rows, recomputed here."""
+    dev = read_tsv(data_root / "SST-2" / "dev.tsv", TASKS.get("sst2"), require_labels=True).head(100)
     sst2 = smoke.results["tasks"]["sst2"]
     assert sst2["data"]["train"] == TRAIN_LIMIT and sst2["data"]["dev"] == 100
     assert set(sst2["models"]) == {"teacher", "bilstm", "bilstm_tiny", "elmo_tiny"}
@@ -65,10 +70,13 @@ def test_results_cover_every_model(smoke: SmokeRun) -> None:
         for timing in model["speed"]:
             assert 0 < timing["interactive"]["p50_ms"] <= timing["interactive"]["p99_ms"], name
             assert timing["offline"]["sentences_per_s"] > 0, name
+        folder = smoke.out / "models" / "sst2" / name
         if model["kind"] != "reference":
-            assert 0 <= model["scores"]["dev"]["accuracy"] <= 100, name
+            assert model["scores"]["dev"]["accuracy"] == pytest.approx(saved_accuracy(folder, dev.texts, dev.labels)), name
         for timing in model["speed"][1:]:  # ONNX variants are scored on dev too
-            assert 0 <= timing["scores"]["accuracy"] <= 100, name
+            backend = timing["backend"]
+            assert timing["scores"]["accuracy"] == pytest.approx(saved_accuracy(folder, dev.texts, dev.labels, backend)), \
+                (name, backend)
     onnx = sst2["models"]["bilstm"]["speed"][1]["scores"]["accuracy"]
     # the same model: at most one of 100 dev predictions may flip on a near-tie between backends
     assert abs(onnx - sst2["models"]["bilstm"]["scores"]["dev"]["accuracy"]) <= 1.0
@@ -91,13 +99,23 @@ def test_models_are_saved(smoke: SmokeRun) -> None:
     assert not list((smoke.out / "models" / "sst2").glob(".*.tmp"))
 
 
-def test_predict_with_saved_student(smoke: SmokeRun, data_root: Path) -> None:
-    """predict scores the whole real dev set with a saved student."""
+def test_predict_with_saved_student(smoke: SmokeRun, data_root: Path, tmp_path: Path) -> None:
+    """predict scores the whole real dev set with a saved student: the accuracy it prints is its written
+    predictions' agreement with the file's labels, and on the run's 100 dev rows they score what the run
+    recorded."""
+    written = tmp_path / "SST-2.tsv"
     proc = harness("predict", "--model", str(smoke.out / "models" / "sst2" / "bilstm_tiny"),
-                   "--input", str(data_root / "SST-2" / "dev.tsv"))
+                   "--input", str(data_root / "SST-2" / "dev.tsv"), "--output", str(written))
     assert proc.returncode == 0, proc.stderr[-3000:]
     scores = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert scores["n"] == 872 and 0 <= scores["accuracy"] <= 100
+    with open(data_root / "SST-2" / "dev.tsv", newline="") as f:
+        gold = [int(row["label"]) for row in csv.DictReader(f, delimiter="\t", quoting=csv.QUOTE_NONE)]
+    preds = [int(line.split("\t")[1]) for line in written.read_text().splitlines()[1:]]
+    assert scores["n"] == len(preds) == len(gold) == 872
+    right = [p == y for p, y in zip(preds, gold)]
+    assert scores["accuracy"] == pytest.approx(100 * sum(right) / 872)
+    recorded = smoke.results["tasks"]["sst2"]["models"]["bilstm_tiny"]["scores"]["dev"]["accuracy"]
+    assert sum(right[:100]) == pytest.approx(recorded)  # of 100 rows: the percentage is the count
 
 
 def test_rerun_reuses_every_stage(smoke: SmokeRun) -> None:

@@ -8,6 +8,7 @@ import sys
 
 import nltk
 import numpy as np
+import pytest
 import regex
 import torch
 from nltk.tokenize.destructive import NLTKWordTokenizer
@@ -153,6 +154,7 @@ def corpus() -> list[str]:
     return [t[0] for t in sst2["train"].texts + sst2["validation"].texts] + [s for t in qqp["validation"].texts for s in t]
 
 
+@pytest.mark.slow
 def test_every_sst2_and_qqp_dev_sentence(data_root) -> None:
     """All 67,349 + 872 SST-2 sentences and 40,000 QQP dev questions: no difference (about 12 s, most
     of it NLTK's own tokenising)."""

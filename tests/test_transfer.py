@@ -61,7 +61,8 @@ def test_export_files(exported: tuple[Path, dict]) -> None:
     meta = json.loads((tmp / "export" / transfer.META).read_text())
     assert (meta["task"], meta["num_labels"], meta["rows"]) == ("sst2", 2, task["stages"]["augment"]["rows"])
     assert meta["originals"] == 300 and meta["synthetic"] == meta["rows"] - 300 > 0
-    assert meta["cache_keys"]["label"] == task["stages"]["label"]["key"] and meta["teacher"]["scores"]
+    assert meta["cache_keys"]["label"] == task["stages"]["label"]["key"]
+    assert meta["teacher"]["scores"] == task["models"]["teacher"]["scores"] and "dev" in meta["teacher"]["scores"]
     rows = datasets.load_dataset("parquet", data_files=str(tmp / "export" / transfer.ROWS), split="train")
     assert rows.num_rows == meta["rows"] and set(rows.column_names) == {"text_a", "label", "synthetic", "logits"}
     logits = np.load(Store(tmp / "cache").path("label", task["stages"]["label"]["key"]) / "logits.npy")

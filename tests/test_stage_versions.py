@@ -1,0 +1,172 @@
+"""A stage's code does not change behind its VERSION: cache keys hold the version, not the code, so a
+stage edited without a bump would silently reuse entries the old code made.
+
+tests/golden/stage_sources.json pins, for each stage of harness/stages.py, its VERSION and the sha256
+of the code it depends on (SOURCES there: files, or `file::name` for one top-level function or class;
+file bytes, no normalising). A change of that code with the VERSION left alone fails here, naming the
+files. Re-pin after deciding (bump the VERSION if the outputs change, or not):
+
+    .venv/bin/python tests/test_stage_versions.py --update
+
+Reads harness/stages.py as text (no torch import): this runs in a fraction of a second.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+STAGES = ROOT / "harness" / "stages.py"
+GOLDEN = ROOT / "tests" / "golden" / "stage_sources.json"
+UPDATE = ".venv/bin/python tests/test_stage_versions.py --update"
+
+
+def module_constant(path: Path, name: str):
+    """The literal value assigned to `name` at the top level of `path` (f-strings over other constants allowed)."""
+    tree = ast.parse(path.read_text())
+    consts: dict[str, object] = {}
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            try:
+                consts[node.targets[0].id] = _literal(node.value, consts)
+            except ValueError:
+                continue
+    if name not in consts:
+        raise AssertionError(f"{path.relative_to(ROOT)} has no literal top-level {name}")
+    return consts[name]
+
+
+def _literal(node: ast.AST, consts: dict[str, object]):
+    if isinstance(node, ast.JoinedStr):  # f"{_HERE}teacher_stage"
+        parts = []
+        for v in node.values:
+            if isinstance(v, ast.Constant):
+                parts.append(str(v.value))
+            elif isinstance(v, ast.FormattedValue) and isinstance(v.value, ast.Name) and v.value.id in consts:
+                parts.append(str(consts[v.value.id]))
+            else:
+                raise ValueError("not a literal")
+        return "".join(parts)
+    if isinstance(node, ast.List):
+        return [_literal(e, consts) for e in node.elts]
+    if isinstance(node, ast.Dict):
+        return {_literal(k, consts): _literal(v, consts) for k, v in zip(node.keys, node.values)}
+    return ast.literal_eval(node)
+
+
+def source_bytes(entry: str) -> bytes:
+    """The bytes of a SOURCES entry: a file, or `file::name`, one top-level def or class (with decorators)."""
+    file, _, name = entry.partition("::")
+    path = ROOT / file
+    if not path.is_file():
+        raise AssertionError(f"SOURCES in harness/stages.py names {file}, which does not exist: fix SOURCES there")
+    data = path.read_bytes()
+    if not name:
+        return data
+    lines = data.decode().splitlines(keepends=True)
+    for node in ast.parse(data).body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and node.name == name:
+            first = min([node.lineno, *(d.lineno for d in node.decorator_list)])
+            return "".join(lines[first - 1 : node.end_lineno]).encode()
+    raise AssertionError(f"SOURCES in harness/stages.py names {entry}, but {file} has no top-level {name}: fix SOURCES there")
+
+
+def current() -> dict[str, dict]:
+    """Each stage's VERSION and the sha256 of each of its sources and of all of them together."""
+    versions, sources = module_constant(STAGES, "VERSIONS"), module_constant(STAGES, "SOURCES")
+    missing = sorted(set(versions) ^ set(sources))
+    if missing:
+        raise AssertionError(f"harness/stages.py: VERSIONS and SOURCES must name the same stages; only in one: {missing}")
+    out = {}
+    for stage, version in versions.items():
+        files = {entry: hashlib.sha256(source_bytes(entry)).hexdigest() for entry in sorted(set(sources[stage]))}
+        total = hashlib.sha256("".join(f"{e}\0{h}\n" for e, h in files.items()).encode()).hexdigest()
+        out[stage] = {"version": version, "sha256": total, "sources": files}
+    return out
+
+
+def problems(pinned: dict[str, dict], now: dict[str, dict]) -> list[str]:
+    """What differs between the pinned file and the code, each with what to do."""
+    out = []
+    for stage in sorted(set(pinned) | set(now)):
+        if stage not in now or stage not in pinned:
+            out.append(f"stage {stage} is {'gone from' if stage not in now else 'new in'} harness/stages.py's VERSIONS: "
+                       f"run `{UPDATE}`")
+            continue
+        old, new = pinned[stage], now[stage]
+        if old["version"] != new["version"]:
+            if old["sha256"] == new["sha256"]:
+                out.append(f"VERSIONS['{stage}'] is {new['version']} but {GOLDEN.relative_to(ROOT)} pins {old['version']}: "
+                           f"run `{UPDATE}` to pin the bump")
+            else:
+                out.append(f"stage {stage} was bumped to VERSION {new['version']} and its code changed: run `{UPDATE}` "
+                           "to pin both")
+        elif old["sha256"] != new["sha256"]:
+            changed = sorted(e for e in set(old["sources"]) | set(new["sources"])
+                             if old["sources"].get(e) != new["sources"].get(e))
+            out.append(f"stage {stage}'s code changed ({', '.join(changed)}) but VERSIONS['{stage}'] is still "
+                       f"{new['version']}: if its outputs change, bump VERSIONS['{stage}'] in harness/stages.py (old cache "
+                       f"entries are then recomputed), then run `{UPDATE}`; if they do not, just run `{UPDATE}`")
+    return out
+
+
+def test_stage_code_changes_come_with_a_version() -> None:
+    """Each stage's pinned sources hash matches its code, or its VERSION and the pin are updated together."""
+    assert GOLDEN.is_file(), f"{GOLDEN.relative_to(ROOT)} is missing: run `{UPDATE}`"
+    found = problems(json.loads(GOLDEN.read_text())["stages"], current())
+    assert not found, "\n".join(found)
+
+
+def test_every_teacher_and_student_plugin_is_a_source() -> None:
+    """A plugin module that registers a teacher or a student is in that stage's SOURCES (a new student
+    file not listed would go unwatched)."""
+    sources = module_constant(STAGES, "SOURCES")
+    modules = module_constant(ROOT / "harness" / "plugins.py", "PLUGIN_MODULES")
+    for module in modules:
+        file = module.replace(".", "/") + ".py"
+        text = (ROOT / file).read_text()
+        for registry, stage in (("TEACHERS.register", "teacher"), ("STUDENTS.register", "student")):
+            if registry in text:
+                assert any(e.partition("::")[0] == file for e in sources[stage]), \
+                    f"{file} registers a {stage} plugin: add it to SOURCES['{stage}'] in harness/stages.py, then run `{UPDATE}`"
+
+
+def test_a_changed_source_is_named_with_what_to_do() -> None:
+    """The failure names the stage, the changed file and both ways out."""
+    now = current()
+    pinned = json.loads(json.dumps(now))
+    entry = next(iter(pinned["student"]["sources"]))
+    pinned["student"]["sources"][entry] = "0" * 64
+    pinned["student"]["sha256"] = "0" * 64
+    (message,) = problems(pinned, now)
+    assert message.startswith(f"stage student's code changed ({entry})")
+    assert "bump VERSIONS['student'] in harness/stages.py" in message and UPDATE in message
+    pinned = json.loads(json.dumps(now))
+    pinned["label"]["version"] -= 1
+    (message,) = problems(pinned, now)
+    assert "VERSIONS['label']" in message and UPDATE in message
+
+
+def update() -> None:
+    now = current()
+    before = json.loads(GOLDEN.read_text())["stages"] if GOLDEN.is_file() else {}
+    GOLDEN.parent.mkdir(parents=True, exist_ok=True)
+    GOLDEN.write_text(json.dumps({"about": "each stage's VERSION and the sha256 of its code (SOURCES in harness/stages.py); "
+                                           "written by tests/test_stage_versions.py --update", "stages": now},
+                                 indent=2, sort_keys=True) + "\n")
+    for stage, pin in now.items():
+        old = before.get(stage, {})
+        state = "unchanged" if old == pin else f"version {old.get('version')} -> {pin['version']}" \
+            if old.get("version") != pin["version"] else "code re-pinned (same version)"
+        print(f"{stage}: {state}")
+    print(f"wrote {GOLDEN.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] != ["--update"]:
+        sys.exit(f"usage: {UPDATE}")
+    update()
