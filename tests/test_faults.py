@@ -135,11 +135,11 @@ def test_read_only_cache_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyP
 def test_a_fault_elsewhere_is_one_line_too(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
     """A full disk met outside --out and --cache-dir (a temporary folder, say) is one line as well."""
     def full(args) -> None:
-        raise OSError(errno.ENOSPC, "No space left on device", "/tmp/x.onnx")
+        raise OSError(errno.ENOSPC, "No space left on device", "scratch/x.onnx")
 
     monkeypatch.setattr(cli, "cmd_ls", full)
     assert cli.main(["ls", "tasks"]) == 3
-    assert capsys.readouterr().err == "error: no space left on device writing /tmp/x.onnx (free space on that filesystem)\n"
+    assert capsys.readouterr().err == "error: no space left on device writing scratch/x.onnx (free space on that filesystem)\n"
 
 
 def test_describe(tmp_path: Path) -> None:
