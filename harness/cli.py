@@ -21,15 +21,16 @@ EPILOG = """examples:
   python -m harness run --suite glue --preset quick --tasks stsb   # one task (a task named here must have data)
   python -m harness run --suite glue --preset smoke --out runs/smoke
   python -m harness run --suite glue --set student.hidden=300 --set teacher.epochs=2
-  python -m harness ls students
-  python -m harness predict --model runs/glue-quick/models/sst2/bilstm_soft --input dev.tsv
-  python -m harness predict --model runs/glue-quick/models/stsb/siamese_bilstm_soft \
+  python -m harness ls students                               # each with where it came from (its package)
+  python -m harness run --suite glue --preset smoke --plugins my_package.students --students mine,mine_soft
+  python -m harness predict --model runs/glue-quick/models/sst2/<student> --input dev.tsv
+  python -m harness predict --model runs/glue-quick/models/stsb/<student> \
       --input ../shared/data/STS-B/test.tsv --output STS-B.tsv                   # GLUE submission format
-  python -m harness run --suite glue --preset quick --set ablations=bilstm_soft_noaug,bilstm_soft_kl_t4
+  python -m harness run --suite glue --preset quick --set ablations=<variant>,<variant>   # the suite's variants:
   python -m harness compare runs/glue-quick runs/glue-full
   python -m harness check --baseline benchmarks/baseline.json runs/ci-smoke            # exit 1 on a regression
   python -m harness check --baseline benchmarks/baseline.json runs/ci-smoke --update   # re-baseline deliberately
-  python -m harness measure --model runs/glue-quick/models/sst2/bilstm_soft --backend onnx-int8
+  python -m harness measure --model runs/glue-quick/models/sst2/<student> --backend onnx-int8
   python -m harness measure --model bert_large --regime offline
   python -m harness cache verify --cache-dir runs/cache        # exit 1 if an entry is damaged
   python -m harness export-transfer runs/glue-quick --task sst2 sst2-transfer   # labelled once, e.g. on a GPU...
@@ -40,6 +41,9 @@ EPILOG = """examples:
 
 DATA_HELP = ("folder in GLUE's layout, the only one looked in when given (default: $HARNESS_DATA when set, else "
              "../shared/data, then the Hugging Face hub)")
+PLUGINS_HELP = ("comma-separated modules to import first, whose registrations add students, teachers, tasks or "
+                "references (installed packages' entry points load by themselves; see README, Add your own student, "
+                "teacher or task)")
 DEVICE_HELP = ("where models train and predict: auto (this process's GPU when there is one, else the CPU), cpu, "
                "cuda or cuda:K (default: auto); under torchrun every process takes its share of each batch")
 
@@ -65,9 +69,12 @@ def parser() -> argparse.ArgumentParser:
     run.add_argument("--cache-dir", type=Path, default=Path("runs/cache"),
                      help="stage cache shared by runs (default: runs/cache)")
     run.add_argument("--device", default="auto", help=DEVICE_HELP)
+    run.add_argument("--plugins", help=PLUGINS_HELP)
 
-    ls = sub.add_parser("ls", help="list registered tasks, teachers, students or shipped suites")
+    ls = sub.add_parser("ls", help="list registered tasks, teachers, students or references (with where each came "
+                        "from), or the shipped suites")
     ls.add_argument("what", choices=["tasks", "teachers", "students", "references", "suites"])
+    ls.add_argument("--plugins", help=PLUGINS_HELP)
 
     pr = sub.add_parser("predict", help="score a GLUE-style TSV with a trained model folder",
                         description="Predict every row of a GLUE-style file. When the file has labels, the last line "
@@ -76,6 +83,7 @@ def parser() -> argparse.ArgumentParser:
     pr.add_argument("--model", type=Path, required=True, help="a folder under <run>/models/<task>/<model>")
     pr.add_argument("--input", type=Path, required=True, help="TSV with the task's text columns (and label, to score)")
     pr.add_argument("--device", default="auto", help=DEVICE_HELP)
+    pr.add_argument("--plugins", help=PLUGINS_HELP)
     pr.add_argument("--output", type=Path, help="write GLUE's submission format here: index<TAB>prediction, a score "
                     "for STS-B, label names for MNLI, QNLI and RTE, class indices otherwise")
     me = sub.add_parser("measure", help="time one model on its own: a trained model folder or a reference name",
@@ -94,6 +102,7 @@ def parser() -> argparse.ArgumentParser:
     me.add_argument("--n", type=int, help="sentences to time (default: 200 batch-1; offline: all for students, "
                     "2,048 for a teacher, 512 for references)")
     me.add_argument("--data-dir", help=DATA_HELP)
+    me.add_argument("--plugins", help=PLUGINS_HELP)
 
     ca = sub.add_parser("cache", help="check the stage cache against its manifests, or remove what cannot be reused",
                         description="verify: every cache entry is checked against its manifest (each file's size and "
@@ -116,6 +125,7 @@ def parser() -> argparse.ArgumentParser:
     ex.add_argument("--task", help="the task to export (default: the run's only task)")
     ex.add_argument("--cache-dir", type=Path, default=Path("runs/cache"),
                     help="the stage cache the run used (default: runs/cache)")
+    ex.add_argument("--plugins", help=PLUGINS_HELP)
 
     rep = sub.add_parser("report", help="re-render report.md and plot.png of a run from its results.json")
     rep.add_argument("run", type=Path, help="a run folder written by `harness run`")
@@ -181,18 +191,9 @@ def cmd_compare(args: argparse.Namespace) -> None:
 
 
 def cmd_measure(args: argparse.Namespace) -> None:
-    from harness.augment import use_nltk_data
-    from harness.config import MeasureConfig
-    from harness.efficiency import measure_one
-    from harness.measure import set_threads
-    from harness.tasks import nltk_roots
+    from harness import api
 
-    if (args.threads is not None and args.threads < 0) or (args.n is not None and args.n < 1):
-        raise HarnessError("--threads must be >= 0 and --n >= 1")
-    default = MeasureConfig().interactive_threads if args.regime == "interactive" else 0
-    set_threads(default if args.threads is None else args.threads)
-    use_nltk_data(nltk_roots(args.data_dir))
-    print(json.dumps(measure_one(args.model, args.backend, args.regime, args.device, args.n, args.data_dir)))
+    print(json.dumps(api.measure(args.model, args.backend, args.regime, args.device, args.n, args.threads, args.data_dir)))
 
 
 def cmd_report(args: argparse.Namespace) -> None:
@@ -209,35 +210,12 @@ def cmd_report(args: argparse.Namespace) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> None:
-    from harness.config import load_suite, parse_set
-    from harness.measure import set_threads, usable_cores
-    from harness.pipeline import run
+    from harness import api
+    from harness.config import parse_set
 
-    sets = parse_set(args.set)
-    if args.tasks:
-        sets["tasks"] = args.tasks
-    if args.students:
-        sets["students"] = args.students
-    cfg, info = load_suite(args.suite, args.preset, sets)
-    from harness.registry import REFERENCES, STUDENTS, TASKS
-    from harness.stages import check_job_fits
-    from harness.variants import check_registered, student_jobs
-
-    for name in cfg.tasks:  # every name and every student's fit to its task, before any work
-        TASKS.get(name)
-        for student in cfg.for_task(name).students:
-            STUDENTS.get(student)
-        check_registered(cfg.for_task(name))
-        for job in student_jobs(cfg.for_task(name), len(TASKS.get(name).text_columns)):
-            check_job_fits(job, TASKS.get(name))
-    for name in cfg.measure.references:
-        REFERENCES.get(name)
-    from harness import device
-
-    rt = device.setup(args.device)
-    threads = set_threads(cfg.measure.threads or max(1, usable_cores() // rt.local_world))  # each process its share
-    out = args.out or Path("runs") / f"{info['suite']}-{args.preset or 'default'}"
-    results = run(cfg, info, out, args.cache_dir, args.data_dir, threads)
+    out = args.out or Path("runs") / f"{Path(args.suite).stem}-{args.preset or 'default'}"
+    results = api.run(args.suite, args.preset, args.tasks, args.students, parse_set(args.set), out, args.cache_dir,
+                      args.data_dir, args.device, plugin_list(args))
     print(f"report: {out / 'report.md'}  results: {out / 'results.json'}  ({results['wall_seconds']:.0f} s)")
 
 
@@ -250,24 +228,30 @@ def cmd_export_transfer(args: argparse.Namespace) -> None:
 
 
 def cmd_ls(args: argparse.Namespace) -> None:
+    from harness import api
     from harness.config import SUITES_DIR
-    from harness.registry import REFERENCES, STUDENTS, TASKS, TEACHERS
 
-    names = {"tasks": TASKS.names, "teachers": TEACHERS.names, "students": STUDENTS.names, "references": REFERENCES.names,
-             "suites": lambda: sorted(p.stem for p in SUITES_DIR.glob("*.yaml"))}[args.what]()
-    print("\n".join(names))
+    if args.what == "suites":
+        print("\n".join(sorted(p.stem for p in SUITES_DIR.glob("*.yaml"))))
+        return
+    entries = api.ls(args.what)
+    width = max(map(len, entries), default=0)
+    print("\n".join(f"{name:<{width}}  from {origin}" for name, origin in entries.items()))
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
-    from harness import device
-    from harness.predict import predict
+    from harness import api
 
-    device.setup(args.device)
-    scores = predict(args.model, args.input, args.output)
+    scores = api.predict(args.model, args.input, args.output, args.device)
     if args.output:
         print(f"predictions: {args.output}")
     if scores is not None:
         print(json.dumps(scores))
+
+
+def plugin_list(args: argparse.Namespace) -> list[str]:
+    """The modules named with --plugins."""
+    return [m.strip() for m in (getattr(args, "plugins", None) or "").split(",") if m.strip()]
 
 
 NO_PLUGINS = ("compare", "check", "report", "cache")  # results.json or cache files alone: no models to load
@@ -275,16 +259,11 @@ NO_PLUGINS = ("compare", "check", "report", "cache")  # results.json or cache fi
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    from harness.plugins import load_plugins
-
     try:
         if args.command not in NO_PLUGINS:
-            import datasets
-            import transformers
+            from harness.api import start
 
-            datasets.disable_progress_bars()  # its per-file bars would bury our own progress and errors
-            transformers.logging.set_verbosity_error()  # "classifier weights newly initialised" is expected
-            load_plugins()
+            start(plugin_list(args), "--plugins")
         status = {"run": cmd_run, "ls": cmd_ls, "predict": cmd_predict, "compare": cmd_compare, "report": cmd_report,
                   "measure": cmd_measure, "check": cmd_check, "cache": cmd_cache,
                   "export-transfer": cmd_export_transfer}[args.command](args)

@@ -4,9 +4,10 @@ side, with each run's difference from the first.
 Rows: every model's scores (ablation variants included, and ONNX/int8 dev scores), its batch-1
 latency, and speed ratios measured inside one run (`speed_rows`: a model's speed-up over the
 teacher, and ONNX Runtime's over PyTorch for the same model), which compare across machines where
-absolute times do not; then each role's GLUE macro average (`glue_rows`), named with the tasks it
-averages, so runs over different task sets show theirs as rows not in every run. `harness check`
-gates on the score and speed rows.
+absolute times do not; then the GLUE macro average of each row of the GLUE table (`glue_rows`: one
+per role, or per model family where a role holds several models on a task; harness/glue_table.py),
+named with the tasks it averages, so runs over different task sets show theirs as rows not in every
+run. `harness check` gates on the score and speed rows.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import pandas as pd
 
 from harness.calibrate import calibrated_speed
 from harness.errors import HarnessError
-from harness.glue_table import glue_tasks, role_averages, tasks_phrase
+from harness.glue_table import families, glue_tasks, tasks_phrase
 from harness.report import speeds, timing
 
 Row = tuple[str, str, str]  # (task, model, score)
@@ -95,11 +96,13 @@ def latency_rows(results: dict) -> dict[Row, float]:
 
 
 def glue_rows(results: dict) -> dict[Row, float]:
-    """("GLUE", role, "average (6 tasks: cola, sst2, ...)") -> the role's GLUE macro average over the
-    run's GLUE tasks, for each role scored on all of them."""
+    """("GLUE", family, "average (6 tasks: cola, sst2, ...)") -> the GLUE macro average over the run's
+    GLUE tasks of each GLUE-table row scored on all of them. `family` is the role (`distilled`) when
+    the role has one row, as before roles could hold several models; else the role and its models
+    (`distilled (alpha_soft)`)."""
     tasks = glue_tasks(results)
     score = f"average ({tasks_phrase(len(tasks))}: {', '.join(tasks)})"
-    return {("GLUE", role, score): value for role, value in role_averages(results).items()}
+    return {("GLUE", f.key, score): f.average for f in families(results) if f.average is not None}
 
 
 def model_order(results: dict) -> dict[tuple[str, str], tuple[int, int, int]]:
@@ -110,7 +113,7 @@ def model_order(results: dict) -> dict[tuple[str, str], tuple[int, int, int]]:
 
 
 def all_rows(results: dict) -> dict[Row, float]:
-    """Scores, latency and speed ratios, grouped by task and model; then the GLUE averages per role."""
+    """Scores, latency and speed ratios, grouped by task and model; then the GLUE averages (`glue_rows`)."""
     merged = {**score_rows(results), **latency_rows(results), **speed_rows(results)}
     order = model_order(results)
     grouped = dict(sorted(merged.items(), key=lambda kv: order[kv[0][:2]]))  # stable: keeps each model's row order

@@ -129,14 +129,16 @@ class AugmentConfig:
 
 @dataclass(frozen=True)
 class StudentConfig:
-    """BiLSTM student size and training (Adadelta, early stopping on dev)."""
+    """How every student trains (Adadelta, early stopping on the selection split), and `arch`: the
+    settings of the students' own architectures.
 
-    hidden: int = 150
-    fc: int = 200
+    A `student.<field>` that is not a field here (`hidden`, `fc`, ...) goes into `arch`; each student
+    takes the ones its architecture's settings dataclass has (StudentSpec.settings) and checks them
+    there. `harness.variants.check_registered` refuses a field no registered student has.
+    """
+
     embedding: str = "glove50"  # glove50 | teacher | random
     embed_dim: int = 300  # used by `random` only; the others bring their own width
-    multichannel: bool = True
-    dropout: float = 0.0
     alpha: float = 0.0
     lr: float = 1.0
     rho: float = 0.95
@@ -148,16 +150,15 @@ class StudentConfig:
     loss: str = added_field("mse")  # distillation term: mse | kl (T-softened, x T^2) | hard (CE on argmax)
     temperature: float = added_field(1.0)  # kl only
     precision: str = added_field("fp32")  # bf16: training steps under bfloat16 autocast (weights, checkpoint choice fp32)
+    arch: dict = field(default_factory=dict, metadata={KEY_IF_CHANGED: True})  # architecture settings, e.g. {hidden: 150}
 
     def __post_init__(self) -> None:
-        _check(self.hidden >= 1 and self.fc >= 1, "student.hidden and student.fc must be >= 1")
         _check(self.precision in ("fp32", "bf16"), "student.precision must be fp32 or bf16")
         _check(self.loss in LOSSES, f"student.loss must be one of {', '.join(LOSSES)}")
         _check(self.temperature == 1 or (self.temperature > 0 and self.loss == "kl"),
                "student.temperature must be > 0 and applies to student.loss=kl only")
         _check(self.embedding in EMBEDDINGS, f"student.embedding must be one of {', '.join(EMBEDDINGS)}")
         _check(0 <= self.alpha <= 1, "student.alpha must be in [0, 1]")
-        _check(0 <= self.dropout < 1, "student.dropout must be in [0, 1)")
         _check(min(self.epochs, self.patience, self.evals_per_epoch) >= 1,
                "student.epochs, student.patience and student.evals_per_epoch must be >= 1")
         _check(self.batch_size >= 1, "student.batch_size must be >= 1")
@@ -166,6 +167,13 @@ class StudentConfig:
         _check(self.lr > 0, f"student.lr={self.lr}: must be > 0 (Adadelta's step scale; the paper's is 1.0)")
         _check(0 <= self.rho < 1, f"student.rho={self.rho}: must be in [0, 1) (Adadelta's decay; at 1 its averages "
                "never move; the paper's is 0.95)")
+
+
+def settings_of(settings_type: type, arch: dict, source: str) -> Any:
+    """An architecture's settings (a StudentSpec's `settings` dataclass) from `student.arch`: the fields
+    it has, checked (type and its own __post_init__); the others belong to other architectures."""
+    names = {f.name for f in dataclasses.fields(settings_type)}
+    return apply_overrides(settings_type(), {k: v for k, v in arch.items() if k in names}, source)
 
 
 EMBEDDINGS = ("glove50", "teacher", "random")
@@ -252,7 +260,7 @@ class RunConfig:
     """Everything one `harness run` does."""
 
     tasks: tuple[str, ...] = ("sst2",)
-    students: tuple[str, ...] = ("bilstm", "bilstm_soft")
+    students: tuple[str, ...] = ()  # registered students, by name: the suite names them
     seed: int = 13
     train_limit: int = 0  # use only the first N training examples (smoke runs); 0 = all
     dev_limit: int = 0
@@ -265,6 +273,7 @@ class RunConfig:
     per_task: dict = field(default_factory=dict)  # task -> {dotted key: value}, e.g. the paper's QQP sizes
     ablations: tuple[str, ...] = ()  # variants trained besides `students`, by name (see harness/variants.py)
     variants: dict = field(default_factory=dict)  # name -> VariantConfig: a student with some settings changed
+    plugins: tuple[str, ...] = ()  # modules imported before the run is checked, e.g. [my_package.students] (harness/plugins.py)
 
     def __post_init__(self) -> None:
         from harness.variants import check_variants
@@ -316,6 +325,11 @@ def apply_overrides(cfg: Any, overrides: dict[str, Any], source: str) -> Any:
     names = [f.name for f in dataclasses.fields(cfg)]
     changes: dict[str, Any] = {}
     for key, value in nested.items():
+        if isinstance(cfg, StudentConfig) and (key not in names or key == "arch"):  # an architecture's setting
+            arch = value if key == "arch" else {key: value}
+            _check(isinstance(arch, dict), f"{source}: arch is a section of architecture settings, e.g. arch.hidden=300")
+            changes["arch"] = {**changes.get("arch", cfg.arch), **arch}
+            continue
         if key not in names:
             raise HarnessError(f"{source}: {unknown(f'setting in {type(cfg).__name__}', key, names)}")
         current = getattr(cfg, key)

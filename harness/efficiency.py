@@ -59,7 +59,7 @@ def backend_predictor(predictor, kind: str, backend: str, folder: Path, check: l
         return path
 
     if kind == "teacher":
-        return ort.OrtTeacher.from_teacher(predictor, made(fp32, lambda p: ort.export_teacher(predictor, p, check)))
+        return predictor.onnx_predictor(made(fp32, lambda p: predictor.export_onnx(p, check)))
     made(fp32, lambda p: ort.export_student(predictor, p, check))
     if backend == "onnx-int8":
         int8 = made(folder / "model.int8.onnx", lambda p: ort.quantize_int8(fp32, p))

@@ -41,14 +41,9 @@ def glove50(words: list[str], rng: np.random.Generator) -> tuple[np.ndarray, flo
 
 
 def teacher_static(words: list[str], teacher) -> tuple[np.ndarray, np.ndarray]:
-    """Mean WordPiece input embedding of each word in the fine-tuned teacher, and which words are one
-    known piece (the coverage recorded in results)."""
-    table = teacher.model.get_input_embeddings().weight.detach().float().cpu().numpy()
-    tok = teacher.tokenizer
-    pieces = tok([w if w != MASK else tok.mask_token for w in words], add_special_tokens=False)["input_ids"]
-    out = np.stack([table[p].mean(0) if p else table[tok.unk_token_id] for p in pieces]).astype(np.float32)
-    whole = np.array([len(p) == 1 and p[0] != tok.unk_token_id for p in pieces], dtype=bool)
-    return out, whole
+    """The teacher's static vector for each word and which words are one known piece (the coverage
+    recorded in results): the teacher plugin's `word_vectors` (harness/protocols.py)."""
+    return teacher.word_vectors(words, MASK)
 
 
 def vectors_meta(kind: str, vectors: np.ndarray, coverage: float) -> dict:

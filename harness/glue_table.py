@@ -1,11 +1,20 @@
 """The GLUE table: a pure function of results.json, in GLUE's own conventions.
 
-One row per role of the run (teacher, label-only student, distilled student), one column per GLUE
-task run, in GLUE's order, each cell as GLUE reports the task: CoLA MCC; SST-2, QNLI, RTE, WNLI
-accuracy; MRPC F1 / acc; STS-B Pearson / Spearman; QQP acc / F1; MNLI matched / mismatched accuracy.
-The last column is GLUE's macro average: a task with two numbers contributes their mean, then the
-mean over the tasks. Our numbers are dev-set scores; the literature's (GLUE test server) sit in their
-own table and never share a cell or an average with them.
+One row per model family of each role the run recorded (teacher first, then label-only students,
+then distilled students), one column per GLUE task run, in GLUE's order, each cell as GLUE reports
+the task: CoLA MCC; SST-2, QNLI, RTE, WNLI accuracy; MRPC F1 / acc; STS-B Pearson / Spearman; QQP
+acc / F1; MNLI matched / mismatched accuracy. The last column is GLUE's macro average: a task with two
+numbers contributes their mean, then the mean over the tasks, for rows scored on every task run. Our
+numbers are dev-set scores; the literature's (GLUE test server) sit in their own table and never share
+a cell or an average with them.
+
+Families: a role's models are read task by task (GLUE's order), each task's in the order results list
+them. A model joins the family that already holds its name; otherwise the first family with no model
+on that task yet; otherwise it starts a new family. So when every task has one model of a role (the
+common case), the role is one row that pools them and names them all: a single-sentence student on
+single-sentence tasks and a pair student on pair tasks (e.g. `bilstm / siamese_bilstm`). A second
+model of the role on a task (a second distilled architecture) gets a row of its own, named, with its
+own average.
 """
 
 from __future__ import annotations
@@ -103,15 +112,50 @@ def glue_tasks(results: dict) -> list[str]:
     return [task for task in GLUE if task in results.get("tasks", {})]
 
 
-def role_models(results: dict) -> dict[str, dict[str, tuple[str, dict]]]:
-    """role -> {task: (name, model)}: each role's first model on each GLUE task of the run."""
-    found: dict[str, dict[str, tuple[str, dict]]] = {role: {} for role in ROLES}
+def role_models(results: dict) -> dict[str, list[dict[str, tuple[str, dict]]]]:
+    """role -> its families (module docstring), each {task: (name, model)}, over the run's GLUE tasks."""
+    found: dict[str, list[dict[str, tuple[str, dict]]]] = {role: [] for role in ROLES}
     for task in glue_tasks(results):
         for name, model in results["tasks"][task]["models"].items():
-            role = role_of(name, model)
-            if role in found and task not in found[role]:
-                found[role][task] = (name, model)
+            families = found.get(role_of(name, model))
+            if families is None:
+                continue
+            family = (next((f for f in families if any(n == name for n, _ in f.values())), None)
+                      or next((f for f in families if task not in f), None))
+            if family is None:
+                family = {}
+                families.append(family)
+            family[task] = (name, model)
     return found
+
+
+class Family(NamedTuple):
+    """One measured row: models of one role, at most one per task.
+
+    Attributes:
+        role: "teacher", "label-only" or "distilled".
+        names: its models' names, in task order, each once.
+        models: task -> (name, model).
+        average: GLUE's macro average over every GLUE task of the run; None unless scored on all of them.
+        alone: whether it is its role's only family.
+    """
+
+    role: str
+    names: tuple[str, ...]
+    models: dict[str, tuple[str, dict]]
+    average: float | None
+    alone: bool
+
+    @property
+    def label(self) -> str:
+        """The table's first cell: the role, with its models' names unless the only one is named as the role."""
+        return ROLES[self.role] + ("" if self.names == (self.role,) else f" ({' / '.join(self.names)})")
+
+    @property
+    def key(self) -> str:
+        """Its name in `harness compare`: the role alone when the role has one family (rows as before
+        several models could share a role), else the role and its models' names."""
+        return self.role if self.alone else f"{self.role} ({' / '.join(self.names)})"
 
 
 def cell(task: str, model: dict) -> Cell:
@@ -138,29 +182,28 @@ def fmt_cell(values: Cell, digits: int) -> str:
     return " / ".join("–" if v is None else f"{v:.{digits}f}" for v in values)
 
 
-def role_averages(results: dict) -> dict[str, float]:
-    """role -> its GLUE average over every GLUE task of the run, for roles scored on all of them."""
+def families(results: dict) -> list[Family]:
+    """The measured table's rows, in order: each role's families, each with its GLUE average."""
     tasks = glue_tasks(results)
-    averages = {}
-    for role, per_task in role_models(results).items():
-        score = glue_score([cell(task, per_task[task][1]) for task in tasks]) if tasks and set(per_task) == set(tasks) else None
-        if score is not None:
-            averages[role] = score
-    return averages
+    rows = []
+    for role, found in role_models(results).items():
+        for models in found:
+            scored = bool(tasks) and set(models) == set(tasks)
+            average = glue_score([cell(task, models[task][1]) for task in tasks]) if scored else None
+            names = tuple(dict.fromkeys(name for name, _ in models.values()))
+            rows.append(Family(role, names, models, average, len(found) == 1))
+    return rows
 
 
 def glue_table(results: dict) -> pd.DataFrame:
-    """The measured table: a row per role (its models named), a column per GLUE task run, the average."""
-    tasks, averages = glue_tasks(results), role_averages(results)
+    """The measured table: a row per family (its models named), a column per GLUE task run, the average."""
+    tasks = glue_tasks(results)
     rows = []
-    for role, per_task in role_models(results).items():
-        if not per_task:
-            continue
-        names = list(dict.fromkeys(name for name, _ in per_task.values()))
-        row = {"measured here (dev)": ROLES[role] + ("" if names == [role] else f" ({' / '.join(names)})")}
+    for family in families(results):
+        row = {"measured here (dev)": family.label}
         for task in tasks:
-            row[GLUE[task].header] = fmt_cell(cell(task, per_task[task][1]), 2) if task in per_task else "–"
-        row[f"average ({tasks_phrase(len(tasks))})"] = f"{averages[role]:.2f}" if role in averages else "–"
+            row[GLUE[task].header] = fmt_cell(cell(task, family.models[task][1]), 2) if task in family.models else "–"
+        row[f"average ({tasks_phrase(len(tasks))})"] = "–" if family.average is None else f"{family.average:.2f}"
         rows.append(row)
     return pd.DataFrame(rows)
 

@@ -42,12 +42,12 @@ def labeller(teacher, backend: str, folder: Path, table: pa.Table):
     path = folder / ("teacher.int8.onnx" if backend == "onnx-int8" else "teacher.onnx")
     if rt.main:
         check = teacher_texts(teacher, table, check_rows(table.num_rows)[: ort.CHECK_TEXTS])
-        fp32 = ort.export_teacher(teacher, folder / "teacher.onnx", check)
+        fp32 = teacher.export_onnx(folder / "teacher.onnx", check)
         if backend == "onnx-int8":
             ort.quantize_int8(fp32, path)
     device.barrier()  # the other ranks load what rank 0 exported
     teacher.to(rt.device, teacher.autocast)
-    return ort.OrtTeacher.from_teacher(teacher, path).to(rt.device)
+    return teacher.onnx_predictor(path).to(rt.device)
 
 
 def cost(teacher, table: pa.Table, logits: np.ndarray, batch_size: int) -> dict:

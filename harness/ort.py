@@ -1,10 +1,11 @@
-"""ONNX Runtime backend: ONNX export of students and teachers (checked against PyTorch), dynamic int8
-quantisation, and predictors with the torch predictors' interface (`logits`, `num_params`, `to`).
+"""ONNX Runtime backend: ONNX export of students (checked against PyTorch), dynamic int8 quantisation,
+and predictors with the torch predictors' interface (`logits`, `num_params`, `to`).
 
 Export uses torch.onnx's TorchScript exporter (`dynamo=False`), which works offline with the installed
-packages; the dynamo exporter needs `onnxscript`. Packed sequences do not export, so students go
-through an export twin (harness/export_twins.py): a module sharing the student's parameters that
-gives its logits unpacked.
+packages; the dynamo exporter needs `onnxscript`. A model owns its export recipe (harness/protocols.py):
+the module to export (`export_module`, e.g. a twin that shares its parameters) and an edit of the
+exported file (`finish_onnx`); this module only runs the recipe and checks the result against PyTorch.
+A teacher exports itself the same way, through `export_checked` (teachers/hf.py).
 """
 
 from __future__ import annotations
@@ -22,12 +23,10 @@ import torch
 from onnxruntime.quantization import QuantType, quantize_dynamic
 from torch import nn
 
-from harness.batching import TokenIds, recurrent_batches, sorted_batches
+from harness.batching import TokenIds, recurrent_batches
 from harness.errors import HarnessError
-from harness.export_twins import EXPORT_TWINS
 from harness.registry import STUDENTS
 from harness.wordmodel import StudentPredictor, Vocab
-from teachers.hf import HFTeacher, text_lengths
 
 OPSET = 17
 STUDENT_TOLERANCE = 1e-4  # max |ORT - torch| logit difference an export must meet
@@ -43,84 +42,24 @@ def student_input_names(columns: int) -> list[str]:
 
 
 def export_student(predictor: StudentPredictor, path: Path, check_texts: list[tuple[str, ...]]) -> Path:
-    """Export a student to ONNX (inputs `ids` (B, T), `lengths` (B,) int64; output `logits` (B, K)).
+    """Export a student to ONNX by its own recipe: inputs `ids` (B, T), `lengths` (B,) int64 per text
+    column; output `logits` (B, K).
 
     Raises:
-        HarnessError: no export twin for the architecture, or ORT's logits on `check_texts` differ
-            from PyTorch's by more than STUDENT_TOLERANCE.
+        HarnessError: ORT's logits on `check_texts` differ from PyTorch's by more than STUDENT_TOLERANCE.
     """
-    arch = STUDENTS.get(predictor.meta["student"]).arch
-    if arch not in EXPORT_TWINS:
-        raise HarnessError(f"no ONNX export for student architecture {arch!r} (have: {', '.join(EXPORT_TWINS)})")
-    twin = EXPORT_TWINS[arch](predictor.model)
-    example = (torch.ones(2, 3, dtype=torch.int64), torch.tensor([3, 2])) * twin.columns  # (B, T), (B,)
+    model = predictor.model
+    module = model.export_module() if hasattr(model, "export_module") else model
+    columns = STUDENTS.get(predictor.meta["student"]).columns
+    example = (torch.ones(2, 3, dtype=torch.int64), torch.tensor([3, 2])) * columns  # (B, T), (B,)
     # each column its own time axis (time, or time_0, time_1): ORT takes equal names to mean equal sizes
-    axes = {n: {0: "batch", 1: f"time{n[3:]}"} if n.startswith("ids") else {0: "batch"}
-            for n in student_input_names(twin.columns)}
-    return _export_checked(twin, predictor, OrtStudent.from_predictor, example, axes, path, check_texts, STUDENT_TOLERANCE,
-                           fix=lambda p: feed_lengths(p, list(axes)))
+    axes = {n: {0: "batch", 1: f"time{n[3:]}"} if n.startswith("ids") else {0: "batch"} for n in student_input_names(columns)}
+    finish = getattr(model, "finish_onnx", None)
+    return export_checked(module, predictor, OrtStudent.from_predictor, example, axes, path, check_texts, STUDENT_TOLERANCE,
+                          fix=None if finish is None else lambda p: finish(p, list(axes)))
 
 
-def feed_lengths(path: Path, inputs: list[str]) -> None:
-    """Give the k-th LSTM node of the ONNX file at `path` the k-th `lengths*` graph input (cast to int32)
-    as its `sequence_lens`, restoring inputs the tracer dropped as unused, in `inputs`' order (ORT
-    predictors feed inputs by position). Each column's encoder call is one LSTM node, in column order;
-    ONNX Runtime then stops each direction at every sequence's own end (measured: 7,377 vs 6,483 SST-2
-    sentences/s for two one-direction LSTMs over the padding with a reversing gather, the export twin
-    used before; 1 thread, batch 512).
-
-    Raises:
-        HarnessError: not one LSTM node per text column.
-    """
-    model = onnx.load(str(path))
-    lengths = [name for name in inputs if name.startswith("lengths")]
-    nodes = list(model.graph.node)
-    lstms = [n for n in nodes if n.op_type == "LSTM"]
-    if len(lstms) != len(lengths):
-        raise HarnessError(f"ONNX export: {len(lstms)} LSTM node(s) for {len(lengths)} text column(s)")
-    present = {i.name: i for i in model.graph.input}
-    graph_inputs = [present.get(name) or onnx.helper.make_tensor_value_info(name, onnx.TensorProto.INT64, ["batch"])
-                    for name in inputs]
-    del model.graph.input[:]
-    model.graph.input.extend(graph_inputs)
-    for node, name in zip(lstms, lengths):
-        cast = onnx.helper.make_node("Cast", [name], [f"{name}_int32_{node.name}"], to=onnx.TensorProto.INT32)
-        node_inputs = [*node.input, *[""] * (5 - len(node.input))]
-        node_inputs[4] = cast.output[0]  # LSTM inputs: X, W, R, B, sequence_lens, initial_h, initial_c, P
-        del node.input[:]
-        node.input.extend(node_inputs)
-        nodes.insert(nodes.index(node), cast)
-    del model.graph.node[:]
-    model.graph.node.extend(nodes)
-    onnx.save(model, str(path))
-
-
-class TeacherLogits(nn.Module):
-    """A transformers classifier taking its inputs positionally and returning only the logits."""
-
-    def __init__(self, model: nn.Module, names: list[str]) -> None:
-        super().__init__()
-        self.model, self.names = model, names  # names: the tokenizer's outputs, in input order
-
-    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
-        return self.model(**dict(zip(self.names, inputs))).logits  # (B, K)
-
-
-def export_teacher(teacher: HFTeacher, path: Path, check_texts: list[tuple[str, ...]]) -> Path:
-    """Export an HFTeacher to ONNX: its tokenizer's inputs (B, S) int64 in, `logits` (B, K) out.
-
-    Raises:
-        HarnessError: ORT's logits on `check_texts` differ from PyTorch's by more than TEACHER_TOLERANCE.
-    """
-    batch = teacher.encode([("an example",), ("a longer example sentence",)])
-    names = list(batch.keys())  # input_ids, [token_type_ids,] attention_mask
-    example = tuple(batch[n] for n in names)  # (B, S) each
-    axes = {n: {0: "batch", 1: "seq"} for n in names}
-    module = TeacherLogits(teacher.model, names)
-    return _export_checked(module, teacher, OrtTeacher.from_teacher, example, axes, path, check_texts, TEACHER_TOLERANCE)
-
-
-def _export_checked(module: nn.Module, torch_predictor, make_ort: Callable, example: tuple, axes: dict, path: Path,
+def export_checked(module: nn.Module, torch_predictor, make_ort: Callable, example: tuple, axes: dict, path: Path,
                     check_texts: list[tuple[str, ...]], tolerance: float, fix: Callable[[Path], None] | None = None) -> Path:
     """Export `module` (in eval mode) with inputs named and made dynamic by `axes` to a temp file,
     edited by `fix` if given; rename it to `path` once `make_ort(torch_predictor, tmp)` matches
@@ -291,31 +230,3 @@ class OrtStudent(OrtPredictor):
 
     def logits(self, texts: list[tuple[str, ...]], batch_size: int = 256) -> np.ndarray:
         return self.logits_from_ids(self.encode(texts), batch_size)
-
-
-class OrtTeacher(OrtPredictor):
-    """An exported teacher run by ONNX Runtime; text in, logits out as HFTeacher does (same tokenizer
-    call, same length-sorted batches). `params`: the torch model's counts."""
-
-    encode = HFTeacher.encode  # the torch teacher's tokenizer call: truncation, dynamic padding
-
-    def __init__(self, onnx_path: Path, tokenizer, max_length: int, num_labels: int,
-                 params: tuple[int, int] | None = None) -> None:
-        super().__init__(onnx_path, params)
-        self.tokenizer, self.max_length, self.num_labels = tokenizer, max_length, num_labels
-
-    @property
-    def mask_token(self) -> str:
-        return self.tokenizer.mask_token
-
-    @classmethod
-    def from_teacher(cls, teacher: HFTeacher, onnx_path: Path) -> OrtTeacher:
-        return cls(onnx_path, teacher.tokenizer, teacher.max_length, teacher.model.config.num_labels, teacher.num_params())
-
-    def logits(self, texts: list[tuple[str, ...]], batch_size: int) -> np.ndarray:
-        """(N, K) float32 logits in input order, computed in HFTeacher.logits' length order."""
-        out = np.zeros((len(texts), self.num_labels), dtype=np.float32)
-        for idx in sorted_batches(text_lengths(texts), batch_size):
-            batch = self.encode([texts[i] for i in idx])  # (B, S) tensors
-            out[idx] = self.runner.run({k: v.numpy() for k, v in batch.items()})
-        return out

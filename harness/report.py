@@ -12,15 +12,18 @@ from pathlib import Path
 import pandas as pd
 
 from harness.calibrate import calibrated_speed
-from harness.glue_table import GLUE, glue_section
+from harness.glue_table import GLUE, glue_section, role_of
 
-# Tang et al. (2019), Table 1 (GLUE test) and section 4.4 (67,350 sentences, batch 512, one V100).
+# Tang et al. (2019), Table 1 (GLUE test) and section 4.4 (67,350 sentences, batch 512, one V100). The
+# literature's figures are keyed by role (glue_table.role_of): each of the run's models is shown the
+# paper's figure for its role on that task (its teacher BERT-large, its BiLSTM trained on gold labels
+# only, its distilled BiLSTM_SOFT), labelled with the paper's model; none of them was measured here.
 PAPER_ACCURACY = {
-    "sst2": {"teacher": ("BERT-large", 94.9), "bilstm": ("BiLSTM", 86.7), "bilstm_soft": ("BiLSTM_SOFT", 90.7)},
-    "qqp": {"teacher": ("BERT-large, F1 / acc", "72.1 / 89.3"), "siamese_bilstm": ("BiLSTM, F1 / acc", "63.7 / 86.2"),
-            "siamese_bilstm_soft": ("BiLSTM_SOFT, F1 / acc", "68.2 / 88.1")},
-    "mnli": {"teacher": ("BERT-large, m / mm", "86.7 / 85.9"), "siamese_bilstm": ("BiLSTM, m / mm", "68.7 / 68.3"),
-             "siamese_bilstm_soft": ("BiLSTM_SOFT, m / mm", "73.0 / 72.6")},
+    "sst2": {"teacher": ("BERT-large", 94.9), "label-only": ("BiLSTM", 86.7), "distilled": ("BiLSTM_SOFT", 90.7)},
+    "qqp": {"teacher": ("BERT-large, F1 / acc", "72.1 / 89.3"), "label-only": ("BiLSTM, F1 / acc", "63.7 / 86.2"),
+            "distilled": ("BiLSTM_SOFT, F1 / acc", "68.2 / 88.1")},
+    "mnli": {"teacher": ("BERT-large, m / mm", "86.7 / 85.9"), "label-only": ("BiLSTM, m / mm", "68.7 / 68.3"),
+             "distilled": ("BiLSTM_SOFT, m / mm", "73.0 / 72.6")},
 }
 PAPER_EFFICIENCY = [
     ("BERT-large", 335_000_000, 1060.0),
@@ -43,8 +46,9 @@ PAPER_COLUMN = "paper, GLUE test (reported, not measured)"
 
 
 def accuracy_table(task: str, models: dict) -> pd.DataFrame:
-    """Every non-variant model's scores on every split; the paper's figure beside them where the paper
-    (or the model's own `reported` entry) has one for this task, the column left out where none does."""
+    """Every non-variant model's scores on every split; the paper's figure for the model's role beside
+    them where the paper (or the model's own `reported` entry) has one for this task, the column left
+    out where none does."""
     paper = PAPER_ACCURACY.get(task, {})
     rows = []
     for name, m in models.items():
@@ -54,7 +58,7 @@ def accuracy_table(task: str, models: dict) -> pd.DataFrame:
         for split, scores in m["scores"].items():
             for metric, value in scores.items():
                 row[f"{split} {metric} (ours)"] = fmt(value)
-        ref = paper.get(name) or m.get("reported")
+        ref = paper.get(role_of(name, m)) or m.get("reported")
         row[PAPER_COLUMN] = f"{ref[1]} ({ref[0]})" if ref else "–"
         rows.append(row)
     table = pd.DataFrame(rows).fillna("–")
@@ -80,8 +84,7 @@ def selection_line(data: dict) -> str:
 
 LABELS_ONLY = "gold labels only, original training set (no teacher, no augmentation)"
 FULL_METHOD = "the full method: teacher logits on the augmented transfer set"
-STUDENT_ROLES = {"bilstm": LABELS_ONLY, "siamese_bilstm": LABELS_ONLY, "bilstm_soft": FULL_METHOD,
-                 "siamese_bilstm_soft": FULL_METHOD}
+ROLE_CHANGES = {"label-only": LABELS_ONLY, "distilled": FULL_METHOD}  # a student's role -> what it is trained on
 
 
 def dev_score(m: dict | None) -> tuple[str, float] | None:
@@ -91,17 +94,18 @@ def dev_score(m: dict | None) -> tuple[str, float] | None:
 
 
 def ablation_table(models: dict) -> pd.DataFrame:
-    """Each ablation variant's dev score and its gain over each of the run's own students (the
-    label-only `bilstm` and the full `bilstm_soft` on SST-2), those students first."""
+    """Each ablation variant's dev score and its gain over each of the run's own students (those with
+    a role other than teacher, e.g. the label-only `bilstm` and the distilled `bilstm_soft` on SST-2),
+    those students first, each described by its role."""
     variants = [n for n, m in models.items() if "variant" in m]
     if not variants:
         return pd.DataFrame()
-    refs = {n: dev_score(m) for n, m in models.items() if m.get("kind") == "student" and "variant" not in m and dev_score(m)}
+    refs = {n: dev_score(m) for n, m in models.items() if role_of(n, m) in ROLE_CHANGES and dev_score(m)}
     rows = []
     for name in [*refs, *variants]:
         m, score = models[name], dev_score(models[name])
         row = {"model": name, "base": m["variant"]["base"] if name in variants else "–",
-               "what it changes": m["variant"]["changes"] if name in variants else STUDENT_ROLES.get(name, "–"),
+               "what it changes": m["variant"]["changes"] if name in variants else ROLE_CHANGES[role_of(name, m)],
                f"dev {score[0]}" if score else "dev": fmt(score[1]) if score else "–"}
         for ref, (metric, value) in refs.items():
             row[f"vs {ref}"] = f"{score[1] - value:+.2f}" if score and score[0] == metric and ref != name else "–"
@@ -117,7 +121,7 @@ def ablation_section(models: dict) -> list[str]:
     return ["### Ablations", "",
             "Each variant is its base student with the listed settings changed, trained on the same teacher, data and "
             "seed; scored on dev, not timed (same architecture as its base). `vs` columns: dev points gained over each "
-            "of the run's own students (`bilstm`: gold labels only; `bilstm_soft`: the full method).", "", md(table), ""]
+            "of the run's own students (label-only: gold labels only; distilled: the full method).", "", md(table), ""]
 
 
 def int8_lines(models: dict) -> list[str]:

@@ -54,14 +54,17 @@ SOURCES = {
                 "harness/device.py"],
     "augment": [f"{_HERE}augment_stage", f"{_HERE}sample", "harness/augment.py", "harness/text.py"],
     "label": [f"{_HERE}label_stage", f"{_HERE}label_batch", f"{_HERE}load_teacher", f"{_HERE}on_runtime",
-              "harness/label.py", "harness/label_backends.py", "harness/ort.py", "teachers/hf.py", "harness/batching.py",
+              "harness/label.py", "harness/label_backends.py", "harness/ort.py", "teachers/hf.py", "teachers/hf_onnx.py",
+              "harness/batching.py",
               "harness/device.py"],
     "ensemble": [f"{_HERE}ensemble_stage"],
     "import": [f"{_HERE}import_stage", "harness/transfer.py"],
     "student": [f"{_HERE}student_stage", f"{_HERE}training_rows", f"{_HERE}TransferData", f"{_HERE}seal_model",
                 "harness/distill.py", "harness/wordmodel.py", "harness/embeddings.py", "harness/text.py",
                 "harness/batching.py", "harness/metrics.py", "harness/device.py", "harness/label.py",
-                "harness/transfer.py::imported_vectors", "students/bilstm.py", "students/siamese.py"],
+                "harness/transfer.py::imported_vectors", "harness/variants.py::StudentJob"],
+    # the built-in students' files are added by tests/test_stage_versions.py (from pyproject.toml's entry points);
+    # another package's student bumps its StudentSpec.version
 }  # (student: `embedding: teacher` reads the teacher's weights through transformers, not teachers/hf.py's code)
 
 
@@ -70,7 +73,12 @@ def cache_view(cfg: Any) -> Any:
     if not dataclasses.is_dataclass(cfg):
         return cfg
     return {f.name: cache_view(getattr(cfg, f.name)) for f in dataclasses.fields(cfg)
-            if not (f.metadata.get(KEY_IF_CHANGED) and getattr(cfg, f.name) == f.default)}
+            if not (f.metadata.get(KEY_IF_CHANGED) and getattr(cfg, f.name) == default_of(f))}
+
+
+def default_of(f: dataclasses.Field) -> Any:
+    """A dataclass field's default value (made by its factory, if it has one)."""
+    return f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
 
 
 def key_of(stage: str, optional: dict[str, Any] | None = None, **parts: Any) -> str:
@@ -371,10 +379,11 @@ def student_stage(store: Store, job: StudentJob, task: Task, cfg: RunConfig, sel
     check_job_fits(job, task)
     spec = STUDENTS.get(job.base)
     scfg = job.student
-    optional = {"transfer": job.transfer if job.transfer != spec.transfer else None,
+    optional = {"transfer": job.transfer if job.transfer != spec.transfer else None, "plugin_version": spec.version or None,
                 "synthetic": [p.name for p in data.synthetic] if data.synthetic and job.transfer else None}
-    key = key_of("student", optional, name=job.base, student=scfg, seed=cfg.seed, teacher=(teacher_dir or data.augment_dir).name,
-                 augment=data.augment_dir.name, label=data.label_dir.name, dev=select.fingerprint())
+    key = key_of("student", optional, name=job.base, student=job.key_view(), seed=cfg.seed,
+                 teacher=(teacher_dir or data.augment_dir).name, augment=data.augment_dir.name, label=data.label_dir.name,
+                 dev=select.fingerprint())
 
     def build(work: Path) -> dict:
         columns, gold, logits = training_rows(data, n_train, job.transfer)
@@ -389,11 +398,12 @@ def student_stage(store: Store, job: StudentJob, task: Task, cfg: RunConfig, sel
             teacher = load_teacher(teacher_dir, cfg) if scfg.embedding == "teacher" else None
             vectors, emb_meta = initial_vectors(scfg.embedding, vocab.itos, scfg.embed_dim, cfg.seed, teacher)
         torch.manual_seed(cfg.seed)  # initial weights
-        model = spec.build(scfg, len(vocab), vectors.shape[1], task.num_labels)
-        model.encoder.init_embeddings(vectors)
+        model = spec.build(job.settings, len(vocab), vectors.shape[1], task.num_labels)
+        if hasattr(model, "init_embeddings"):  # optional (harness/protocols.py)
+            model.init_embeddings(vectors)
         model.to(device.current().device)
         meta = {"student": job.base, "task": task.name, "num_labels": task.num_labels, "embed_dim": int(vectors.shape[1]),
-                "max_tokens": scfg.max_tokens, **{k: getattr(scfg, k) for k in ("hidden", "fc", "multichannel", "dropout")}}
+                "max_tokens": scfg.max_tokens, "settings": asdict(job.settings)}
         predictor = StudentPredictor(model, vocab, meta)
         train_ids = [TokenIds.from_lists([vocab.encode(s.split(" "), scfg.max_tokens) for s in col]) for col in columns]
         result = train_student(model, scfg, train_ids, targets, soft, predictor.encode(select.texts), select.labels,
@@ -401,6 +411,7 @@ def student_stage(store: Store, job: StudentJob, task: Task, cfg: RunConfig, sel
         if device.current().main:
             predictor.to("cpu").save(work / "model")
             seal_model(work / "model", "student", job.base, task.name)
-        return {**result, "train_examples": len(gold), "vocab": len(vocab), "embedding": emb_meta, "config": asdict(scfg)}
+        return {**result, "train_examples": len(gold), "vocab": len(vocab), "embedding": emb_meta,
+                "config": {**asdict(scfg), **asdict(job.settings)}}
 
     return cached(store, "student", key, build, shared=True)

@@ -23,7 +23,17 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from harness.config import AugmentConfig, RunConfig, StudentConfig, _check, _coerce, _flatten, apply_overrides, unknown
+from harness.config import (
+    AugmentConfig,
+    RunConfig,
+    StudentConfig,
+    _check,
+    _coerce,
+    _flatten,
+    apply_overrides,
+    settings_of,
+    unknown,
+)
 from harness.errors import HarnessError
 
 FIELDS = ("base", "student", "augment", "transfer")
@@ -59,7 +69,7 @@ def merge_variants(current: dict[str, VariantConfig], overrides: Any, source: st
     """Apply `{name.field: value}` (or nested `{name: {field: value}}`) overrides to `current`;
     a section (`student`, `augment`) merges field by field into what the variant already sets."""
     _check(isinstance(overrides, dict), f"{source}: expected a mapping of variant names to settings, "
-           "e.g. variants: {bilstm_soft_kl_t2: {base: bilstm_soft, student: {loss: kl, temperature: 2}}}")
+           "e.g. variants: {my_kl_t2: {base: <a distilled student>, student: {loss: kl, temperature: 2}}}")
     out = dict(current)
     for dotted, value in _flatten(overrides).items():
         name, _, rest = dotted.partition(".")
@@ -100,7 +110,7 @@ def check_variants(cfg: RunConfig) -> None:
     _check(not both, f"{', '.join(sorted(both))}: listed both as a student and as an ablation variant")
     for name, variant in cfg.variants.items():
         _check(name not in RESERVED, f"variant {name}: the name of a pipeline stage; pick another")
-        _check(bool(variant.base), f"variant {name}: set base, the registered student it varies (e.g. bilstm_soft)")
+        _check(bool(variant.base), f"variant {name}: set base, the registered student it varies (see `harness ls students`)")
         try:
             resolve(cfg, name)
         except HarnessError as e:
@@ -114,7 +124,8 @@ class StudentJob:
     Attributes:
         name: the model's name in results and under models/ (the student's, or the variant's).
         base: the registered student trained.
-        student: its effective settings.
+        student: its effective training settings (`arch` emptied: its architecture's are `settings`).
+        settings: its architecture's settings (an instance of its StudentSpec's `settings` dataclass).
         transfer: trains on the transfer set (True) or the originals only.
         augment: the variant's own augmentation settings when they differ from the run's, else None.
         changes: what the variant changes, in words; "" for a registered student.
@@ -123,9 +134,17 @@ class StudentJob:
     name: str
     base: str
     student: StudentConfig
+    settings: Any
     transfer: bool
     augment: AugmentConfig | None = None
     changes: str = ""
+
+    def key_view(self) -> dict:
+        """The student's settings as its cache key holds them: training and architecture side by side (as
+        one StudentConfig held them before architectures had their own settings, so keys stayed the same)."""
+        from harness.stages import cache_view
+
+        return {**cache_view(self.student), **cache_view(self.settings)}
 
 
 def student_jobs(cfg: RunConfig, columns: int | None = None) -> list[StudentJob]:
@@ -140,18 +159,29 @@ def student_jobs(cfg: RunConfig, columns: int | None = None) -> list[StudentJob]
     jobs = []
     for name in cfg.students:
         spec = STUDENTS.get(name)
-        jobs.append(StudentJob(name, name, distill_only(spec, dataclasses.replace(cfg.student, **spec.overrides)),
-                               spec.transfer))
+        jobs.append(make_job(name, name, spec, own_settings(cfg.student, spec, name), spec.transfer))
     for name in cfg.ablations:
         variant = cfg.variants[name]
         spec = STUDENTS.get(variant.base)
         if columns is not None and spec.columns != columns:
             continue
-        student, augment = resolve(cfg, name, dataclasses.replace(cfg.student, **spec.overrides))
-        jobs.append(StudentJob(name, variant.base, distill_only(spec, student),
-                               spec.transfer if variant.transfer is None else variant.transfer,
-                               None if augment == cfg.augment else augment, variant.describe()))
+        student, augment = resolve(cfg, name, own_settings(cfg.student, spec, variant.base))
+        jobs.append(make_job(name, variant.base, spec, student, spec.transfer if variant.transfer is None else variant.transfer,
+                             None if augment == cfg.augment else augment, variant.describe()))
     return jobs
+
+
+def own_settings(student: StudentConfig, spec, name: str) -> StudentConfig:
+    """The run's student settings with what the registered student fixes (`StudentSpec.overrides`)."""
+    return apply_overrides(student, spec.overrides, f"student {name}") if spec.overrides else student
+
+
+def make_job(name: str, base: str, spec, student: StudentConfig, transfer: bool, augment: AugmentConfig | None = None,
+             changes: str = "") -> StudentJob:
+    """A StudentJob, its architecture's settings taken out of `student.arch` and checked."""
+    settings = settings_of(spec.settings, student.arch, f"student ({name}: {spec.settings.__name__})")
+    return StudentJob(name, base, distill_only(spec, dataclasses.replace(student, arch={})), settings, transfer, augment,
+                      changes)
 
 
 def distill_only(spec, student: StudentConfig) -> StudentConfig:
@@ -162,12 +192,44 @@ def distill_only(spec, student: StudentConfig) -> StudentConfig:
     return dataclasses.replace(student, **defaults)
 
 
+def architecture_fields(names: list[str] | None = None) -> dict[str, list[str]]:
+    """field -> the registered students (all, or `names`) whose architecture settings have it."""
+    from harness.registry import STUDENTS
+
+    out: dict[str, list[str]] = {}
+    for name in STUDENTS.names() if names is None else names:
+        for f in dataclasses.fields(STUDENTS.get(name).settings):
+            out.setdefault(f.name, []).append(name)
+    return out
+
+
+def check_arch_settings(arch: dict, source: str, chosen: list[str] | None = None) -> None:
+    """Every architecture setting is a field of some registered student's settings (of one of `chosen`,
+    when given: the settings a user set on the command line must reach one of the run's students).
+
+    Raises:
+        HarnessError: naming the setting and the fields there are.
+    """
+    known = architecture_fields(chosen)
+    training = [f.name for f in dataclasses.fields(StudentConfig) if f.name != "arch"]
+    for key in arch:
+        if key not in known and key not in training:
+            whose = f"none of this run's students ({', '.join(chosen)}) has it" if chosen is not None else \
+                "no registered student has it"
+            raise HarnessError(f"{source}.{key}: {whose}; {unknown('student setting', key, sorted(training + [*known]))}")
+
+
 def check_registered(cfg: RunConfig) -> None:
     """Bases are registered students (did-you-mean otherwise), variant names are not, and every
     variant's changes apply to its base (distillation settings need a distilled base, augmentation
     settings need the transfer set)."""
     from harness.registry import REFERENCES, STUDENTS
 
+    check_arch_settings(cfg.student.arch, "student")
+    for name, variant in cfg.variants.items():  # every defined variant's student settings, listed or not
+        check_arch_settings(variant.student, f"variant {name}: student")
+        if variant.base in STUDENTS:
+            settings_of(STUDENTS.get(variant.base).settings, resolve(cfg, name)[0].arch, f"variant {name}: student")
     for name in cfg.ablations:
         variant = cfg.variants[name]
         try:

@@ -15,7 +15,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from harness.batching import TokenIds, recurrent_batches
-from harness.config import StudentConfig
+from harness.config import settings_of
 from harness.registry import STUDENTS
 from harness.text import WordIds, encode_many
 
@@ -64,7 +64,8 @@ class StudentPredictor:
     Args:
         model: takes (ids, lengths) per text column, returns (B, K) logits.
         vocab: its word vocabulary.
-        meta: what rebuilds it (student name, sizes, num_labels, max_tokens), saved as config.json.
+        meta: what rebuilds it, saved as config.json: `student` (its registered name), `settings` (its
+            architecture's settings dataclass, whole), `embed_dim`, `num_labels`, `max_tokens`.
     """
 
     def __init__(self, model: nn.Module, vocab: Vocab, meta: dict) -> None:
@@ -109,10 +110,12 @@ class StudentPredictor:
 
 
 def load_student(folder: Path) -> StudentPredictor:
-    """A student saved by `StudentPredictor.save`, rebuilt through the registry."""
+    """A student saved by `StudentPredictor.save`, rebuilt through the registry with the settings it
+    saved (a folder saved before settings had their own entry holds them beside the other facts)."""
     meta = json.loads((folder / "config.json").read_text())
     vocab = Vocab(json.loads((folder / "vocab.json").read_text()))
-    cfg = StudentConfig(**{k: meta[k] for k in ("hidden", "fc", "multichannel", "dropout")})
-    model = STUDENTS.get(meta["student"]).build(cfg, len(vocab), meta["embed_dim"], meta["num_labels"])
+    spec = STUDENTS.get(meta["student"])
+    settings = settings_of(spec.settings, meta.get("settings", meta), f"{folder / 'config.json'}: settings")
+    model = spec.build(settings, len(vocab), meta["embed_dim"], meta["num_labels"])
     model.load_state_dict(load_file(str(folder / "model.safetensors")))
     return StudentPredictor(model, vocab, meta)

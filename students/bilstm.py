@@ -4,16 +4,41 @@ last backward state] -> FC + ReLU -> linear -> logits. No attention, no norm.
 Registered: `bilstm` (gold labels only, original training set: the paper's "BiLSTM, no
 distillation"), `bilstm_soft` (distilled from teacher logits on the augmented transfer set) and
 `bilstm_tiny` (a tiny distilled variant for tests).
+
+Its ONNX export (`export_module`, `finish_onnx`): packed sequences do not export, so the model exports
+a twin that shares its parameters and runs the bidirectional LSTM over the padded batch, one ONNX LSTM
+node per sentence column; `finish_onnx` then gives each node its sequences' lengths (`feed_lengths`),
+so ONNX Runtime stops each direction at the sequence's own end.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
+
 import numpy as np
+import onnx
 import torch
 from torch import nn
 
-from harness.config import StudentConfig
+from harness.errors import HarnessError
 from harness.registry import STUDENTS, StudentSpec
+
+
+@dataclass(frozen=True)
+class BiLSTMSettings:
+    """The BiLSTM students' architecture (`student.hidden=300`, ...): the paper's sizes by default."""
+
+    hidden: int = 150
+    fc: int = 200
+    multichannel: bool = True  # a frozen and a trainable copy of the embeddings, side by side (the authors' code)
+    dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.hidden < 1 or self.fc < 1:
+            raise HarnessError("student.hidden and student.fc must be >= 1")
+        if not 0 <= self.dropout < 1:
+            raise HarnessError("student.dropout must be in [0, 1)")
 
 
 class BiLSTMEncoder(nn.Module):
@@ -67,7 +92,84 @@ class BiLSTMEncoder(nn.Module):
         return torch.lstm(x, (h0, h0), params, True, 1, 0.0, self.training, False, True)[0]
 
 
-class BiLSTMClassifier(nn.Module):
+class BiLSTMEncoderTwin(nn.Module):
+    """`BiLSTMEncoder` for export: the bidirectional LSTM over the padded batch, its last states (h_n)
+    concatenated. Traced as it is, h_n would include padding; `feed_lengths` then gives the exported
+    ONNX LSTM each sequence's length (`sequence_lens`), with which ONNX Runtime stops each direction at
+    the sequence's own end."""
+
+    def __init__(self, encoder: BiLSTMEncoder) -> None:
+        super().__init__()
+        lstm = encoder.lstm
+        if lstm.num_layers != 1 or not lstm.batch_first or lstm.proj_size or not lstm.bidirectional:
+            raise HarnessError("ONNX export supports one-layer, batch-first, bidirectional LSTMs without projection")
+        self.encoder = encoder
+
+    def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        h = self.encoder.lstm(self.encoder.embed_inputs(ids))[1][0]  # (2, B, H): forward and backward last states
+        return torch.cat([h[0], h[1]], dim=-1)  # (B, 2H)
+
+
+def feed_lengths(path: Path, inputs: list[str]) -> None:
+    """Give the k-th LSTM node of the ONNX file at `path` the k-th `lengths*` graph input (cast to int32)
+    as its `sequence_lens`, restoring inputs the tracer dropped as unused, in `inputs`' order (ORT
+    predictors feed inputs by position). Each column's encoder call is one LSTM node, in column order;
+    ONNX Runtime then stops each direction at every sequence's own end (measured: 7,377 vs 6,483 SST-2
+    sentences/s for two one-direction LSTMs over the padding with a reversing gather, the export twin
+    used before; 1 thread, batch 512).
+
+    Raises:
+        HarnessError: not one LSTM node per text column.
+    """
+    model = onnx.load(str(path))
+    lengths = [name for name in inputs if name.startswith("lengths")]
+    nodes = list(model.graph.node)
+    lstms = [n for n in nodes if n.op_type == "LSTM"]
+    if len(lstms) != len(lengths):
+        raise HarnessError(f"ONNX export: {len(lstms)} LSTM node(s) for {len(lengths)} text column(s)")
+    present = {i.name: i for i in model.graph.input}
+    graph_inputs = [present.get(name) or onnx.helper.make_tensor_value_info(name, onnx.TensorProto.INT64, ["batch"])
+                    for name in inputs]
+    del model.graph.input[:]
+    model.graph.input.extend(graph_inputs)
+    for node, name in zip(lstms, lengths):
+        cast = onnx.helper.make_node("Cast", [name], [f"{name}_int32_{node.name}"], to=onnx.TensorProto.INT32)
+        node_inputs = [*node.input, *[""] * (5 - len(node.input))]
+        node_inputs[4] = cast.output[0]  # LSTM inputs: X, W, R, B, sequence_lens, initial_h, initial_c, P
+        del node.input[:]
+        node.input.extend(node_inputs)
+        nodes.insert(nodes.index(node), cast)
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+    onnx.save(model, str(path))
+
+
+class LSTMExport:
+    """What the BiLSTM students share: their initial vectors go to the encoder, and their ONNX export
+    is a twin (`export_module`) whose LSTM nodes then get the sequences' lengths (`finish_onnx`)."""
+
+    encoder: BiLSTMEncoder
+
+    def init_embeddings(self, vectors: np.ndarray) -> None:
+        self.encoder.init_embeddings(vectors)
+
+    def finish_onnx(self, path: Path, input_names: list[str]) -> None:
+        feed_lengths(path, input_names)
+
+
+class BiLSTMClassifierTwin(nn.Module):
+    """`BiLSTMClassifier` for export: one text column, (ids, lengths) -> logits."""
+
+    def __init__(self, model: BiLSTMClassifier) -> None:
+        super().__init__()
+        self.encoder = BiLSTMEncoderTwin(model.encoder)
+        self.head = model.head
+
+    def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        return self.head(self.encoder(ids, lengths))  # (B, K)
+
+
+class BiLSTMClassifier(LSTMExport, nn.Module):
     """Encoder -> FC + ReLU -> linear -> logits."""
 
     def __init__(self, vocab_size: int, embed_dim: int, hidden: int, fc: int, num_labels: int,
@@ -79,14 +181,17 @@ class BiLSTMClassifier(nn.Module):
     def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         return self.head(self.encoder(ids, lengths))  # (B, num_labels)
 
+    def export_module(self) -> nn.Module:
+        return BiLSTMClassifierTwin(self)
 
-def build(cfg: StudentConfig, vocab_size: int, embed_dim: int, num_labels: int) -> BiLSTMClassifier:
+
+def build(cfg: BiLSTMSettings, vocab_size: int, embed_dim: int, num_labels: int) -> BiLSTMClassifier:
     return BiLSTMClassifier(vocab_size, embed_dim, cfg.hidden, cfg.fc, num_labels, cfg.multichannel, cfg.dropout)
 
 
-STUDENTS.add("bilstm", StudentSpec("bilstm", build, distill=False, transfer=False))
-STUDENTS.add("bilstm_soft", StudentSpec("bilstm", build, distill=True, transfer=True))
+STUDENTS.add("bilstm", StudentSpec("bilstm", build, BiLSTMSettings, distill=False, transfer=False))
+STUDENTS.add("bilstm_soft", StudentSpec("bilstm", build, BiLSTMSettings, distill=True, transfer=True))
 STUDENTS.add(
     "bilstm_tiny",
-    StudentSpec("bilstm", build, distill=True, transfer=True, overrides={"hidden": 8, "fc": 8, "epochs": 1}),
+    StudentSpec("bilstm", build, BiLSTMSettings, distill=True, transfer=True, overrides={"hidden": 8, "fc": 8, "epochs": 1}),
 )

@@ -13,9 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness.config import StudentConfig
 from harness.registry import STUDENTS, StudentSpec
-from students.bilstm import BiLSTMEncoder
+from students.bilstm import BiLSTMEncoder, BiLSTMEncoderTwin, BiLSTMSettings, LSTMExport
 
 
 def pair_features(h1: torch.Tensor, h2: torch.Tensor) -> torch.Tensor:
@@ -23,7 +22,24 @@ def pair_features(h1: torch.Tensor, h2: torch.Tensor) -> torch.Tensor:
     return torch.cat([h1, h2, h1 * h2, (h1 - h2).abs()], dim=-1)  # (B, 4D)
 
 
-class SiameseBiLSTM(nn.Module):
+class SiameseBiLSTMTwin(nn.Module):
+    """`SiameseBiLSTM` for export: two text columns, (ids_0, lengths_0, ids_1, lengths_1) -> logits. One
+    encoder twin (the shared weights) encodes each sentence in turn: one ONNX LSTM node per column."""
+
+    def __init__(self, model: SiameseBiLSTM) -> None:
+        super().__init__()
+        self.encoder = BiLSTMEncoderTwin(model.encoder)
+        self.head = model.head
+        self.features = model.features  # [h1, h2, h1 * h2, |h1 - h2|], the student's own function
+
+    def forward(self, ids_0: torch.Tensor, lengths_0: torch.Tensor, ids_1: torch.Tensor,
+                lengths_1: torch.Tensor) -> torch.Tensor:
+        h1 = self.encoder(ids_0, lengths_0)  # (B, 2H)
+        h2 = self.encoder(ids_1, lengths_1)  # (B, 2H)
+        return self.head(self.features(h1, h2))  # (B, K)
+
+
+class SiameseBiLSTM(LSTMExport, nn.Module):
     """Shared encoder on both sentences -> pair features -> FC + ReLU -> linear -> logits."""
 
     def __init__(self, vocab_size: int, embed_dim: int, hidden: int, fc: int, num_labels: int,
@@ -46,15 +62,18 @@ class SiameseBiLSTM(nn.Module):
         h = self.encoder(ids, torch.cat([lengths_a, lengths_b]))  # (2B, 2H)
         return self.classify(h[:batch], h[batch:])  # (B, num_labels)
 
+    def export_module(self) -> nn.Module:
+        return SiameseBiLSTMTwin(self)
 
-def build(cfg: StudentConfig, vocab_size: int, embed_dim: int, num_labels: int) -> SiameseBiLSTM:
+
+def build(cfg: BiLSTMSettings, vocab_size: int, embed_dim: int, num_labels: int) -> SiameseBiLSTM:
     return SiameseBiLSTM(vocab_size, embed_dim, cfg.hidden, cfg.fc, num_labels, cfg.multichannel, cfg.dropout)
 
 
-STUDENTS.add("siamese_bilstm", StudentSpec("siamese_bilstm", build, distill=False, transfer=False, columns=2))
-STUDENTS.add("siamese_bilstm_soft", StudentSpec("siamese_bilstm", build, distill=True, transfer=True, columns=2))
+STUDENTS.add("siamese_bilstm", StudentSpec("siamese_bilstm", build, BiLSTMSettings, distill=False, transfer=False, columns=2))
+STUDENTS.add("siamese_bilstm_soft", StudentSpec("siamese_bilstm", build, BiLSTMSettings, distill=True, transfer=True, columns=2))
 STUDENTS.add(
     "siamese_bilstm_tiny",
-    StudentSpec("siamese_bilstm", build, distill=True, transfer=True, columns=2,
+    StudentSpec("siamese_bilstm", build, BiLSTMSettings, distill=True, transfer=True, columns=2,
                 overrides={"hidden": 8, "fc": 8, "epochs": 1}),
 )

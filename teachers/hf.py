@@ -217,6 +217,32 @@ class HFTeacher:
         columns = list(zip(*texts))
         return self.tokenizer(*columns, truncation=True, max_length=self.max_length, padding=True, return_tensors="pt")
 
+    def export_onnx(self, path: Path, check_texts: list[tuple[str, ...]]) -> Path:
+        """This teacher as an ONNX file at `path`, checked against PyTorch on `check_texts` (teachers/hf_onnx.py)."""
+        from teachers.hf_onnx import export_teacher
+
+        return export_teacher(self, path, check_texts)
+
+    def onnx_predictor(self, path: Path):
+        """A predictor running the ONNX file at `path` (from `export_onnx`, or its int8 form) as this teacher runs."""
+        from teachers.hf_onnx import OrtTeacher
+
+        return OrtTeacher.from_teacher(self, path)
+
+    def word_vectors(self, words: list[str], mask_word: str) -> tuple[np.ndarray, np.ndarray]:
+        """Static vectors for `words` (`embedding: teacher`, `export-transfer`): each word's mean WordPiece
+        input embedding in this teacher (`mask_word` is its mask token), and which words are one known piece.
+
+        Returns:
+            (len(words), D) float32 vectors, and a (len(words),) bool array.
+        """
+        table = self.model.get_input_embeddings().weight.detach().float().cpu().numpy()
+        tok = self.tokenizer
+        pieces = tok([w if w != mask_word else tok.mask_token for w in words], add_special_tokens=False)["input_ids"]
+        out = np.stack([table[p].mean(0) if p else table[tok.unk_token_id] for p in pieces]).astype(np.float32)
+        whole = np.array([len(p) == 1 and p[0] != tok.unk_token_id for p in pieces], dtype=bool)
+        return out, whole
+
     def num_params(self) -> tuple[int, int]:
         total = sum(p.numel() for p in self.model.parameters())
         emb = sum(p.numel() for p in self.model.get_input_embeddings().parameters())

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from harness.ort import OrtStudent, OrtTeacher
+from harness.ort import OrtStudent
 from harness.predict import load_model
 
 
@@ -30,7 +30,7 @@ def saved_outputs(folder: Path, texts: list[tuple[str, ...]], backend: str = "to
     if backend != "torch":
         path = folder / ("model.int8.onnx" if backend == "onnx-int8" else "model.onnx")
         assert path.is_file(), f"{path}: the run recorded a {backend} score but left no export"
-        predictor = (OrtTeacher.from_teacher(predictor, path) if meta["kind"] == "teacher"
+        predictor = (predictor.onnx_predictor(path) if meta["kind"] == "teacher"
                      else OrtStudent.from_predictor(predictor, path))
     before = torch.get_num_threads()
     torch.set_num_threads(threads)

@@ -163,9 +163,12 @@ def test_each_task_runs_the_variants_that_fit() -> None:
     (["variants.teacher.base=bilstm_soft"], ["variant teacher", "pipeline stage"]),
 ])
 def test_bad_variant_settings_are_named(sets: list[str], needles: list[str]) -> None:
-    """Unknown names and keys get did-you-mean errors; bad types and values name the variant."""
+    """Unknown names and keys get did-you-mean errors; bad types and values name the variant (a student's
+    architecture settings once the run is checked against the registered students: harness.api.configure)."""
+    from harness.api import configure
+
     with pytest.raises(HarnessError) as err:
-        load_suite("glue", "smoke", parse_set(sets))
+        configure("glue", "smoke", overrides=parse_set(sets))
     for needle in needles:
         assert needle in str(err.value)
 

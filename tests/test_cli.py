@@ -10,10 +10,10 @@ import pytest
 import torch
 from cli_runner import harness
 
-from harness.config import StudentConfig
 from harness.registry import STUDENTS
 from harness.stages import seal_model
 from harness.wordmodel import StudentPredictor, Vocab
+from students.bilstm import BiLSTMSettings
 
 
 def assert_one_line_error(proc: subprocess.CompletedProcess, *needles: str) -> str:
@@ -33,7 +33,7 @@ def student_folder(tmp_path: Path) -> Path:
     """A tiny saved student laid out like <run>/models/sst2/bilstm_tiny."""
     vocab = Vocab.from_texts([["a good film", "a bad film"]])
     torch.manual_seed(0)
-    model = STUDENTS.get("bilstm_tiny").build(StudentConfig(hidden=4, fc=4), len(vocab), 5, 2)
+    model = STUDENTS.get("bilstm_tiny").build(BiLSTMSettings(hidden=4, fc=4), len(vocab), 5, 2)
     meta = {"student": "bilstm_tiny", "task": "sst2", "num_labels": 2, "embed_dim": 5, "max_tokens": 64,
             "hidden": 4, "fc": 4, "multichannel": True, "dropout": 0.0}
     folder = tmp_path / "bilstm_tiny"

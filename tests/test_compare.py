@@ -2,7 +2,8 @@
 
 tests/golden/run_a and run_b hold hand-made results.json files (teacher, two students with ONNX and int8
 timings, ablation variants, a reference); run_b records each model's role, run_a (older results) leaves
-it to be inferred, and both give the same GLUE average rows. To accept a deliberate formatting change, regenerate with
+it to be inferred, and both give the same GLUE average rows, one per role (each role has one model). To
+accept a deliberate formatting change, regenerate with
 `UPDATE_GOLDEN=1 .venv/bin/python -m pytest tests/test_compare.py` and review the diff.
 """
 
@@ -65,6 +66,25 @@ def test_runs_over_different_tasks_have_different_average_rows(tmp_path: Path) -
     assert "- GLUE distilled average (1 task: sst2): only in a" in text
     assert "- GLUE distilled average (2 tasks: sst2, mrpc): only in b" in text
     assert "- mrpc teacher dev f1: only in b" in text
+
+
+def test_several_models_of_one_role_get_their_own_average_rows(tmp_path: Path) -> None:
+    """Two distilled students on one task: a GLUE row each, named by role and model, with its own average; a role
+    with one model per task keeps its plain row name (the rows `harness check` baselines were made with)."""
+    results = json.loads((RUNS[1] / "results.json").read_text())
+    models = results["tasks"]["sst2"]["models"]
+    models["alpha_soft"] = {"kind": "student", "role": "distilled", "scores": {"dev": {"accuracy": 60.0}}}
+    models["beta_soft"] = {"kind": "student", "role": "distilled", "scores": {"dev": {"accuracy": 65.0}}}
+    rows = glue_rows(results)
+    score = "average (1 task: sst2)"
+    assert list(rows) == [("GLUE", name, score) for name in ("teacher", "label-only", "distilled (bilstm_soft)",
+                                                             "distilled (alpha_soft)", "distilled (beta_soft)")]
+    assert (rows[("GLUE", "distilled (alpha_soft)", score)], rows[("GLUE", "distilled (beta_soft)", score)]) == (60.0, 65.0)
+    (tmp_path / "results.json").write_text(json.dumps(results))
+    text = compare([RUNS[1], tmp_path], ["one", "two"])
+    shared = [line.split("|")[1:3] for line in text.split("Not in every run")[0].splitlines() if line.startswith("| GLUE")]
+    assert [model.strip() for _, model in shared] == ["teacher", "label-only"]  # the distilled row is now named by model
+    assert "- GLUE distilled (beta_soft) average (1 task: sst2): only in two" in text
 
 
 def test_compare_needs_shared_rows(tmp_path: Path) -> None:

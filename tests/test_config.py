@@ -46,7 +46,7 @@ def test_preset_overrides_suite() -> None:
     """A preset changes only what it sets."""
     full, _ = load_suite("glue")
     smoke, _ = load_suite("glue", "smoke")
-    assert (smoke.train_limit, smoke.augment.n_iter, smoke.student.hidden) == (1500, 2, 64)
+    assert (smoke.train_limit, smoke.augment.n_iter, smoke.student.arch["hidden"]) == (1500, 2, 64)
     assert smoke.augment.p_mask == full.augment.p_mask and smoke.teacher.lr == full.teacher.lr
 
 
@@ -80,13 +80,16 @@ def test_sets_apply_and_coerce() -> None:
     cfg, _ = load_suite("glue", "smoke", parse_set(["augment.p_mask=0", "students=bilstm,bilstm_tiny", "student.hidden=7"]))
     assert cfg.augment.p_mask == 0.0 and isinstance(cfg.augment.p_mask, float)
     assert cfg.students == ("bilstm", "bilstm_tiny")
-    assert cfg.student.hidden == 7
+    assert cfg.student.arch["hidden"] == 7
 
 
 def test_unknown_key_is_named() -> None:
-    """A misspelt field is an error naming it."""
-    with pytest.raises(HarnessError, match="hiddn"):
-        load_suite("glue", None, {"student.hiddn": 3})
+    """A misspelt field is an error naming it, with the closest one (a student setting: once the run is
+    checked against the registered students' settings)."""
+    from harness.api import configure
+
+    with pytest.raises(HarnessError, match="hiddn'; did you mean 'hidden'"):
+        configure("glue", None, overrides={"student.hiddn": 3})
     with pytest.raises(HarnessError, match="bogus"):
         load_suite("glue", None, {"bogus": 3})
 
@@ -96,9 +99,12 @@ def test_unknown_key_is_named() -> None:
     [("student.hidden", "abc"), ("student.hidden", 1.5), ("augment.p_mask", True), ("student.multichannel", "yes")],
 )
 def test_wrong_type_is_an_error(key: str, value: Any) -> None:
-    """A value of the wrong type is an error naming the field."""
+    """A value of the wrong type is an error naming the field (an architecture's, once the run is checked
+    against its students' settings: harness.api.configure)."""
+    from harness.api import configure
+
     with pytest.raises(HarnessError, match=key.split(".")[-1]):
-        load_suite("glue", None, {key: value})
+        configure("glue", None, overrides={key: value})
 
 
 @pytest.mark.parametrize(("key", "value"), [("augment.p_mask", 2), ("augment.p_mask", -0.1), ("student.alpha", 1.5)])
@@ -130,18 +136,21 @@ def test_per_task_settings_layer_under_the_command_line(tmp_path) -> None:
     }))
     cfg, _ = load_suite(str(suite), "quick")
     qqp, sst2 = cfg.for_task("qqp"), cfg.for_task("sst2")
-    assert (qqp.student.hidden, qqp.student.batch_size, qqp.augment.n_iter, qqp.teacher.train_limit) == (300, 256, 10, 9000)
+    assert (qqp.student.arch["hidden"], qqp.student.batch_size, qqp.augment.n_iter, qqp.teacher.train_limit) == \
+        (300, 256, 10, 9000)
     assert qqp.student.epochs == 2 == sst2.student.epochs
-    assert (sst2.student.hidden, sst2.augment.n_iter) == (150, 20)
+    assert (sst2.student.arch.get("hidden"), sst2.augment.n_iter) == (None, 20)  # the architecture's default
     cli, _ = load_suite(str(suite), "quick", {"student.hidden": 64})
-    assert cli.for_task("qqp").student.hidden == 64 and cli.for_task("qqp").student.batch_size == 256
+    assert cli.for_task("qqp").student.arch["hidden"] == 64 and cli.for_task("qqp").student.batch_size == 256
 
 
 def test_bad_per_task_setting_is_named(tmp_path) -> None:
     suite = tmp_path / "bad.yaml"
     suite.write_text(yaml.safe_dump({"per_task": {"qqp": {"student": {"hiden": 300}}}}))
-    with pytest.raises(HarnessError, match="per_task qqp.*hiden"):
-        load_suite(str(suite))
+    from harness.api import configure
+
+    with pytest.raises(HarnessError, match="per_task.qqp.student.hiden: no registered student has it"):
+        configure(str(suite))
 
 
 @pytest.mark.parametrize(

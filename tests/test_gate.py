@@ -17,11 +17,12 @@ import pytest
 import torch
 
 from harness import calibrate, check, efficiency, measure
-from harness.config import MeasureConfig, StudentConfig
+from harness.config import MeasureConfig
 from harness.env import cpu_model
 from harness.registry import STUDENTS
 from harness.tasks import REPO_ROOT, Split, load_task
 from harness.wordmodel import StudentPredictor, Vocab
+from students.bilstm import BiLSTMSettings
 
 BASELINE = REPO_ROOT / "benchmarks" / "baseline.json"
 # 1,024 training sentences (2 batches of 512) timed in 8 passes, the median pass kept; 50 dev sentences x 3 at batch 1
@@ -50,7 +51,7 @@ def student(splits: dict[str, Split]) -> StudentPredictor:
     speed does not depend on the weights' values."""
     vocab = Vocab.from_texts([[t[0] for t in splits["train"].texts]])
     torch.manual_seed(0)
-    model = STUDENTS.get("bilstm").build(StudentConfig(hidden=150, fc=200, multichannel=True), len(vocab), 50, 2)
+    model = STUDENTS.get("bilstm").build(BiLSTMSettings(hidden=150, fc=200, multichannel=True), len(vocab), 50, 2)
     return StudentPredictor(model, vocab, {"student": "bilstm", "num_labels": 2, "max_tokens": 64})
 
 

@@ -1,15 +1,19 @@
-"""The GLUE table: GLUE's cell conventions, its macro average, roles (recorded or inferred), the tasks
-not run, the literature's rows kept apart from ours, and the report's GLUE section."""
+"""The GLUE table: GLUE's cell conventions, its macro average, roles (recorded or inferred), a row per
+model family (several models of one role), the tasks not run, the literature's rows kept apart from ours,
+and the report's GLUE section; the report and compare name no registered student."""
 
 from __future__ import annotations
 
+import ast
 import math
 from pathlib import Path
 
 import pytest
 
 from harness.glue_table import LITERATURE, REPORTED, glue_section, glue_table, literature_table, not_run_lines, role_of
-from harness.report import accuracy_table, fmt, plot, render
+from harness.report import PAPER_COLUMN, ablation_table, accuracy_table, fmt, plot, render
+
+HARNESS = Path(__file__).resolve().parents[1] / "harness"
 
 
 def model(role: str | None = None, kind: str = "student", **dev: float) -> dict:
@@ -100,6 +104,69 @@ def test_old_results_without_roles_get_rows() -> None:
     old = run(sst2={"teacher": {"scores": {"dev": {"accuracy": 90.0}}}, "bilstm": {"scores": {"dev": {"accuracy": 83.0}}},
                     "bilstm_soft": {"scores": {"dev": {"accuracy": 88.0}}}})
     assert list(rows(glue_table(old))) == ["teacher", "label-only student (bilstm)", "distilled student (bilstm_soft)"]
+
+
+# Two distilled architectures on SST-2 and CoLA; only beta_soft ran on RTE (it keeps its own row there).
+TWO_DISTILLED = run(
+    sst2={"teacher": model("teacher", "teacher", accuracy=90.0), "alpha_soft": model("distilled", accuracy=80.0),
+          "beta_soft": model("distilled", accuracy=70.0), "plain": model("label-only", accuracy=75.0)},
+    cola={"teacher": model("teacher", "teacher", mcc=40.0), "alpha_soft": model("distilled", mcc=30.0),
+          "beta_soft": model("distilled", mcc=10.0), "plain": model("label-only", mcc=15.0)},
+)
+
+
+def test_several_models_of_one_role_get_a_row_each() -> None:
+    """A second distilled student on a task gets its own named row with its own average, after the label-only one."""
+    table = rows(glue_table(TWO_DISTILLED))
+    assert list(table) == ["teacher", "label-only student (plain)", "distilled student (alpha_soft)",
+                           "distilled student (beta_soft)"]
+    assert table["distilled student (alpha_soft)"]["average (2 tasks)"] == "55.00"  # (30 + 80) / 2
+    assert table["distilled student (beta_soft)"]["average (2 tasks)"] == "40.00"  # (10 + 70) / 2
+    assert table["distilled student (beta_soft)"]["SST-2 acc"] == "70.00"
+
+
+def test_a_model_keeps_its_row_across_tasks() -> None:
+    """A model joins the row that already holds its name, even where it is its role's only (first) model on a task."""
+    results = run(**{t: v["models"] for t, v in TWO_DISTILLED["tasks"].items()},
+                  rte={"beta_soft": model("distilled", accuracy=60.0)})
+    table = rows(glue_table(results))
+    assert table["distilled student (beta_soft)"]["RTE acc"] == "60.00"
+    assert table["distilled student (beta_soft)"]["average (3 tasks)"] == "46.67"  # (10 + 70 + 60) / 3
+    assert table["distilled student (alpha_soft)"]["RTE acc"] == "–"
+    assert table["distilled student (alpha_soft)"]["average (3 tasks)"] == "–"
+
+
+def test_report_describes_students_by_role() -> None:
+    """The paper's figure follows the model's role, and the ablation table says what a student is by its role."""
+    sst2 = TWO_DISTILLED["tasks"]["sst2"]["models"]
+    papers = {r["model"]: r[PAPER_COLUMN] for r in accuracy_table("sst2", sst2).to_dict("records")}
+    assert papers == {"teacher": "94.9 (BERT-large)", "alpha_soft": "90.7 (BiLSTM_SOFT)", "beta_soft": "90.7 (BiLSTM_SOFT)",
+                      "plain": "86.7 (BiLSTM)"}
+    variant = {**model(accuracy=72.0), "variant": {"base": "alpha_soft", "changes": "no augmentation"}}
+    table = ablation_table({**sst2, "alpha_soft_noaug": variant})
+    changes = dict(zip(table["model"], table["what it changes"]))
+    assert changes["plain"].startswith("gold labels only") and changes["alpha_soft"].startswith("the full method")
+    assert changes["alpha_soft_noaug"] == "no augmentation"
+    assert table.iloc[-1]["vs beta_soft"] == "+2.00"
+
+
+def string_constants(path: Path) -> list[str]:
+    """Every string constant in a module, f-string parts included, docstrings left out."""
+    tree = ast.parse(path.read_text())
+    docstrings = {id(node.body[0].value) for node in ast.walk(tree)
+                  if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and node.body
+                  and isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant)}
+    return [node.value for node in ast.walk(tree)
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings]
+
+
+@pytest.mark.parametrize("module", ["report.py", "glue_table.py", "compare.py"])
+def test_no_student_is_named_in_code(module: str) -> None:
+    """The report, the GLUE table and compare take models and roles from the results: no string in their
+    code names a registered student (comments and docstrings may)."""
+    strings = string_constants(HARNESS / module)
+    assert strings  # the parse found the module's strings
+    assert [s for s in strings if "bilstm" in s or "siamese_" in s] == []
 
 
 def test_not_run_lines() -> None:

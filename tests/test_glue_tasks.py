@@ -26,6 +26,7 @@ from harness.registry import TASKS
 from harness.stages import check_job_fits
 from harness.tasks import load_task, read_tsv
 from harness.variants import StudentJob, student_jobs
+from students.bilstm import BiLSTMSettings
 
 # GLUE's row counts (train, dev, test), as its data ships (shared/data/README.md and PROVENANCE.md)
 GLUE_ROWS = {"cola": (8_551, 1_043, 1_063), "mrpc": (3_668, 408, 1_725), "rte": (2_490, 277, 3_000),
@@ -144,7 +145,7 @@ def test_class_losses_refused_for_regression(loss: str) -> None:
     with pytest.raises(HarnessError, match=f"student.loss={loss} needs classes.*stsb is a regression task"):
         check_job_fits(job, TASKS.get("stsb"))
     check_job_fits(job, TASKS.get("mrpc"))
-    label_only = StudentJob("siamese_bilstm", "siamese_bilstm", StudentConfig(), transfer=False)
+    label_only = StudentJob("siamese_bilstm", "siamese_bilstm", StudentConfig(), BiLSTMSettings(), transfer=False)
     check_job_fits(label_only, TASKS.get("stsb"))
 
 

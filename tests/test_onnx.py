@@ -13,11 +13,12 @@ import pytest
 import torch
 
 from harness import ort
-from harness.config import StudentConfig, TeacherConfig
+from harness.config import TeacherConfig
 from harness.errors import HarnessError
 from harness.registry import STUDENTS, TEACHERS
 from harness.tasks import Split, load_task
 from harness.wordmodel import StudentPredictor, Vocab
+from students.bilstm import BiLSTMClassifier, BiLSTMSettings
 
 N_CHECK = 1000
 N_TEACHER = 200
@@ -49,7 +50,7 @@ def student(train: Split) -> StudentPredictor:
     """The paper's multichannel BiLSTM (small widths, random weights) over the real SST-2 vocabulary."""
     vocab = Vocab.from_texts([[t[0] for t in train.texts]])
     torch.manual_seed(0)
-    model = STUDENTS.get("bilstm").build(StudentConfig(hidden=32, fc=16, multichannel=True), len(vocab), 50, 2)
+    model = STUDENTS.get("bilstm").build(BiLSTMSettings(hidden=32, fc=16, multichannel=True), len(vocab), 50, 2)
     return StudentPredictor(model, vocab, {"student": "bilstm", "num_labels": 2, "max_tokens": 64})
 
 
@@ -94,10 +95,10 @@ def test_int8_student(student: StudentPredictor, exported: Path, texts: list) ->
 def test_teacher_matches_torch(texts: list, tmp_path: Path) -> None:
     """The hf_tiny teacher exports with its tokenizer's inputs and matches PyTorch on 200 sentences."""
     teacher = TEACHERS.get("hf_tiny").create(TeacherConfig(name="hf_tiny"), 2)
-    path = ort.export_teacher(teacher, tmp_path / "teacher.onnx", texts[:50])
+    path = teacher.export_onnx(tmp_path / "teacher.onnx", texts[:50])
     names = [i.name for i in onnx.load(str(path)).graph.input]
     assert set(names) == set(teacher.encode(texts[:1]).keys())
-    onnx_teacher = ort.OrtTeacher.from_teacher(teacher, path)
+    onnx_teacher = teacher.onnx_predictor(path)
     got = onnx_teacher.logits(texts[:N_TEACHER], 64)  # (N, K)
     assert np.abs(got - teacher.logits(texts[:N_TEACHER], 64)).max() <= ort.TEACHER_TOLERANCE
     assert onnx_teacher.num_params() == teacher.num_params()
@@ -107,7 +108,7 @@ def test_mismatched_export_is_refused(student: StudentPredictor, texts: list, tm
                                       monkeypatch: pytest.MonkeyPatch) -> None:
     """An export whose LSTM is not given the sequences' lengths (so its last states are read after the
     padding) fails the check: HarnessError with the measured difference, and nothing is left at the target."""
-    monkeypatch.setattr(ort, "feed_lengths", lambda path, lengths: None)
+    monkeypatch.setattr(BiLSTMClassifier, "finish_onnx", lambda self, path, names: None)
     target = tmp_path / "bad.onnx"
     with pytest.raises(HarnessError, match=r"does not match PyTorch: max \|logit difference\| \S+ > 0.0001"):
         ort.export_student(student, target, texts[:200])

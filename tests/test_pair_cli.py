@@ -16,11 +16,11 @@ from cli_runner import harness
 from rescore import saved_accuracy
 from sklearn.metrics import f1_score
 
-from harness.config import StudentConfig
 from harness.registry import STUDENTS, TASKS
 from harness.stages import seal_model
 from harness.tasks import read_tsv
 from harness.wordmodel import StudentPredictor, Vocab
+from students.bilstm import BiLSTMSettings
 
 FIXTURES = Path(__file__).parent / "fixtures" / "glue"
 TRAIN, DEV = 240, 80
@@ -130,7 +130,7 @@ def saved_pair_student(folder: Path, task: str, num_labels: int, texts: list[str
     """A tiny random siamese_bilstm_tiny saved as `run` saves models."""
     vocab = Vocab.from_texts([texts])
     torch.manual_seed(0)
-    model = STUDENTS.get("siamese_bilstm_tiny").build(StudentConfig(hidden=4, fc=4), len(vocab), 5, num_labels)
+    model = STUDENTS.get("siamese_bilstm_tiny").build(BiLSTMSettings(hidden=4, fc=4), len(vocab), 5, num_labels)
     meta = {"student": "siamese_bilstm_tiny", "task": task, "num_labels": num_labels, "embed_dim": 5,
             "max_tokens": 64, "hidden": 4, "fc": 4, "multichannel": True, "dropout": 0.0}
     StudentPredictor(model, vocab, meta).save(folder)

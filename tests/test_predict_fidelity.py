@@ -17,7 +17,6 @@ import yaml
 
 from harness import manifest, model_card, ort
 from harness.cli import main
-from harness.config import StudentConfig
 from harness.errors import HarnessError
 from harness.metrics import score_outputs
 from harness.predict import load_model, predict
@@ -25,6 +24,7 @@ from harness.registry import STUDENTS, TASKS, TEACHERS
 from harness.stages import seal_model
 from harness.tasks import read_for_prediction, read_tsv
 from harness.wordmodel import StudentPredictor, Vocab, load_student
+from students.bilstm import BiLSTMSettings
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # the run's thread count (measure.threads=1)
 
@@ -197,7 +197,7 @@ def test_empty_text_same_in_onnx(arch: str, tmp_path: Path) -> None:
     pair = STUDENTS.get(arch).columns == 2
     vocab = Vocab.from_texts([["a good film", "a bad film about a dog"]])
     torch.manual_seed(0)
-    model = STUDENTS.get(arch).build(StudentConfig(hidden=8, fc=8), len(vocab), 6, 2)
+    model = STUDENTS.get(arch).build(BiLSTMSettings(hidden=8, fc=8), len(vocab), 6, 2)
     student = StudentPredictor(model, vocab, {"student": arch, "num_labels": 2, "max_tokens": 64})
     texts = [("", "a good film"), ("a bad film", ""), ("", " ")] if pair else [("",), ("  ",), ("a good film",)]
     onnx = ort.OrtStudent.from_predictor(student, ort.export_student(student, tmp_path / "s.onnx", texts))
@@ -210,7 +210,7 @@ def saved_pair_student(folder: Path) -> Path:
     """A tiny random QQP Siamese student saved as `run` saves models, with the old three-field card."""
     vocab = Vocab.from_texts([["how do i learn python", "what is the best way"]])
     torch.manual_seed(0)
-    model = STUDENTS.get("siamese_bilstm_tiny").build(StudentConfig(hidden=4, fc=4), len(vocab), 5, 2)
+    model = STUDENTS.get("siamese_bilstm_tiny").build(BiLSTMSettings(hidden=4, fc=4), len(vocab), 5, 2)
     meta = {"student": "siamese_bilstm_tiny", "task": "qqp", "num_labels": 2, "embed_dim": 5, "max_tokens": 64,
             "hidden": 4, "fc": 4, "multichannel": True, "dropout": 0.0}
     StudentPredictor(model, vocab, meta).save(folder)

@@ -29,9 +29,9 @@ def test_duplicate_registration_fails() -> None:
     """A name may be registered once, by add or by the decorator."""
     reg: Registry = Registry("widget")
     reg.register("a")(object())
-    with pytest.raises(ValueError, match="'a'"):
+    with pytest.raises(HarnessError, match="widget 'a' is registered twice: by test_registry .* and by test_registry"):
         reg.add("a", object())
-    with pytest.raises(ValueError):
+    with pytest.raises(HarnessError):
         reg.register("a")(object())
 
 

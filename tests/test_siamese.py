@@ -11,14 +11,14 @@ import onnx
 import pytest
 import torch
 
-from harness import export_twins, ort
+from harness import ort
 from harness.augment import tokenize
-from harness.config import StudentConfig
 from harness.errors import HarnessError
 from harness.registry import STUDENTS, TASKS
 from harness.stages import check_student_fits
 from harness.tasks import read_tsv
 from harness.wordmodel import StudentPredictor, Vocab, count_params, load_student
+from students.bilstm import BiLSTMSettings
 from students.siamese import SiameseBiLSTM
 
 N_PAIRS = 400
@@ -99,9 +99,9 @@ def predictor(pairs: list[tuple[str, ...]]) -> StudentPredictor:
     """The pair student (small widths, random weights) over the pairs' vocabulary."""
     vocab = Vocab.from_texts([[" ".join(tokenize(s)) for s in col] for col in zip(*pairs[: N_PAIRS // 2])])
     torch.manual_seed(0)
-    cfg = StudentConfig(hidden=16, fc=8)
+    cfg = BiLSTMSettings(hidden=16, fc=8)
     model = STUDENTS.get("siamese_bilstm").build(cfg, len(vocab), 12, 3)
-    model.encoder.init_embeddings(np.random.default_rng(0).normal(size=(len(vocab), 12)))
+    model.init_embeddings(np.random.default_rng(0).normal(size=(len(vocab), 12)))
     meta = {"student": "siamese_bilstm", "task": "mnli", "num_labels": 3, "embed_dim": 12, "max_tokens": 64,
             "hidden": 16, "fc": 8, "multichannel": True, "dropout": 0.0}
     return StudentPredictor(model, vocab, meta)
@@ -145,4 +145,4 @@ def test_onnx_export_matches_torch(predictor: StudentPredictor, pairs: list, tmp
 
 def test_twin_registered() -> None:
     """The pair architecture has its export twin beside the single-sentence one."""
-    assert export_twins.EXPORT_TWINS["siamese_bilstm"].columns == 2
+    assert STUDENTS.get("siamese_bilstm").columns == 2

@@ -17,6 +17,7 @@ import ast
 import hashlib
 import json
 import sys
+import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -75,9 +76,19 @@ def source_bytes(entry: str) -> bytes:
     raise AssertionError(f"SOURCES in harness/stages.py names {entry}, but {file} has no top-level {name}: fix SOURCES there")
 
 
+def builtin_plugins(group: str) -> list[str]:
+    """The files of this project's own plugin modules of an entry-point group (pyproject.toml), e.g.
+    `students/bilstm.py` for kd_harness.students: the engine names none of them, so they are added here."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    modules = project.get("entry-points", {}).get(group, {}).values()
+    return sorted(m.partition(":")[0].replace(".", "/") + ".py" for m in modules)
+
+
 def current() -> dict[str, dict]:
-    """Each stage's VERSION and the sha256 of each of its sources and of all of them together."""
+    """Each stage's VERSION and the sha256 of each of its sources and of all of them together (the student
+    stage's include the built-in students: another package's student bumps its StudentSpec.version)."""
     versions, sources = module_constant(STAGES, "VERSIONS"), module_constant(STAGES, "SOURCES")
+    sources = {**sources, "student": [*sources["student"], *builtin_plugins("kd_harness.students")]}
     missing = sorted(set(versions) ^ set(sources))
     if missing:
         raise AssertionError(f"harness/stages.py: VERSIONS and SOURCES must name the same stages; only in one: {missing}")
@@ -121,18 +132,14 @@ def test_stage_code_changes_come_with_a_version() -> None:
     assert not found, "\n".join(found)
 
 
-def test_every_teacher_and_student_plugin_is_a_source() -> None:
-    """A plugin module that registers a teacher or a student is in that stage's SOURCES (a new student
-    file not listed would go unwatched)."""
+def test_every_teacher_plugin_is_a_source() -> None:
+    """A built-in teacher plugin module is in the teacher stage's SOURCES (a new teacher file not listed
+    would go unwatched); built-in students are added to the student stage's by `current`."""
     sources = module_constant(STAGES, "SOURCES")
-    modules = module_constant(ROOT / "harness" / "plugins.py", "PLUGIN_MODULES")
-    for module in modules:
-        file = module.replace(".", "/") + ".py"
-        text = (ROOT / file).read_text()
-        for registry, stage in (("TEACHERS.register", "teacher"), ("STUDENTS.register", "student")):
-            if registry in text:
-                assert any(e.partition("::")[0] == file for e in sources[stage]), \
-                    f"{file} registers a {stage} plugin: add it to SOURCES['{stage}'] in harness/stages.py, then run `{UPDATE}`"
+    for file in builtin_plugins("kd_harness.teachers"):
+        assert any(e.partition("::")[0] == file for e in sources["teacher"]), \
+            f"{file} registers a teacher plugin: add it to SOURCES['teacher'] in harness/stages.py, then run `{UPDATE}`"
+    assert builtin_plugins("kd_harness.students"), "pyproject.toml registers no built-in students"
 
 
 def test_a_changed_source_is_named_with_what_to_do() -> None:

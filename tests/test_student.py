@@ -14,7 +14,7 @@ from harness.config import StudentConfig
 from harness.distill import train_student
 from harness.registry import STUDENTS
 from harness.wordmodel import StudentPredictor, Vocab, count_params, load_student
-from students.bilstm import BiLSTMClassifier
+from students.bilstm import BiLSTMClassifier, BiLSTMSettings
 
 
 def small_model(seed: int = 0) -> BiLSTMClassifier:
@@ -101,7 +101,7 @@ def test_bf16_training_keeps_fp32_weights() -> None:
     ids = TokenIds.from_lists(rows)
     targets = np.array([i % 2 for i in range(64)])
     before = model.head[-1].weight.detach().clone()
-    cfg = StudentConfig(hidden=5, fc=4, batch_size=16, epochs=2, precision="bf16")
+    cfg = StudentConfig(batch_size=16, epochs=2, precision="bf16")
     result = train_student(model, cfg, [ids], targets, None, [ids], targets.tolist(), ("accuracy",),
                            lambda dev: model(*dev[0].pad(range(len(dev[0])))).detach().numpy(), 0, "bf16")
     assert all(p.dtype == torch.float32 for p in model.parameters())
@@ -130,10 +130,10 @@ def test_predictor_save_load_round_trip(tmp_path: Path) -> None:
     """A saved student reloads through the registry and gives identical logits."""
     texts = [("a good film",), ("a bad , bad film",), ("unseen words here",), ("",)]
     vocab = Vocab.from_texts([["a good film", "a bad , bad film"]])
-    cfg = StudentConfig(hidden=6, fc=5)
+    cfg = BiLSTMSettings(hidden=6, fc=5)
     torch.manual_seed(1)
     model = STUDENTS.get("bilstm_tiny").build(cfg, len(vocab), 7, 2)
-    model.encoder.init_embeddings(np.random.default_rng(0).normal(size=(len(vocab), 7)))
+    model.init_embeddings(np.random.default_rng(0).normal(size=(len(vocab), 7)))
     meta = {"student": "bilstm_tiny", "task": "sst2", "num_labels": 2, "embed_dim": 7, "max_tokens": 64,
             "hidden": 6, "fc": 5, "multichannel": True, "dropout": 0.0}
     predictor = StudentPredictor(model, vocab, meta)

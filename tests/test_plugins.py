@@ -1,0 +1,170 @@
+"""Plugins from outside the repo (issue 21): the README's example student, installed as a package of its
+own, runs end to end; `--plugins` modules register and say where they came from; a plugin that fails to
+import is one line; and the engine names no student.
+
+`pytest -k external` selects the end-to-end test (slow tier: a smoke run of SST-2, about 3 minutes).
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+import json
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from harness import api, ort, plugins
+from harness.errors import HarnessError
+from harness.registry import STUDENTS
+from harness.wordmodel import StudentPredictor, Vocab
+
+ROOT = Path(__file__).resolve().parents[1]
+SECTION = "## Add your own student, teacher or task"
+
+
+def readme_example() -> dict[str, str]:
+    """The README section's fenced blocks, by the file name on the line before each (`my-bow/my_bow.py`),
+    and `commands` for the bash block."""
+    text = ROOT.joinpath("README.md").read_text()
+    assert SECTION in text, f"README.md has no section {SECTION!r}"
+    section = text.split(SECTION, 1)[1].split("\n## ", 1)[0]
+    out = {}
+    for name, lang, body in re.findall(r"(?:`([^`\n]+)`:\n\n)?```(\w+)\n(.*?)```", section, flags=re.S):
+        out[name or ("commands" if lang == "bash" else lang)] = body
+    assert {"my-bow/my_bow.py", "my-bow/pyproject.toml", "commands"} <= set(out), sorted(out)
+    return out
+
+
+def write_package(folder: Path) -> dict[str, str]:
+    """The README's package, written under `folder`."""
+    example = readme_example()
+    for name in ("my-bow/my_bow.py", "my-bow/pyproject.toml"):
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text(example[name])
+    return example
+
+
+@pytest.fixture()
+def own_registry(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Registrations made by a test stay in it (the registry is process-wide)."""
+    monkeypatch.setattr(STUDENTS, "_items", dict(STUDENTS._items))
+    monkeypatch.setattr(STUDENTS, "_origins", dict(STUDENTS._origins))
+    monkeypatch.setattr(plugins, "_loaded", set(plugins._loaded))
+    yield
+    sys.modules.pop("my_bow", None)
+
+
+def test_plugins_module_registers_and_names_its_origin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                      own_registry: None) -> None:
+    """A module named with --plugins (here: harness.api's `plugins=`) registers its students, and `ls`
+    says they came from it; the settings dataclass is its own (a typo of its field gets did-you-mean)."""
+    write_package(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path / "my-bow"))
+    listed = api.ls("students", plugins=["my_bow"])
+    assert listed["bow_pair_soft"] == "my_bow (plugins=)"
+    assert listed["bilstm"].startswith("students.bilstm (")  # (an entry point, when nothing imported it before)
+    with pytest.raises(HarnessError, match="'fcc'; did you mean 'fc'"):
+        api.configure("glue", "smoke", tasks=["sst2"], students=["bow", "bow_soft"], overrides={"student.fcc": 3},
+                      plugins=["my_bow"])
+    with pytest.raises(HarnessError, match=r"--set student.hidden: none of this run's students \(bow, bow_soft\) has it"):
+        api.configure("glue", "smoke", tasks=["sst2"], students=["bow", "bow_soft"],
+                      overrides={"student.hidden": 3, "ablations": ""}, plugins=["my_bow"])  # it must reach a student
+    cfg, _ = api.configure("glue", "smoke", tasks=["sst2"], students=["bow", "bow_soft"], overrides={"student.fc": 8,
+                           "ablations": ""}, plugins=["my_bow"])
+    from harness.variants import student_jobs
+
+    assert [(j.name, j.settings.fc) for j in student_jobs(cfg.for_task("sst2"), 1)] == [("bow", 8), ("bow_soft", 8)]
+
+
+def test_a_plugin_that_fails_to_import_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                   own_registry: None) -> None:
+    """A --plugins module that raises on import is a HarnessError naming it and the cause."""
+    (tmp_path / "broken_plugin.py").write_text("import no_such_package_here\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(HarnessError) as err:
+        plugins.load_modules(["broken_plugin"], "--plugins")
+    assert str(err.value) == ("--plugins: plugin module 'broken_plugin' failed to import: ModuleNotFoundError: "
+                              "No module named 'no_such_package_here'")
+    with pytest.raises(HarnessError, match="'not_a_module_anywhere' failed to import"):
+        plugins.load_modules(["not_a_module_anywhere"], "--plugins")
+
+
+def test_the_external_pair_student_exports_and_quantises(tmp_path: Path, own_registry: None) -> None:
+    """The README's bag-of-embeddings student, pair form: exported to ONNX as it is (no twin), checked
+    against PyTorch by the engine, and its int8 form close to it."""
+    write_package(tmp_path)
+    spec = importlib.util.spec_from_file_location("my_bow_probe", tmp_path / "my-bow" / "my_bow.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)  # registers bow, bow_soft, bow_pair, bow_pair_soft
+    pairs = [(f"a film number {i} was good", f"the film {i} was {'bad' if i % 2 else 'fine'}") for i in range(40)]
+    vocab = Vocab.from_texts([[p[0] for p in pairs], [p[1] for p in pairs]])
+    model = STUDENTS.get("bow_pair").build(module.BowSettings(fc=8), len(vocab), 6, 3)
+    model.init_embeddings(np.random.default_rng(0).normal(size=(len(vocab), 6)).astype(np.float32))
+    student = StudentPredictor(model, vocab, {"student": "bow_pair", "task": "mnli", "num_labels": 3, "embed_dim": 6,
+                                              "max_tokens": 64, "settings": {"fc": 8}})
+    exported = ort.export_student(student, tmp_path / "pair.onnx", pairs)
+    int8 = ort.quantize_int8(exported, tmp_path / "pair.int8.onnx")
+    want = student.logits(pairs, 16)
+    np.testing.assert_allclose(ort.OrtStudent.from_predictor(student, exported).logits(pairs, 16), want, atol=1e-4)
+    assert np.abs(ort.OrtStudent.from_predictor(student, int8).logits(pairs, 16) - want).max() < 0.1
+
+
+def string_literals(path: Path) -> list[tuple[int, str]]:
+    """Every string constant of a Python file but its docstrings, with its line."""
+    tree = ast.parse(path.read_text())
+    docs = {id(node.body[0].value) for node in ast.walk(tree)
+            if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+            and node.body and isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant)}
+    return [(node.lineno, node.value) for node in ast.walk(tree)
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docs]
+
+
+def test_the_engine_names_no_student() -> None:
+    """No string literal in harness/**/*.py names a registered student (comments and docstrings may): the
+    engine takes every student from the registry, the suites and the results."""
+    pattern = re.compile("|".join(sorted((re.escape(n) for n in STUDENTS.names()), key=len, reverse=True)))
+    assert pattern.search("siamese_bilstm_soft") and pattern.search("bilstm")  # the check can fail
+    found = [f"{path.relative_to(ROOT)}:{line}: {value[:60]!r}" for path in sorted((ROOT / "harness").rglob("*.py"))
+             for line, value in string_literals(path) if pattern.search(value)]
+    assert not found, "\n".join(found)
+
+
+@pytest.mark.slow
+def test_external_student_end_to_end(tmp_path: Path) -> None:
+    """The README's example as a user runs it, outside the repo: its package installed (here into a folder
+    of its own, PIP_TARGET, so the test leaves the environment as it was), the smoke preset's SST-2 run with
+    its students. They get scores, ONNX and int8 timings checked against PyTorch, and rows in the report,
+    the GLUE table and `compare`."""
+    example = write_package(tmp_path)
+    (tmp_path / ".venv").symlink_to(ROOT / ".venv")
+    site = tmp_path / "site"
+    env = {**os.environ, "PIP_TARGET": str(site), "PYTHONPATH": str(site), "HARNESS_DATA": str(ROOT.parent / "shared" / "data"),
+           "PIP_NO_INDEX": "1"}
+    proc = subprocess.run(["bash", "-euo", "pipefail", "-c", example["commands"]], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=1200)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert re.search(r"^bow_soft +from my_bow \(entry point kd_harness\.students:bow of my-bow\)$", proc.stdout, re.M)
+    results = json.loads((tmp_path / "runs" / "bow" / "results.json").read_text())
+    models = results["tasks"]["sst2"]["models"]
+    for name, role in (("bow", "label-only"), ("bow_soft", "distilled")):
+        model = models[name]
+        assert model["role"] == role and 50 < model["scores"]["dev"]["accuracy"] <= 100
+        backends = {(s["backend"], s["dtype"]): s for s in model["speed"]}
+        assert {("torch", "fp32"), ("onnx", "fp32"), ("onnx-int8", "int8")} <= set(backends)
+        assert abs(backends["onnx", "fp32"]["scores"]["accuracy"] - model["scores"]["dev"]["accuracy"]) < 0.2
+        assert backends["onnx-int8", "int8"]["offline"]["sentences_per_s"] > 0
+    saved = json.loads((tmp_path / "runs" / "bow" / "models" / "sst2" / "bow_soft" / "config.json").read_text())
+    assert saved["settings"] == {"fc": 64}
+    report = (tmp_path / "runs" / "bow" / "report.md").read_text()
+    assert re.search(r"^\|.*\(bow\).*\|$", report, re.M) and re.search(r"^\|.*\(bow_soft\).*\|$", report, re.M)
+    compare = subprocess.run([sys.executable, "-m", "harness", "compare", "runs/bow", "runs/bow"], cwd=tmp_path, env=env,
+                             capture_output=True, text=True, timeout=120)
+    assert compare.returncode == 0, compare.stderr
+    assert "bow_soft" in compare.stdout and re.search(r"GLUE.*bow|distilled", compare.stdout)
