@@ -72,3 +72,8 @@ class TokenIds:
         for row, i in enumerate(idx):
             out[row, : lengths[row]] = self.flat[self.offsets[i] : self.offsets[i + 1]]
         return torch.from_numpy(out), torch.tensor(lengths)
+
+
+def text_lengths(texts: list[tuple[str, ...]]) -> list[int]:
+    """Characters per example (all its sentences): the sort key of length-sorted inference batches."""
+    return [sum(len(s) for s in t) for t in texts]

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import torch
 
+from harness.measure import usable_cores
+
 PACKAGES = ("torch", "transformers", "datasets", "nltk", "numpy", "onnxruntime", "scikit-learn", "pandas")
 
 
@@ -44,7 +46,7 @@ def environment(repo: Path) -> dict:
     return {
         "cpu": cpu_model(),
         "cores": os.cpu_count(),
-        "usable_cores": len(os.sched_getaffinity(0)),
+        "usable_cores": usable_cores(),
         "torch_threads": torch.get_num_threads(),
         "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "python": platform.python_version(),

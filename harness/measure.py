@@ -65,10 +65,11 @@ def threads_for(threads: int) -> Iterator[int]:
 
 
 def usable_cores() -> int:
-    """The cores this process may run on (its CPU affinity)."""
+    """The cores this process may run on: its CPU affinity where the OS has one (Linux), else every core
+    (macOS and Windows have no os.sched_getaffinity)."""
     import os
 
-    return len(os.sched_getaffinity(0))
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def set_threads(threads: int) -> int:

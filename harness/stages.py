@@ -62,7 +62,7 @@ SOURCES = {
     "student": [f"{_HERE}student_stage", f"{_HERE}training_rows", f"{_HERE}TransferData", f"{_HERE}seal_model",
                 "harness/distill.py", "harness/wordmodel.py", "harness/embeddings.py", "harness/text.py",
                 "harness/batching.py", "harness/metrics.py", "harness/device.py", "harness/label.py",
-                "harness/transfer.py::imported_vectors", "harness/variants.py::StudentJob"],
+                "harness/transfer.py::imported_vectors", f"{_HERE}student_key_view"],
     # the built-in students' files are added by tests/test_stage_versions.py (from pyproject.toml's entry points);
     # another package's student bumps its StudentSpec.version
 }  # (student: `embedding: teacher` reads the teacher's weights through transformers, not teachers/hf.py's code)
@@ -365,6 +365,12 @@ def training_rows(data: TransferData, n_originals: int, transfer: bool) -> tuple
     return columns, np.concatenate(gold), np.ascontiguousarray(np.concatenate(logits))
 
 
+def student_key_view(job: StudentJob) -> dict:
+    """A student's settings as its cache key holds them: training and architecture side by side (as one
+    StudentConfig held them before architectures had their own settings, so the keys stayed the same)."""
+    return {**cache_view(job.student), **cache_view(job.settings)}
+
+
 def student_stage(store: Store, job: StudentJob, task: Task, cfg: RunConfig, select: Split, n_train: int,
                   teacher_dir: Path | None, data: TransferData) -> tuple[Path, dict]:
     """Train one student (or ablation variant) on `data`, early stopping and its checkpoint chosen on
@@ -381,7 +387,7 @@ def student_stage(store: Store, job: StudentJob, task: Task, cfg: RunConfig, sel
     scfg = job.student
     optional = {"transfer": job.transfer if job.transfer != spec.transfer else None, "plugin_version": spec.version or None,
                 "synthetic": [p.name for p in data.synthetic] if data.synthetic and job.transfer else None}
-    key = key_of("student", optional, name=job.base, student=job.key_view(), seed=cfg.seed,
+    key = key_of("student", optional, name=job.base, student=student_key_view(job), seed=cfg.seed,
                  teacher=(teacher_dir or data.augment_dir).name, augment=data.augment_dir.name, label=data.label_dir.name,
                  dev=select.fingerprint())
 

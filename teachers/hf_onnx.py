@@ -11,9 +11,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from harness.batching import sorted_batches
+from harness.batching import sorted_batches, text_lengths
 from harness.ort import OrtPredictor, export_checked
-from teachers.hf import HFTeacher, text_lengths
 
 TEACHER_TOLERANCE = 1e-4  # measured on 200 SST-2 sentences: 1.1e-8 (hf_tiny), 6.5e-8 (MiniLM)
 
@@ -29,8 +28,14 @@ class TeacherLogits(nn.Module):
         return self.model(**dict(zip(self.names, inputs))).logits  # (B, K)
 
 
-def export_teacher(teacher: HFTeacher, path: Path, check_texts: list[tuple[str, ...]]) -> Path:
-    """Export an HFTeacher to ONNX: its tokenizer's inputs (B, S) int64 in, `logits` (B, K) out.
+def tokenize(tokenizer, max_length: int, texts: list[tuple[str, ...]]) -> dict:
+    """A batch as the `hf` teacher reads it: pairs as one input (`tokenizer(a, b)`), truncated to
+    `max_length` wordpieces, padded to the batch's longest, as (B, S) tensors."""
+    return tokenizer(*zip(*texts), truncation=True, max_length=max_length, padding=True, return_tensors="pt")
+
+
+def export_teacher(teacher, path: Path, check_texts: list[tuple[str, ...]]) -> Path:
+    """Export an HFTeacher (teachers/hf.py) to ONNX: its tokenizer's inputs (B, S) int64 in, `logits` (B, K) out.
 
     Raises:
         HarnessError: ORT's logits on `check_texts` differ from PyTorch's by more than TEACHER_TOLERANCE.
@@ -40,14 +45,12 @@ def export_teacher(teacher: HFTeacher, path: Path, check_texts: list[tuple[str, 
     example = tuple(batch[n] for n in names)  # (B, S) each
     axes = {n: {0: "batch", 1: "seq"} for n in names}
     module = TeacherLogits(teacher.model, names)
-    return export_checked(module, teacher, OrtTeacher.from_teacher, example, axes, path, check_texts, TEACHER_TOLERANCE)
+    return export_checked(module, teacher, lambda t, p: t.onnx_predictor(p), example, axes, path, check_texts, TEACHER_TOLERANCE)
 
 
 class OrtTeacher(OrtPredictor):
     """An exported teacher run by ONNX Runtime; text in, logits out as HFTeacher does (same tokenizer
     call, same length-sorted batches). `params`: the torch model's counts."""
-
-    encode = HFTeacher.encode  # the torch teacher's tokenizer call: truncation, dynamic padding
 
     def __init__(self, onnx_path: Path, tokenizer, max_length: int, num_labels: int,
                  params: tuple[int, int] | None = None) -> None:
@@ -58,9 +61,9 @@ class OrtTeacher(OrtPredictor):
     def mask_token(self) -> str:
         return self.tokenizer.mask_token
 
-    @classmethod
-    def from_teacher(cls, teacher: HFTeacher, onnx_path: Path) -> OrtTeacher:
-        return cls(onnx_path, teacher.tokenizer, teacher.max_length, teacher.model.config.num_labels, teacher.num_params())
+    def encode(self, texts: list[tuple[str, ...]]) -> dict:
+        """The torch teacher's tokenizer call: truncation, dynamic padding."""
+        return tokenize(self.tokenizer, self.max_length, texts)
 
     def logits(self, texts: list[tuple[str, ...]], batch_size: int) -> np.ndarray:
         """(N, K) float32 logits in input order, computed in HFTeacher.logits' length order."""
