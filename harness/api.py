@@ -55,7 +55,7 @@ def configure(suite: str = "glue", preset: str | None = None, tasks: Iterable[st
         if value is not None:
             sets[key] = value if isinstance(value, str) else ",".join(value)
     plugins = list(plugins)
-    start(plugins, "--plugins")
+    start(plugins)  # (the command line has loaded its --plugins already, under that name)
     cfg, info = load_suite(suite, preset, sets)
     start(cfg.plugins, f"suite {info['suite']}: plugins")
     check(cfg, cli_sets=sets)

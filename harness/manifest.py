@@ -33,6 +33,13 @@ def sha256(path: Path) -> str:
     return _HASHED[memo]
 
 
+def folder_digest(folder: Path) -> str:
+    """One sha256 over every file of `folder` (relative names and contents): equal for equal contents
+    wherever the folder lies, different once any file changes (a local teacher checkpoint's cache key)."""
+    lines = "".join(f"{rel}\0{sha256(folder / rel)}\n" for rel in _files(folder))
+    return hashlib.sha256(lines.encode()).hexdigest()
+
+
 def _entry(path: Path) -> dict:
     return {"size": path.stat().st_size, "sha256": sha256(path)}
 

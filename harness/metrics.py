@@ -50,6 +50,18 @@ METRICS: dict[str, Metric] = {
 }
 
 
+def register_metric(name: str, fn: Callable[[np.ndarray, np.ndarray], float], higher_is_better: bool = True) -> None:
+    """Register a metric of a task plugin: `fn(labels, predictions)` in [-1, 1] or [0, 1] (reported x 100),
+    and its direction, which checkpoint choice and early stopping follow.
+
+    Raises:
+        ValueError: the name is taken.
+    """
+    if name in METRICS:
+        raise ValueError(f"metric {name!r} is registered twice")
+    METRICS[name] = Metric(fn, higher_is_better)
+
+
 def metric(name: str) -> Metric:
     """The metric registered as `name` (ValueError naming the known ones otherwise)."""
     if name not in METRICS:

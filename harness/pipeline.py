@@ -22,7 +22,7 @@ from harness.registry import REFERENCES, STUDENTS, TASKS, TEACHERS
 from harness.report import write_report
 from harness.split import SELECTION_RULE, selection_split
 from harness.tasks import REPO_ROOT, NoData, Split, Task, load_task, nltk_roots, score_name
-from harness.variants import student_jobs
+from harness.variants import ablation_jobs, student_jobs
 from harness.wordmodel import load_student
 
 
@@ -103,10 +103,11 @@ def run_task(name: str, cfg: RunConfig, store: Store, out: Path, splits: dict[st
         predictors["teacher"] = teachers[0] if len(runs) == 1 else stages.TeacherEnsemble(teachers)
     variants = {}
     jobs = student_jobs(cfg, len(task.text_columns))
-    skipped = [v for v in cfg.ablations if v not in {job.name for job in jobs}]
+    ran = {variant for _, _, variant in ablation_jobs(cfg, len(task.text_columns))} | {job.name for job in jobs}
+    skipped = [v for v in cfg.ablations if v not in ran]
     if skipped:
         kind = "pairs" if len(task.text_columns) == 2 else "single sentences"
-        print(f"[ablations] {name}: skipped, their base students do not take {kind}: {', '.join(skipped)}")
+        print(f"[ablations] {name}: skipped, no student of this task they vary takes {kind}: {', '.join(skipped)}")
     if cfg.transfer.source:
         own_rows = [job.name for job in jobs if job.augment is not None and job.transfer]
         if own_rows:

@@ -49,7 +49,7 @@ VERSIONS = {"teacher": 1, "augment": 1, "label": 1, "ensemble": 1, "import": 1, 
 # keys are part of this stage's key. Configs need not be either: they enter keys whole (cache_view).
 _HERE = "harness/stages.py::"
 SOURCES = {
-    "teacher": [f"{_HERE}teacher_stage", f"{_HERE}sample", f"{_HERE}on_runtime", f"{_HERE}seal_model",
+    "teacher": [f"{_HERE}teacher_stage", f"{_HERE}checkpoint_key", f"{_HERE}sample", f"{_HERE}on_runtime", f"{_HERE}seal_model",
                 "teachers/hf.py", "teachers/train_state.py", "harness/batching.py", "harness/metrics.py",
                 "harness/device.py"],
     "augment": [f"{_HERE}augment_stage", f"{_HERE}sample", "harness/augment.py", "harness/text.py"],
@@ -154,7 +154,8 @@ def sample(n: int, limit: int, seed: int) -> np.ndarray:
 def teacher_stage(store: Store, task: Task, cfg: RunConfig, train: Split, select: Split) -> tuple[Path, dict]:
     """The fine-tuned teacher, its best checkpoint chosen on `select` (the selection split, or dev)."""
     # how it labels does not change the teacher: its key holds the labelling settings as they were when keys began
-    fine_tuning = dataclasses.replace(cfg.teacher, label_backend="torch", label_batch_size=256)
+    fine_tuning = dataclasses.replace(cfg.teacher, label_backend="torch", label_batch_size=256,
+                                      checkpoint=checkpoint_key(cfg.teacher.checkpoint))
     key = key_of("teacher", task=task.name, teacher=fine_tuning, seed=cfg.seed, train=train.fingerprint(),
                  dev=select.fingerprint())  # `dev`: the choosing split's key part, named before the selection split
 
@@ -169,6 +170,13 @@ def teacher_stage(store: Store, task: Task, cfg: RunConfig, train: Split, select
         return {**result, "train_examples": len(idx)}
 
     return cached(store, "teacher", key, build, shared=True)
+
+
+def checkpoint_key(checkpoint: str) -> str:
+    """What of `teacher.checkpoint` enters the teacher's key: a name (an alias, a hub id) as it is; a local
+    folder by its contents, not its path (moved, it is the same teacher; changed in place, a new one)."""
+    folder = Path(checkpoint).expanduser()
+    return f"folder sha256 {manifest.folder_digest(folder)}" if checkpoint and folder.is_dir() else checkpoint
 
 
 def augment_stage(store: Store, task: Task, cfg: RunConfig, train: Split, settings: AugmentConfig | None = None,

@@ -1,15 +1,20 @@
-"""Ablation variants: a registered student trained with a few settings changed, on the same teacher,
-data and seeds as the run's own students.
+"""Ablation variants: the run's students trained with a few settings changed, on the same teacher, data
+and seeds as the students themselves.
 
-A suite defines variants by name and a run trains those listed in `ablations`:
+A suite defines each question once, by name, and a run trains those listed in `ablations`:
 
     variants:
-      bilstm_soft_kl_t2:     {base: bilstm_soft, student: {loss: kl, temperature: 2}}
-      bilstm_soft_mask_only: {base: bilstm_soft, augment: {p_pos: 0, p_ng: 0}}
-      bilstm_soft_noaug:     {base: bilstm_soft, transfer: false}
-    ablations: [bilstm_soft_kl_t2, bilstm_soft_noaug]
+      kl_t2:     {student: {loss: kl, temperature: 2}}
+      mask_only: {augment: {p_pos: 0, p_ng: 0}}
+      noaug:     {transfer: false}
+    ablations: [kl_t2, noaug]
 
-- `student`: StudentConfig fields changed on top of the run's (and the base's own) settings.
+A variant without `base` applies to every distilled student of each task (the paper's ablations are of
+the distilled student): on a task whose students are `s` and `s_soft`, `noaug` trains `s_soft_noaug`.
+A variant with `base: <student>` varies that student alone, under its own name, on the tasks it fits.
+`ablations` may also name one application, `<student>_<variant>` (e.g. `--set ablations=s_soft_kl_t2`).
+
+- `student`: StudentConfig fields (and the base architecture's settings) changed on top of the run's.
 - `augment`: AugmentConfig fields changed: the variant trains on the run's originals plus its own
   synthetic rows, augmented and labelled once per distinct setting (cached, so shared by variants).
 - `transfer`: train on the transfer set (true) or on the original training set only (false: with a
@@ -96,14 +101,15 @@ def check_variants(cfg: RunConfig) -> None:
     `check_registered`, once plugins are loaded.)"""
     names = sorted(cfg.variants)
     for name in cfg.ablations:
-        if name not in cfg.variants:
-            raise HarnessError(f"ablations: {unknown('variant', name, names)}; define new ones under variants:")
+        if name not in cfg.variants and not applied_variant(cfg, name):
+            applied = [f"{s}_{v}" for s in cfg.students for v in names if not cfg.variants[v].base]
+            raise HarnessError(f"ablations: {unknown('variant', name, names + applied)}; define new ones under variants: "
+                               "(or name one application, <student>_<variant>)")
     _check(len(set(cfg.ablations)) == len(cfg.ablations), f"ablations lists a variant twice: {', '.join(cfg.ablations)}")
     both = set(cfg.ablations) & set(cfg.students)
     _check(not both, f"{', '.join(sorted(both))}: listed both as a student and as an ablation variant")
-    for name, variant in cfg.variants.items():
+    for name in cfg.variants:
         _check(name not in RESERVED, f"variant {name}: the name of a pipeline stage; pick another")
-        _check(bool(variant.base), f"variant {name}: set base, the registered student it varies (see `harness ls students`)")
         try:
             resolve(cfg, name)
         except HarnessError as e:
@@ -135,11 +141,11 @@ class StudentJob:
 
 
 def student_jobs(cfg: RunConfig, columns: int | None = None) -> list[StudentJob]:
-    """The run's students, then its ablation variants, in order.
+    """The run's students, then its ablation variants (`ablation_jobs`), in order.
 
     Args:
         columns: the task's number of text columns: variants whose base reads another number are left
-            out (a suite lists single-sentence and pair variants together; each task runs those that fit).
+            out (a suite lists variants of single-sentence and pair students together; each task runs those that fit).
     """
     from harness.registry import STUDENTS
 
@@ -147,15 +153,41 @@ def student_jobs(cfg: RunConfig, columns: int | None = None) -> list[StudentJob]
     for name in cfg.students:
         spec = STUDENTS.get(name)
         jobs.append(make_job(name, name, spec, own_settings(cfg.student, spec, name), spec.transfer))
-    for name in cfg.ablations:
-        variant = cfg.variants[name]
-        spec = STUDENTS.get(variant.base)
-        if columns is not None and spec.columns != columns:
-            continue
-        student, augment = resolve(cfg, name, own_settings(cfg.student, spec, variant.base))
-        jobs.append(make_job(name, variant.base, spec, student, spec.transfer if variant.transfer is None else variant.transfer,
+    for name, base, variant_name in ablation_jobs(cfg, columns):
+        variant, spec = cfg.variants[variant_name], STUDENTS.get(base)
+        student, augment = resolve(cfg, variant_name, own_settings(cfg.student, spec, base))
+        jobs.append(make_job(name, base, spec, student, spec.transfer if variant.transfer is None else variant.transfer,
                              None if augment == cfg.augment else augment, variant.describe()))
     return jobs
+
+
+def ablation_jobs(cfg: RunConfig, columns: int | None = None) -> list[tuple[str, str, str]]:
+    """(model name, base student, variant) of each listed ablation: a variant with a base, under its own
+    name; one without, on each distilled student of `cfg.students` (`<student>_<variant>`); a listed
+    application, `<student>_<variant>`, on its student. Left out: bases that read another number of
+    text columns than `columns` (when given)."""
+    from harness.registry import STUDENTS
+
+    out = []
+    for listed in cfg.ablations:
+        if listed in cfg.variants and cfg.variants[listed].base:
+            pairs = [(listed, cfg.variants[listed].base, listed)]
+        elif listed in cfg.variants:
+            pairs = [(f"{s}_{listed}", s, listed) for s in cfg.students if STUDENTS.get(s).distill]
+        else:
+            base, variant = applied_variant(cfg, listed) or ("", "")
+            pairs = [(listed, base, variant)]
+        out += [p for p in pairs if columns is None or p[1] not in STUDENTS or STUDENTS.get(p[1]).columns == columns]
+    return out
+
+
+def applied_variant(cfg: RunConfig, name: str) -> tuple[str, str] | None:
+    """(student, variant) when `name` is `<student>_<variant>` for a variant without a base, else None
+    (the student is not checked here: plugins may not be loaded yet; see check_registered)."""
+    for variant, settings in sorted(cfg.variants.items(), key=lambda kv: -len(kv[0])):
+        if not settings.base and name.endswith(f"_{variant}") and len(name) > len(variant) + 1:
+            return name[: -len(variant) - 1], variant
+    return None
 
 
 def own_settings(student: StudentConfig, spec, name: str) -> StudentConfig:
@@ -217,16 +249,30 @@ def check_registered(cfg: RunConfig) -> None:
         check_arch_settings(variant.student, f"variant {name}: student")
         if variant.base in STUDENTS:
             settings_of(STUDENTS.get(variant.base).settings, resolve(cfg, name)[0].arch, f"variant {name}: student")
-    for name in cfg.ablations:
-        variant = cfg.variants[name]
-        try:
-            spec = STUDENTS.get(variant.base)
-        except HarnessError as e:
-            raise HarnessError(f"variant {name}: base: {e}") from None
-        _check(name not in STUDENTS and name not in REFERENCES, f"variant {name}: the name of a registered model; pick another")
+    names = [job[0] for job in ablation_jobs_checked(cfg)]
+    twice = sorted({n for n in names if names.count(n) > 1} | (set(names) & set(cfg.students)))
+    _check(not twice, f"ablations: {', '.join(twice)} would be trained twice (listed as a student, or by two entries)")
+    for name, base, variant_name in ablation_jobs_checked(cfg):
+        variant, spec = cfg.variants[variant_name], STUDENTS.get(base)
+        where = f"variant {variant_name}" + (f" on {base}" if name != variant_name else "")
+        _check(name not in STUDENTS and name not in REFERENCES and name not in RESERVED,
+               f"{where}: its model would be called {name}, the name of a registered model or a stage; rename the variant")
         sets_distill = [k for k in variant.student if k in (*DISTILL_ONLY, "alpha")]
-        _check(spec.distill or not sets_distill, f"variant {name}: student.{', student.'.join(sets_distill)} "
-               f"applies to distilled students; base {variant.base} trains on gold labels")
+        _check(spec.distill or not sets_distill, f"{where}: student.{', student.'.join(sets_distill)} "
+               f"applies to distilled students; base {base} trains on gold labels")
         transfer = spec.transfer if variant.transfer is None else variant.transfer
-        _check(transfer or not variant.augment, f"variant {name}: augment settings need the transfer set, "
-               f"but it trains on the originals only (transfer: false or base {variant.base})")
+        _check(transfer or not variant.augment, f"{where}: augment settings need the transfer set, "
+               f"but it trains on the originals only (transfer: false or base {base})")
+
+
+def ablation_jobs_checked(cfg: RunConfig) -> list[tuple[str, str, str]]:
+    """`ablation_jobs` of every column count, each base a registered student (did-you-mean otherwise)."""
+    from harness.registry import STUDENTS
+
+    jobs = ablation_jobs(cfg)
+    for name, base, variant in jobs:
+        try:
+            STUDENTS.get(base)
+        except HarnessError as e:
+            raise HarnessError(f"variant {variant}" + (f" ({name})" if name != variant else "") + f": base: {e}") from None
+    return jobs

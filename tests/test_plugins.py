@@ -2,7 +2,8 @@
 own, runs end to end; `--plugins` modules register and say where they came from; a plugin that fails to
 import is one line; and the engine names no student.
 
-`pytest -k external` selects the end-to-end test (slow tier: a smoke run of SST-2, about 3 minutes).
+`pytest -m slow -k external` selects the end-to-end tests (slow tier): the README's student in a smoke run
+of SST-2 (about 3 minutes), and a task of its own with a local teacher folder (about 30 s).
 """
 
 from __future__ import annotations
@@ -19,10 +20,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
-from harness import api, ort, plugins
+from harness import api, metrics, ort, plugins
+from harness.config import TeacherConfig
 from harness.errors import HarnessError
-from harness.registry import STUDENTS
+from harness.registry import STUDENTS, TASKS, TEACHERS
 from harness.wordmodel import StudentPredictor, Vocab
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -53,12 +56,15 @@ def write_package(folder: Path) -> dict[str, str]:
 
 @pytest.fixture()
 def own_registry(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Registrations made by a test stay in it (the registry is process-wide)."""
-    monkeypatch.setattr(STUDENTS, "_items", dict(STUDENTS._items))
-    monkeypatch.setattr(STUDENTS, "_origins", dict(STUDENTS._origins))
+    """Registrations made by a test stay in it (the registries are process-wide)."""
+    for registry in (STUDENTS, TASKS):
+        monkeypatch.setattr(registry, "_items", dict(registry._items))
+        monkeypatch.setattr(registry, "_origins", dict(registry._origins))
     monkeypatch.setattr(plugins, "_loaded", set(plugins._loaded))
+    monkeypatch.setattr(metrics, "METRICS", dict(metrics.METRICS))
     yield
-    sys.modules.pop("my_bow", None)
+    for module in ("my_bow", "toy_task"):
+        sys.modules.pop(module, None)
 
 
 def test_plugins_module_registers_and_names_its_origin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
@@ -114,6 +120,58 @@ def test_the_external_pair_student_exports_and_quantises(tmp_path: Path, own_reg
     want = student.logits(pairs, 16)
     np.testing.assert_allclose(ort.OrtStudent.from_predictor(student, exported).logits(pairs, 16), want, atol=1e-4)
     assert np.abs(ort.OrtStudent.from_predictor(student, int8).logits(pairs, 16) - want).max() < 0.1
+
+
+TOY_TASK = '''"""A task plugin: single sentences from two TSV files in its own folder, scored by a metric of its own."""
+from pathlib import Path
+
+from sklearn.metrics import balanced_accuracy_score
+
+from harness.metrics import register_metric
+from harness.registry import TASKS
+from harness.tasks import Task
+
+register_metric("balanced_accuracy", balanced_accuracy_score, higher_is_better=True)
+TASKS.add("toy", Task(name="toy", glue_dir=str(Path(__file__).parent / "toy"), hub=("", ""), text_columns=("sentence",),
+                      label_column="label", num_labels=2, metrics=("balanced_accuracy", "accuracy")))
+'''
+
+
+@pytest.mark.slow
+def test_an_external_task_and_a_local_teacher_folder(tmp_path: Path, data_root: Path, monkeypatch: pytest.MonkeyPatch,
+                                                    capsys: pytest.CaptureFixture, own_registry: None) -> None:
+    """A task from TSV files in a folder of its own, with a metric it registers (its direction followed in
+    checkpoint choice), runs end to end with a teacher from a local transformers folder; the teacher's key
+    follows the folder's contents: changed in place, the teacher is trained again."""
+    (tmp_path / "toy").mkdir()
+    lines = (data_root / "SST-2" / "train.tsv").read_text().splitlines()
+    (tmp_path / "toy" / "train.tsv").write_text("\n".join(lines[:401]) + "\n")
+    (tmp_path / "toy" / "dev.tsv").write_text("\n".join([lines[0], *lines[401:521]]) + "\n")
+    (tmp_path / "toy_task.py").write_text(TOY_TASK)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    folder = tmp_path / "my-teacher"
+    teacher = TEACHERS.get("hf_tiny").create(TeacherConfig(), 2)
+    teacher.save(folder)
+    overrides = {"teacher.checkpoint": str(folder), "teacher.epochs": 1, "augment.n_iter": 1, "student.epochs": 2,
+                 "measure.enabled": False, "ablations": "", "selection.limit": 40}
+
+    def run(out: str) -> tuple[dict, str]:
+        results = api.run("glue", "smoke", tasks=["toy"], students=["bilstm", "bilstm_soft"], overrides=overrides,
+                          out=tmp_path / out, cache_dir=tmp_path / "cache", plugins=["toy_task"])
+        return results["tasks"]["toy"], capsys.readouterr().out
+
+    first, log = run("a")
+    assert api.ls("tasks")["toy"] == "toy_task (plugins=)"
+    assert "[teacher] computing" in log and first["metrics"] == ["balanced_accuracy", "accuracy"]
+    for name in ("teacher", "bilstm", "bilstm_soft"):
+        assert set(first["models"][name]["scores"]["dev"]) == {"balanced_accuracy", "accuracy"}
+    again, log = run("b")
+    assert "[teacher] cached" in log and again["models"]["teacher"]["scores"] == first["models"]["teacher"]["scores"]
+    with torch.no_grad():  # the same folder, other weights: another teacher
+        teacher.model.classifier.weight.add_(1.0)
+    teacher.save(folder)
+    _, log = run("c")
+    assert "[teacher] computing" in log
 
 
 def string_literals(path: Path) -> list[tuple[int, str]]:
