@@ -9,12 +9,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from harness import plugins
-from harness.augment import use_nltk_data
-from harness.config import StudentConfig
-from harness.registry import STUDENTS
-from harness.tasks import REPO_ROOT, load_task
-from harness.wordmodel import StudentPredictor, Vocab
+from harness.core import plugins
+from harness.core.config import StudentConfig
+from harness.core.registry import STUDENTS
+from harness.data.augment import use_nltk_data
+from harness.data.tasks import REPO_ROOT, load_task
+from harness.engine.wordmodel import StudentPredictor, Vocab
 
 THREADS = 1  # fixed so that benches are comparable between runs; recorded in extra_info
 

@@ -23,7 +23,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from harness.label_backends import BACKENDS
+from harness.engine.label_backends import BACKENDS
 
 ROOT = Path(__file__).resolve().parent.parent
 

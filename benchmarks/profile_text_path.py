@@ -21,10 +21,11 @@ import numpy as np
 import torch
 from student_backends import paper_student
 
-from harness import plugins, text
-from harness.batching import TokenIds
-from harness.tasks import load_task
-from harness.wordmodel import StudentPredictor
+from harness.core import plugins
+from harness.data import text
+from harness.data.batching import TokenIds
+from harness.data.tasks import load_task
+from harness.engine.wordmodel import StudentPredictor
 
 
 def former_encode(self: StudentPredictor, texts: list[tuple[str, ...]]) -> list[TokenIds]:
@@ -48,8 +49,8 @@ def encode_rows(texts: list[str], student: StudentPredictor) -> None:
         return [nltk.word_tokenize(s, preserve_line=True) for s in texts]
 
     rows = [("tokenize only, NLTK word_tokenize per sentence", nltk_tokens, 2),
-            ("tokenize only, harness.text.tokenize_many", lambda: text.tokenize_many(texts), 5),
-            ("tokenize only, harness.augment.tokenize per sentence", lambda: [text.tokenize(s) for s in texts], 3),
+            ("tokenize only, harness.data.text.tokenize_many", lambda: text.tokenize_many(texts), 5),
+            ("tokenize only, harness.data.augment.tokenize per sentence", lambda: [text.tokenize(s) for s in texts], 3),
             ("tokenize + lookup + TokenIds, former",
              lambda: TokenIds.from_lists([vocab.encode(nltk.word_tokenize(s, preserve_line=True), 64) for s in texts]), 2),
             ("tokenize + lookup + TokenIds, Vocab.encode_texts", lambda: vocab.encode_texts(texts, 64), 5)]

@@ -1,8 +1,8 @@
 """A paper-sized bilstm_soft student (random weights: speed does not depend on them) in PyTorch, ONNX
 Runtime fp32 and int8, 1 thread: the offline regime over the 67,349 SST-2 train sentences (batch 512,
 text in, logits out) two ways: the whole set in one call (length-sorted across it, best of 2), and as
-`harness run` times it (harness.measure.offline: one call per 512 sentences in file order), the latter
-with each call run whole (as before harness.batching.recurrent_batches) and in its length-sorted
+`harness run` times it (harness.speed.measure.offline: one call per 512 sentences in file order), the latter
+with each call run whole (as before harness.data.batching.recurrent_batches) and in its length-sorted
 groups of 32 rows (now); and batch-1 p50 over 300 SST-2 dev sentences. Prints; asserts nothing.
 
     .venv/bin/python benchmarks/student_backends.py
@@ -17,11 +17,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from harness import batching, measure, ort, plugins
-from harness.config import StudentConfig
-from harness.registry import STUDENTS
-from harness.tasks import load_task
-from harness.wordmodel import StudentPredictor, Vocab
+from harness.core import plugins
+from harness.core.config import StudentConfig
+from harness.core.registry import STUDENTS
+from harness.data import batching
+from harness.data.tasks import load_task
+from harness.engine import ort
+from harness.engine.wordmodel import StudentPredictor, Vocab
+from harness.speed import measure
 
 
 def paper_student(train: list[str]) -> StudentPredictor:

@@ -1,4 +1,4 @@
-"""Student training throughput (issue 12, item 5): rows/s of `harness.distill.train_student` for the
+"""Student training throughput (issue 12, item 5): rows/s of `harness.engine.distill.train_student` for the
 paper's students at the paper's batch sizes, on real sentences with random teacher logits (speed
 does not depend on their values), in one process with 2 threads, one epoch over the same rows:
 
@@ -27,13 +27,14 @@ import numpy as np
 import torch
 from torch.nn.utils.rnn import pack_padded_sequence
 
-from harness import distill, plugins
-from harness.batching import TokenIds
-from harness.config import StudentConfig
-from harness.distill import LazyAdadelta, train_student
-from harness.registry import STUDENTS
-from harness.tasks import load_task
-from harness.wordmodel import Vocab
+from harness.core import plugins
+from harness.core.config import StudentConfig
+from harness.core.registry import STUDENTS
+from harness.data.batching import TokenIds
+from harness.data.tasks import load_task
+from harness.engine import distill
+from harness.engine.distill import LazyAdadelta, train_student
+from harness.engine.wordmodel import Vocab
 from students.bilstm import BiLSTMEncoder
 
 CASES = {  # student, task, paper settings

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import ort
+from harness.engine import ort
 
 pytestmark = pytest.mark.benchmark(group="student batch-1")
 

@@ -7,10 +7,10 @@ import nltk
 import numpy as np
 import pytest
 
-from harness.augment import PosTable, augment_sentence, tag_corpus
-from harness.batching import TokenIds
-from harness.config import AugmentConfig, TeacherConfig
-from harness.registry import TEACHERS
+from harness.core.config import AugmentConfig, TeacherConfig
+from harness.core.registry import TEACHERS
+from harness.data.augment import PosTable, augment_sentence, tag_corpus
+from harness.data.batching import TokenIds
 
 
 @pytest.mark.benchmark(group="teacher labelling")
@@ -39,10 +39,10 @@ def test_augmentation(benchmark, sst2, info) -> None:
 
 
 @pytest.mark.benchmark(group="student text path")
-@pytest.mark.parametrize("path", ["harness.text", "nltk"])
+@pytest.mark.parametrize("path", ["harness.data.text", "nltk"])
 def test_student_encode(benchmark, student, sst2, info, path: str) -> None:
     """Text to token ids (tokenise, vocabulary lookup, truncation to 64, TokenIds) for 8,192 training
-    sentences: the students' path (harness/text.py) beside the former per-sentence NLTK one."""
+    sentences: the students' path (harness/data/text.py) beside the former per-sentence NLTK one."""
     texts = [t[0] for t in sst2["train"].texts[:8192]]
     vocab, max_tokens = student.vocab, student.meta["max_tokens"]
     info["sentences_per_round"] = len(texts)
@@ -53,4 +53,4 @@ def test_student_encode(benchmark, student, sst2, info, path: str) -> None:
     def fast_path() -> TokenIds:
         return vocab.encode_texts(texts, max_tokens)
 
-    benchmark.pedantic(fast_path if path == "harness.text" else nltk_path, rounds=3, warmup_rounds=1)
+    benchmark.pedantic(fast_path if path == "harness.data.text" else nltk_path, rounds=3, warmup_rounds=1)

@@ -4,12 +4,12 @@
     results = harness.run(suite="glue", preset="smoke", tasks=["sst2"], overrides={"student.hidden": 64},
                           out="runs/mine")
     predictor, card = harness.load_model("runs/mine/models/sst2/bilstm_soft")
-    scores = harness.predict("runs/mine/models/sst2/bilstm_soft", "../shared/data/SST-2/dev.tsv")
-    timing = harness.measure("runs/mine/models/sst2/bilstm_soft", backend="onnx-int8")
+    scores = harness.engine.predict("runs/mine/models/sst2/bilstm_soft", "../shared/data/SST-2/dev.tsv")
+    timing = harness.speed.measure("runs/mine/models/sst2/bilstm_soft", backend="onnx-int8")
     harness.ls("students")  # {"bilstm": "students.bilstm (entry point kd_harness.students:bilstm of kd-harness)", ...}
 
-Every function loads the plugins first (harness/plugins.py; `plugins=` adds modules of your own) and
-raises `harness.errors.HarnessError` with the same one-line messages the command line prints. `run`
+Every function loads the plugins first (harness/core/plugins.py; `plugins=` adds modules of your own) and
+raises `harness.core.errors.HarnessError` with the same one-line messages the command line prints. `run`
 checks every name, setting and student-task fit before any work, as the command line does.
 """
 
@@ -28,7 +28,7 @@ def start(plugins: Iterable[str] = (), source: str = "plugins=") -> None:
     import datasets
     import transformers
 
-    from harness.plugins import load_modules, load_plugins
+    from harness.core.plugins import load_modules, load_plugins
 
     datasets.disable_progress_bars()  # its per-file bars would bury our own progress and errors
     transformers.logging.set_verbosity_error()  # "classifier weights newly initialised" is expected
@@ -42,13 +42,13 @@ def configure(suite: str = "glue", preset: str | None = None, tasks: Iterable[st
     """The run's config (a RunConfig) and its description for results.json, checked as `run` checks it.
 
     Args:
-        suite: a suite in harness/suites/ (`glue`) or a YAML path.
+        suite: a suite in harness/core/suites/ (`glue`) or a YAML path.
         preset: one of the suite's presets (`smoke`, `quick`, `full`).
         tasks, students: override the suite's (a list, or comma-separated).
         overrides: dotted settings, as `--set` takes them: {"student.hidden": 300, "teacher.epochs": 2}.
         plugins: modules to import before the suite is read (also a suite's own `plugins:`).
     """
-    from harness.config import load_suite
+    from harness.core.config import load_suite
 
     sets = dict(overrides or {})
     for key, value in (("tasks", tasks), ("students", students)):
@@ -69,9 +69,9 @@ def check(cfg, cli_sets: dict[str, Any] | None = None) -> None:
     Raises:
         HarnessError: naming what is wrong and where it was set.
     """
-    from harness.registry import REFERENCES, STUDENTS, TASKS, TEACHERS
-    from harness.stages import check_job_fits
-    from harness.variants import check_arch_settings, check_registered, student_jobs
+    from harness.core.registry import REFERENCES, STUDENTS, TASKS, TEACHERS
+    from harness.core.variants import check_arch_settings, check_registered, student_jobs
+    from harness.engine.stages import check_job_fits
 
     TEACHERS.get(cfg.teacher.name)
     for name in sorted({*cfg.tasks, *cfg.per_task}):  # a task's own settings too, run or not
@@ -105,9 +105,9 @@ def run(suite: str = "glue", preset: str | None = None, tasks: Iterable[str] | s
         data_dir: a folder in GLUE's layout (default: $HARNESS_DATA, else ../shared/data, then the hub).
         device: auto, cpu, cuda or cuda:K.
     """
-    from harness import device as devices
-    from harness.measure import set_threads, usable_cores
+    from harness.engine import device as devices
     from harness.pipeline import run as run_pipeline
+    from harness.speed.measure import set_threads, usable_cores
 
     cfg, info = configure(suite, preset, tasks, students, overrides, plugins)
     rt = devices.setup(device)
@@ -119,7 +119,7 @@ def run(suite: str = "glue", preset: str | None = None, tasks: Iterable[str] | s
 def load_model(folder: str | Path, plugins: Iterable[str] = ()):
     """A model folder written by `run` (<out>/models/<task>/<name>) -> (predictor, its card). The
     predictor's `logits(texts, batch_size)` takes tuples of strings, one per text column."""
-    from harness.predict import load_model as load
+    from harness.engine.predict import load_model as load
 
     start(plugins)
     return load(Path(folder))
@@ -129,8 +129,8 @@ def predict(model: str | Path, input: str | Path, output: str | Path | None = No
             plugins: Iterable[str] = ()) -> dict | None:
     """Predict every row of a GLUE-style TSV (`harness predict`); writes GLUE's submission format to
     `output` when given. Returns the task's metrics when the file has labels, else None."""
-    from harness import device as devices
-    from harness.predict import predict as predict_file
+    from harness.engine import device as devices
+    from harness.engine.predict import predict as predict_file
 
     start(plugins)
     devices.setup(device)
@@ -148,12 +148,12 @@ def measure(model: str | Path, backend: str = "torch", regime: str = "interactiv
         threads: intra-op threads (default: 1 for interactive, all usable cores for offline).
         n: sentences to time (default: the command line's).
     """
-    from harness.augment import use_nltk_data
-    from harness.config import MeasureConfig
-    from harness.efficiency import measure_one
-    from harness.errors import HarnessError
-    from harness.measure import set_threads
-    from harness.tasks import nltk_roots
+    from harness.core.config import MeasureConfig
+    from harness.core.errors import HarnessError
+    from harness.data.augment import use_nltk_data
+    from harness.data.tasks import nltk_roots
+    from harness.speed.efficiency import measure_one
+    from harness.speed.measure import set_threads
 
     if (threads is not None and threads < 0) or (n is not None and n < 1):
         raise HarnessError("--threads must be >= 0 and --n >= 1")
@@ -166,8 +166,8 @@ def measure(model: str | Path, backend: str = "torch", regime: str = "interactiv
 
 def ls(kind: str, plugins: Iterable[str] = ()) -> dict[str, str]:
     """Registered names of `kind` (tasks, teachers, students, references), each with where it came from."""
-    from harness.errors import HarnessError
-    from harness.registry import REFERENCES, STUDENTS, TASKS, TEACHERS
+    from harness.core.errors import HarnessError
+    from harness.core.registry import REFERENCES, STUDENTS, TASKS, TEACHERS
 
     if kind not in KINDS:
         raise HarnessError(f"ls: unknown kind {kind!r} (known: {', '.join(KINDS)})")

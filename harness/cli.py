@@ -2,7 +2,7 @@
 
 Exit status: 0 success; 1 `check` found a regression; 2 a user error (one `error: ...` line on stderr);
 3 the filesystem refused a write: full, read-only, forbidden, or a folder vanished (one `error: ...` line
-naming the path and what to do; harness/errors.py).
+naming the path and what to do; harness/core/errors.py).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import sys
 import traceback
 from pathlib import Path
 
-from harness.errors import DiskFault, HarnessError, describe
+from harness.core.errors import DiskFault, HarnessError, describe
 
 EPILOG = """examples:
   python -m harness run --suite glue --preset quick          # every GLUE task with data, about an hour on 2 cores
@@ -55,7 +55,7 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="teacher -> augment -> label -> students -> evaluate -> measure -> report")
-    run.add_argument("--suite", default="glue", help="suite name in harness/suites/ or a YAML path (default: glue)")
+    run.add_argument("--suite", default="glue", help="suite name in harness/core/suites/ or a YAML path (default: glue)")
     run.add_argument("--preset", help="named overrides from the suite: smoke (SST-2 + STS-B slices, ~4 min), quick (all "
                      "six GLUE tasks with data, about an hour), full (paper protocol, hours)")
     run.add_argument("--tasks", help="comma-separated tasks, overriding the suite's (e.g. sst2,stsb); without it every "
@@ -148,7 +148,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    from harness.check import check, update_baseline
+    from harness.results.check import check, update_baseline
 
     if args.update:
         print(update_baseline(args.run, args.baseline))
@@ -161,7 +161,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 def cmd_cache(args: argparse.Namespace) -> int:
     import shutil
 
-    from harness.cache import Store, folder_bytes, survey
+    from harness.engine.cache import Store, folder_bytes, survey
 
     if not args.cache_dir.is_dir():
         raise HarnessError(f"--cache-dir {args.cache_dir}: no such folder")
@@ -182,7 +182,7 @@ def cmd_cache(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> None:
-    from harness.compare import compare
+    from harness.results.compare import compare
 
     labels = args.labels.split(",") if args.labels else None
     if labels and len(labels) != len(args.runs):
@@ -197,8 +197,8 @@ def cmd_measure(args: argparse.Namespace) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> None:
-    from harness.compare import load_results
-    from harness.report import write_report
+    from harness.results.compare import load_results
+    from harness.results.report import write_report
 
     results = load_results(args.run)
     try:
@@ -211,7 +211,7 @@ def cmd_report(args: argparse.Namespace) -> None:
 
 def cmd_run(args: argparse.Namespace) -> None:
     from harness import api
-    from harness.config import parse_set
+    from harness.core.config import parse_set
 
     out = args.out or Path("runs") / f"{Path(args.suite).stem}-{args.preset or 'default'}"
     results = api.run(args.suite, args.preset, args.tasks, args.students, parse_set(args.set), out, args.cache_dir,
@@ -220,7 +220,7 @@ def cmd_run(args: argparse.Namespace) -> None:
 
 
 def cmd_export_transfer(args: argparse.Namespace) -> None:
-    from harness.transfer import export
+    from harness.engine.transfer import export
 
     meta = export(args.run, args.task, args.out, args.cache_dir)
     print(f"{args.out}: {meta['rows']:,} rows of {meta['task']} ({meta['synthetic']:,} synthetic), teacher "
@@ -229,7 +229,7 @@ def cmd_export_transfer(args: argparse.Namespace) -> None:
 
 def cmd_ls(args: argparse.Namespace) -> None:
     from harness import api
-    from harness.config import SUITES_DIR
+    from harness.core.config import SUITES_DIR
 
     if args.what == "suites":
         print("\n".join(sorted(p.stem for p in SUITES_DIR.glob("*.yaml"))))
@@ -287,14 +287,14 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     finally:
         if distributed():
-            sys.modules["harness.device"].teardown()
+            sys.modules["harness.engine.device"].teardown()
     return status or 0
 
 
 def distributed() -> bool:
-    """Whether this process joined a torchrun process group (harness.device is loaded only by the
+    """Whether this process joined a torchrun process group (harness.engine.device is loaded only by the
     commands that train or predict; the others start without torch)."""
-    dev = sys.modules.get("harness.device")
+    dev = sys.modules.get("harness.engine.device")
     return dev is not None and dev.current().distributed
 
 

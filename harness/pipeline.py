@@ -10,20 +10,21 @@ from pathlib import Path
 
 import numpy as np
 
-from harness import device, efficiency, manifest, model_card, stages, transfer
-from harness.augment import use_nltk_data
-from harness.cache import Store, write_json_atomic
-from harness.config import RunConfig
-from harness.env import environment
-from harness.errors import HarnessError, watched, writing
-from harness.label import read_transfer_set, rows
-from harness.metrics import score_outputs
-from harness.registry import REFERENCES, STUDENTS, TASKS, TEACHERS
-from harness.report import write_report
-from harness.split import SELECTION_RULE, selection_split
-from harness.tasks import REPO_ROOT, NoData, Split, Task, load_task, nltk_roots, score_name
-from harness.variants import ablation_jobs, student_jobs
-from harness.wordmodel import load_student
+from harness.core.config import RunConfig
+from harness.core.errors import HarnessError, watched, writing
+from harness.core.metrics import score_outputs
+from harness.core.registry import REFERENCES, STUDENTS, TASKS, TEACHERS
+from harness.core.variants import ablation_jobs, student_jobs
+from harness.data.augment import use_nltk_data
+from harness.data.split import SELECTION_RULE, selection_split
+from harness.data.tasks import REPO_ROOT, NoData, Split, Task, load_task, nltk_roots, score_name
+from harness.engine import device, manifest, model_card, stages, transfer
+from harness.engine.cache import Store, write_json_atomic
+from harness.engine.label import read_transfer_set, rows
+from harness.engine.wordmodel import load_student
+from harness.results.report import write_report
+from harness.speed import efficiency
+from harness.speed.env import environment
 
 
 def scored_splits(task: Task, splits: dict[str, Split]) -> list[tuple[str, Split]]:
@@ -226,7 +227,7 @@ def time_reference(name: str, task: Task, cfg: RunConfig, dev: Split, train: Spl
 def copy_model(src: Path, dst: Path, card: dict) -> None:
     """Place a trained model under the run's models/ folder (replacing an older copy atomically), with
     `card` as its harness.json: what `predict` and `measure` need to reload it as this run scored it
-    (harness/model_card.py). The copy is checked against the model folder's manifest before it takes
+    (harness/engine/model_card.py). The copy is checked against the model folder's manifest before it takes
     the old one's place.
 
     Raises:
@@ -279,7 +280,7 @@ def run(cfg: RunConfig, suite_info: dict, out: Path, cache_dir: Path, data_dir: 
     splits, not_run = available_splits(cfg, data_dir, required="tasks" in suite_info.get("set", {}))
     rt = device.current()
     created = rt.main and not out.exists()
-    try:  # a full, read-only or vanished folder: one line naming it (harness/errors.py)
+    try:  # a full, read-only or vanished folder: one line naming it (harness/core/errors.py)
         with writing(cache_dir, "--cache-dir"), writing(out, "--out"), watched(out, "--out", rt.main) as out_still_there:
             results = {
                 **suite_info,

@@ -21,8 +21,8 @@ import onnx
 import torch
 from torch import nn
 
-from harness.errors import HarnessError
-from harness.registry import STUDENTS, StudentSpec
+from harness.core.errors import HarnessError
+from harness.core.registry import STUDENTS, StudentSpec
 
 
 @dataclass(frozen=True)

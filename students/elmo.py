@@ -43,9 +43,9 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
-from harness.augment import tokenize
-from harness.batching import sorted_batches
-from harness.registry import REFERENCES, ReferenceSpec
+from harness.core.registry import REFERENCES, ReferenceSpec
+from harness.data.augment import tokenize
+from harness.data.batching import sorted_batches
 
 # ELMo's character vocabulary: bytes 0..255, then these markers; every id is shifted by +1 so that
 # 0 marks a padding token (a whole row of zeros); unused positions inside a word are PAD_CHAR + 1.
@@ -192,7 +192,7 @@ class ElmoClassifier(nn.Module):
 class ElmoPredictor:
     """Tokenises, maps words to character ids, and runs the classifier in length-sorted padded batches."""
 
-    calibration = "recurrent"  # a character CNN and biLSTMs: timed against harness/calibrate.py's BiLSTM
+    calibration = "recurrent"  # a character CNN and biLSTMs: timed against harness/speed/calibrate.py's BiLSTM
 
     def __init__(self, model: ElmoClassifier) -> None:
         self.model = model.eval()

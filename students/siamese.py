@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from harness.registry import STUDENTS, StudentSpec
+from harness.core.registry import STUDENTS, StudentSpec
 from students.bilstm import BiLSTMEncoder, BiLSTMEncoderTwin, BiLSTMSettings, LSTMExport
 
 

@@ -32,13 +32,13 @@ from transformers import (
     get_linear_schedule_with_warmup,
 )
 
-from harness import device
-from harness.batching import bucketed_batches, sorted_batches, text_lengths
-from harness.config import TeacherConfig
-from harness.errors import HarnessError
-from harness.metrics import improved, score_outputs, worst
-from harness.registry import TEACHERS, TeacherPlugin
-from harness.tasks import Split
+from harness.core.config import TeacherConfig
+from harness.core.errors import HarnessError
+from harness.core.metrics import improved, score_outputs, worst
+from harness.core.registry import TEACHERS, TeacherPlugin
+from harness.data.batching import bucketed_batches, sorted_batches, text_lengths
+from harness.data.tasks import Split
+from harness.engine import device
 from teachers import train_state
 from teachers.hf_onnx import OrtTeacher, export_teacher, tokenize
 
@@ -166,7 +166,7 @@ def resolve_checkpoint(checkpoint: str) -> str:
 class HFTeacher:
     """A sequence classifier with its tokenizer; fine-tunes, predicts logits, saves as safetensors."""
 
-    calibration = "transformer"  # the workload its timings are calibrated against (harness/calibrate.py)
+    calibration = "transformer"  # the workload its timings are calibrated against (harness/speed/calibrate.py)
 
     def __init__(self, model: torch.nn.Module, tokenizer, max_length: int) -> None:
         self.model = model
@@ -200,7 +200,7 @@ class HFTeacher:
     @classmethod
     def load(cls, folder: Path, max_length: int) -> HFTeacher:
         """A fine-tuned teacher saved by `save`, tokenizing to `max_length` wordpieces: the run's
-        `teacher.max_length`, which its models' cards record (harness/model_card.py)."""
+        `teacher.max_length`, which its models' cards record (harness/engine/model_card.py)."""
         model = AutoModelForSequenceClassification.from_pretrained(folder)
         return cls(model, AutoTokenizer.from_pretrained(folder), max_length)
 
@@ -263,7 +263,7 @@ class HFTeacher:
         from it and ends with the same weights and history as an uninterrupted one. The state is
         deleted when fine-tuning finishes.
 
-        Under several processes (harness/device.py) each rank takes its share of every batch, draws
+        Under several processes (harness/engine/device.py) each rank takes its share of every batch, draws
         its rows of one process's dropout masks, and the gradients are summed, so a step equals the
         one-process step up to float sums; rank 0 alone saves."""
         rt = device.current()

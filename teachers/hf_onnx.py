@@ -1,6 +1,6 @@
 """The `hf` teacher's ONNX recipe: its classifier exported with the tokenizer's inputs, and a predictor
 that runs the file through ONNX Runtime with the torch teacher's tokenizer call and batch order. The
-engine runs and checks the export (harness.ort.export_checked); `HFTeacher.export_onnx` and
+engine runs and checks the export (harness.engine.ort.export_checked); `HFTeacher.export_onnx` and
 `HFTeacher.onnx_predictor` are how it asks for them."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from harness.batching import sorted_batches, text_lengths
-from harness.ort import OrtPredictor, export_checked
+from harness.data.batching import sorted_batches, text_lengths
+from harness.engine.ort import OrtPredictor, export_checked
 
 TEACHER_TOLERANCE = 1e-4  # measured on 200 SST-2 sentences: 1.1e-8 (hf_tiny), 6.5e-8 (MiniLM)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
 
-from harness.registry import REFERENCES, ReferenceSpec
+from harness.core.registry import REFERENCES, ReferenceSpec
 from teachers.hf import HFTeacher, resolve_checkpoint
 
 # BERT's GLUE fine-tuning length; every SST-2 sentence fits well inside it.

@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 
-from harness.tasks import REPO_ROOT
+from harness.data.tasks import REPO_ROOT
 
 OFFLINE = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
 

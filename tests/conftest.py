@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from harness import plugins
-from harness.augment import use_nltk_data
-from harness.tasks import REPO_ROOT
+from harness.core import plugins
+from harness.data.augment import use_nltk_data
+from harness.data.tasks import REPO_ROOT
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -47,7 +47,7 @@ def one_thread() -> Iterator[None]:
 @pytest.fixture(autouse=True)
 def hub_not_yet_tried() -> Iterator[None]:
     """Each test starts without the process's memory of an unreachable hub (tasks.load_task)."""
-    from harness import tasks
+    from harness.data import tasks
 
     tasks._HUB_UNREACHABLE.clear()
     yield

@@ -2,7 +2,7 @@
 
 A run scores each model in its own process, right after training (and each ONNX export while it times
 it); these reload what it saved, as `harness predict` does, and count right answers here rather than
-through harness.metrics, so a recorded score that is not the saved model's on those rows fails.
+through harness.core.metrics, so a recorded score that is not the saved model's on those rows fails.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from harness.ort import OrtStudent
-from harness.predict import load_model
+from harness.engine.ort import OrtStudent
+from harness.engine.predict import load_model
 
 
 def saved_outputs(folder: Path, texts: list[tuple[str, ...]], backend: str = "torch", threads: int = 1) -> np.ndarray:

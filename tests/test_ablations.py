@@ -14,15 +14,15 @@ import torch.nn.functional as F
 from cli_runner import harness
 from rescore import saved_accuracy
 
-from harness import stages
-from harness.config import RunConfig, StudentConfig, load_suite, parse_set
-from harness.distill import distill_loss
-from harness.errors import HarnessError
-from harness.label import read_transfer_set
-from harness.registry import STUDENTS, TASKS
-from harness.report import ablation_table
-from harness.tasks import Split, read_tsv
-from harness.variants import check_registered, student_jobs
+from harness.core.config import RunConfig, StudentConfig, load_suite, parse_set
+from harness.core.errors import HarnessError
+from harness.core.registry import STUDENTS, TASKS
+from harness.core.variants import check_registered, student_jobs
+from harness.data.tasks import Split, read_tsv
+from harness.engine import stages
+from harness.engine.distill import distill_loss
+from harness.engine.label import read_transfer_set
+from harness.results.report import ablation_table
 
 # Keys computed by the code before ablations existed (commit 5933580), for the glue suite's presets on the
 # synthetic splits below. New config fields at their defaults must not change any of them: runs in

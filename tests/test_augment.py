@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness import augment
-from harness.augment import MASK, PosTable, augment_sentence, generate, sides_to_change, tokenize, write_transfer_set
-from harness.config import AugmentConfig
-from harness.label import has_gold, read_transfer_set
+from harness.core.config import AugmentConfig
+from harness.data import augment
+from harness.data.augment import MASK, PosTable, augment_sentence, generate, sides_to_change, tokenize, write_transfer_set
+from harness.engine.label import has_gold, read_transfer_set
 
 TAGS = ("NN", "VB", "JJ", "RB")
 WORDS_PER_TAG = 50

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from harness.cache import Store, content_key
-from harness.config import AugmentConfig, StudentConfig
-from harness.stages import cached
+from harness.core.config import AugmentConfig, StudentConfig
+from harness.engine.cache import Store, content_key
+from harness.engine.stages import cached
 
 
 def test_key_ignores_dict_order() -> None:

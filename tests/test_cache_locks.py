@@ -21,10 +21,10 @@ from pathlib import Path
 import filelock
 import pytest
 
-from harness import cache
-from harness.cache import Store
-from harness.stages import cached
-from harness.tasks import REPO_ROOT
+from harness.data.tasks import REPO_ROOT
+from harness.engine import cache
+from harness.engine.cache import Store
+from harness.engine.stages import cached
 
 DEADLINE = 120.0  # seconds; only against a hang (a process importing torch on 2 busy cores takes ~10 s)
 
@@ -32,8 +32,8 @@ DEADLINE = 120.0  # seconds; only against a hang (a process importing torch on 2
 COMPUTING = """
 import sys, time
 from pathlib import Path
-from harness.cache import Store
-from harness.stages import cached
+from harness.engine.cache import Store
+from harness.engine.stages import cached
 
 root = Path(sys.argv[1])
 
@@ -51,7 +51,7 @@ cached(Store(root / "cache"), "augment", "k", build)
 HALF_WAY = """
 import sys, time
 from pathlib import Path
-from harness.cache import Store
+from harness.engine.cache import Store
 
 root = Path(sys.argv[1])
 store = Store(root / "cache")

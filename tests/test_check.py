@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from cli_runner import harness
 
-from harness.check import DEFAULT_TOLERANCE, check, load_baseline, make_baseline, update_baseline
-from harness.errors import HarnessError
-from harness.tasks import REPO_ROOT
+from harness.core.errors import HarnessError
+from harness.data.tasks import REPO_ROOT
+from harness.results.check import DEFAULT_TOLERANCE, check, load_baseline, make_baseline, update_baseline
 
 RUN = Path(__file__).parent / "golden" / "run_a"
 N_ROWS = 22  # run_a's accuracy rows, its models' calibrated speeds in both regimes, and their ONNX-vs-PyTorch ratios

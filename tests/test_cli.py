@@ -10,9 +10,9 @@ import pytest
 import torch
 from cli_runner import harness
 
-from harness.registry import STUDENTS
-from harness.stages import seal_model
-from harness.wordmodel import StudentPredictor, Vocab
+from harness.core.registry import STUDENTS
+from harness.engine.stages import seal_model
+from harness.engine.wordmodel import StudentPredictor, Vocab
 from students.bilstm import BiLSTMSettings
 
 

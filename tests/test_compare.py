@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from harness.compare import compare, glue_rows, speed_rows
-from harness.errors import HarnessError
+from harness.core.errors import HarnessError
+from harness.results.compare import compare, glue_rows, speed_rows
 
 GOLDEN = Path(__file__).parent / "golden"
 RUNS = [GOLDEN / "run_a", GOLDEN / "run_b"]

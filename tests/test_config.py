@@ -7,14 +7,14 @@ from typing import Any
 import pytest
 import yaml
 
-from harness.config import SUITES_DIR, RunConfig, load_suite, parse_set
-from harness.errors import HarnessError
-from harness.registry import REFERENCES, STUDENTS, TASKS, TEACHERS
-from harness.variants import check_registered
+from harness.core.config import SUITES_DIR, RunConfig, load_suite, parse_set
+from harness.core.errors import HarnessError
+from harness.core.registry import REFERENCES, STUDENTS, TASKS, TEACHERS
+from harness.core.variants import check_registered
 
 
 def shipped_suites() -> list[tuple[str, str | None]]:
-    """Every (suite, preset) pair of every YAML in harness/suites, plus each suite without a preset."""
+    """Every (suite, preset) pair of every YAML in harness/core/suites, plus each suite without a preset."""
     pairs: list[tuple[str, str | None]] = []
     for path in sorted(SUITES_DIR.glob("*.yaml")):
         presets = (yaml.safe_load(path.read_text()) or {}).get("presets") or {}

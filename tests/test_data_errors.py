@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 from cli_runner import harness
 
-from harness import pair_tasks, tasks
-from harness.errors import HarnessError
-from harness.registry import TASKS
-from harness.tasks import NoData, load_task, nltk_roots, read_tsv
+from harness.core.errors import HarnessError
+from harness.core.registry import TASKS
+from harness.data import pair_tasks, tasks
+from harness.data.tasks import NoData, load_task, nltk_roots, read_tsv
 
 SST2, MNLI, QQP = TASKS.get("sst2"), TASKS.get("mnli"), TASKS.get("qqp")
 QQP_HEADER = "id\tqid1\tqid2\tquestion1\tquestion2\tis_duplicate\n"

@@ -14,8 +14,8 @@ import pytest
 from cli_runner import harness
 from safetensors.numpy import load_file
 
-from harness.tasks import load_task
-from harness.wordmodel import load_student
+from harness.data.tasks import load_task
+from harness.engine.wordmodel import load_student
 
 SETS = ["teacher.name=hf_tiny", "train_limit=300", "dev_limit=100", "augment.n_iter=2", "measure.enabled=false",
         "measure.threads=1", "variants.tiny_kl.base=bilstm_tiny", "variants.tiny_kl.student.loss=kl",

@@ -17,7 +17,7 @@ import pytest
 import torch
 from cli_runner import OFFLINE, harness
 
-from harness.tasks import REPO_ROOT
+from harness.data.tasks import REPO_ROOT
 
 SETS = ["teacher.name=hf_tiny", "train_limit=600", "dev_limit=200", "augment.n_iter=2", "measure.enabled=false",
         "ablations=", "teacher.epochs=2", "student.dropout=0.3"]  # students with dropout: the shared masks run
@@ -181,7 +181,7 @@ def test_shared_dropout_draws_one_process_masks(name: str, model: torch.nn.Modul
     """In one process the shared-mask dropout is the stock dropout bit for bit (logits, gradients,
     generator), so a torchrun teacher trains like a one-process one; each of two ranks, given its rows
     of the batch, gets the one-process rows' logits, and their gradients sum to the one-process gradients."""
-    from harness.device import SharedDropout
+    from harness.engine.device import SharedDropout
 
     everything = np.arange(5)
     logits, grads, rng = forward(model, everything)

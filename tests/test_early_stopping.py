@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from harness.distill import EarlyStopping
+from harness.engine.distill import EarlyStopping
 
 
 def test_stops_after_patience_and_restores_best() -> None:

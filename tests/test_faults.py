@@ -16,10 +16,11 @@ from pathlib import Path
 import pytest
 from safetensors import SafetensorError
 
-from harness import cli, pipeline, wordmodel
-from harness.cache import Store
-from harness.errors import DiskFault, describe
-from harness.stages import cached
+from harness import cli, pipeline
+from harness.core.errors import DiskFault, describe
+from harness.engine import wordmodel
+from harness.engine.cache import Store
+from harness.engine.stages import cached
 
 SETS = ["teacher.name=hf_tiny", "train_limit=300", "dev_limit=100", "augment.n_iter=2", "measure.enabled=false",
         "measure.threads=1", "ablations="]

@@ -2,7 +2,7 @@
 fails `harness check` against the committed baseline's tolerances, and the same measurement without
 the injection passes it.
 
-The speed rows are calibrated (harness/calibrate.py): a real student is timed three times in this
+The speed rows are calibrated (harness/speed/calibrate.py): a real student is timed three times in this
 process around its calibration workload, the second time with every call doing its work twice. No
 test asserts a wall-clock time: each compares ratios measured moments apart in one process.
 """
@@ -16,12 +16,13 @@ import numpy as np
 import pytest
 import torch
 
-from harness import calibrate, check, efficiency, measure
-from harness.config import MeasureConfig
-from harness.env import cpu_model
-from harness.registry import STUDENTS
-from harness.tasks import REPO_ROOT, Split, load_task
-from harness.wordmodel import StudentPredictor, Vocab
+from harness.core.config import MeasureConfig
+from harness.core.registry import STUDENTS
+from harness.data.tasks import REPO_ROOT, Split, load_task
+from harness.engine.wordmodel import StudentPredictor, Vocab
+from harness.results import check
+from harness.speed import calibrate, efficiency, measure
+from harness.speed.env import cpu_model
 from students.bilstm import BiLSTMSettings
 
 BASELINE = REPO_ROOT / "benchmarks" / "baseline.json"

@@ -10,8 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from harness import check, cli, distill
-from harness.tasks import REPO_ROOT
+from harness import cli
+from harness.data.tasks import REPO_ROOT
+from harness.engine import distill
+from harness.results import check
 
 BASELINE = REPO_ROOT / "benchmarks" / "baseline.json"
 ROW = ("sst2", "bilstm", "dev accuracy")

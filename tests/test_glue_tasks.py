@@ -18,14 +18,14 @@ from scipy.stats import pearsonr, spearmanr
 from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
 from test_pair_cli import last_json, one_line_error, saved_pair_student
 
-from harness.config import RunConfig, StudentConfig, load_suite
-from harness.distill import EarlyStopping, distill_loss
-from harness.errors import HarnessError
-from harness.metrics import improved, predictions, score, score_outputs, worst
-from harness.registry import TASKS
-from harness.stages import check_job_fits
-from harness.tasks import load_task, read_tsv
-from harness.variants import StudentJob, student_jobs
+from harness.core.config import RunConfig, StudentConfig, load_suite
+from harness.core.errors import HarnessError
+from harness.core.metrics import improved, predictions, score, score_outputs, worst
+from harness.core.registry import TASKS
+from harness.core.variants import StudentJob, student_jobs
+from harness.data.tasks import load_task, read_tsv
+from harness.engine.distill import EarlyStopping, distill_loss
+from harness.engine.stages import check_job_fits
 from students.bilstm import BiLSTMSettings
 
 # GLUE's row counts (train, dev, test), as its data ships (shared/data/README.md and PROVENANCE.md)

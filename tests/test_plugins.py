@@ -22,11 +22,13 @@ import numpy as np
 import pytest
 import torch
 
-from harness import api, metrics, ort, plugins
-from harness.config import TeacherConfig
-from harness.errors import HarnessError
-from harness.registry import STUDENTS, TASKS, TEACHERS
-from harness.wordmodel import StudentPredictor, Vocab
+from harness import api
+from harness.core import metrics, plugins
+from harness.core.config import TeacherConfig
+from harness.core.errors import HarnessError
+from harness.core.registry import STUDENTS, TASKS, TEACHERS
+from harness.engine import ort
+from harness.engine.wordmodel import StudentPredictor, Vocab
 
 ROOT = Path(__file__).resolve().parents[1]
 SECTION = "## Add your own student, teacher or task"
@@ -84,7 +86,7 @@ def test_plugins_module_registers_and_names_its_origin(tmp_path: Path, monkeypat
                       overrides={"student.hidden": 3, "ablations": ""}, plugins=["my_bow"])  # it must reach a student
     cfg, _ = api.configure("glue", "smoke", tasks=["sst2"], students=["bow", "bow_soft"], overrides={"student.fc": 8,
                            "ablations": ""}, plugins=["my_bow"])
-    from harness.variants import student_jobs
+    from harness.core.variants import student_jobs
 
     assert [(j.name, j.settings.fc) for j in student_jobs(cfg.for_task("sst2"), 1)] == [("bow", 8), ("bow_soft", 8)]
 
@@ -127,9 +129,9 @@ from pathlib import Path
 
 from sklearn.metrics import balanced_accuracy_score
 
-from harness.metrics import register_metric
-from harness.registry import TASKS
-from harness.tasks import Task
+from harness.core.metrics import register_metric
+from harness.core.registry import TASKS
+from harness.data.tasks import Task
 
 register_metric("balanced_accuracy", balanced_accuracy_score, higher_is_better=True)
 TASKS.add("toy", Task(name="toy", glue_dir=str(Path(__file__).parent / "toy"), hub=("", ""), text_columns=("sentence",),

@@ -15,15 +15,15 @@ import pytest
 import torch
 import yaml
 
-from harness import manifest, model_card, ort
 from harness.cli import main
-from harness.errors import HarnessError
-from harness.metrics import score_outputs
-from harness.predict import load_model, predict
-from harness.registry import STUDENTS, TASKS, TEACHERS
-from harness.stages import seal_model
-from harness.tasks import read_for_prediction, read_tsv
-from harness.wordmodel import StudentPredictor, Vocab, load_student
+from harness.core.errors import HarnessError
+from harness.core.metrics import score_outputs
+from harness.core.registry import STUDENTS, TASKS, TEACHERS
+from harness.data.tasks import read_for_prediction, read_tsv
+from harness.engine import manifest, model_card, ort
+from harness.engine.predict import load_model, predict
+from harness.engine.stages import seal_model
+from harness.engine.wordmodel import StudentPredictor, Vocab, load_student
 from students.bilstm import BiLSTMSettings
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # the run's thread count (measure.threads=1)

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from harness.errors import HarnessError
-from harness.registry import REFERENCES
+from harness.core.errors import HarnessError
+from harness.core.registry import REFERENCES
 from students.elmo import BOS_IDS, EOS_IDS, MAX_CHARS, reverse_padded, sentence_char_ids, word_char_ids
 
 SENTENCES = [

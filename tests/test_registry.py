@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from harness.errors import HarnessError
-from harness.registry import STUDENTS, TASKS, TEACHERS, Registry
+from harness.core.errors import HarnessError
+from harness.core.registry import STUDENTS, TASKS, TEACHERS, Registry
 
 
 def test_unknown_name_suggests_closest_and_lists_known() -> None:

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 from cli_runner import harness
 
-from harness.config import SelectionConfig
-from harness.errors import HarnessError
-from harness.split import Split, selection_rank, selection_split
-from harness.tasks import REPO_ROOT, load_task
+from harness.core.config import SelectionConfig
+from harness.core.errors import HarnessError
+from harness.data.split import Split, selection_rank, selection_split
+from harness.data.tasks import REPO_ROOT, load_task
 
 
 def test_rank_is_pinned() -> None:
@@ -39,7 +39,7 @@ def test_sst2_selection_split(data_root: Path) -> None:
 
 def test_same_split_in_another_process(data_root: Path) -> None:
     """Another interpreter, with another hash() salt, holds out the same examples."""
-    code = ("from harness.split import selection_split; from harness.tasks import load_task; "
+    code = ("from harness.data.split import selection_split; from harness.data.tasks import load_task; "
             "print(selection_split(load_task('sst2')['train'], 0.05, 5000)[0].fingerprint())")
     env = {**os.environ, "PYTHONHASHSEED": "12345"}
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, env=env, capture_output=True, text=True, check=True)

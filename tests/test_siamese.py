@@ -11,13 +11,13 @@ import onnx
 import pytest
 import torch
 
-from harness import ort
-from harness.augment import tokenize
-from harness.errors import HarnessError
-from harness.registry import STUDENTS, TASKS
-from harness.stages import check_student_fits
-from harness.tasks import read_tsv
-from harness.wordmodel import StudentPredictor, Vocab, count_params, load_student
+from harness.core.errors import HarnessError
+from harness.core.registry import STUDENTS, TASKS
+from harness.data.augment import tokenize
+from harness.data.tasks import read_tsv
+from harness.engine import ort
+from harness.engine.stages import check_student_fits
+from harness.engine.wordmodel import StudentPredictor, Vocab, count_params, load_student
 from students.bilstm import BiLSTMSettings
 from students.siamese import SiameseBiLSTM
 

@@ -12,11 +12,11 @@ import pytest
 from cli_runner import harness
 from rescore import saved_accuracy
 
-from harness.augment import tokenize
-from harness.label import read_transfer_set
-from harness.registry import TASKS
-from harness.split import Split, selection_split
-from harness.tasks import read_tsv
+from harness.core.registry import TASKS
+from harness.data.augment import tokenize
+from harness.data.split import Split, selection_split
+from harness.data.tasks import read_tsv
+from harness.engine.label import read_transfer_set
 
 TRAIN_LIMIT = 300
 

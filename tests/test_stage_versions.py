@@ -1,14 +1,14 @@
 """A stage's code does not change behind its VERSION: cache keys hold the version, not the code, so a
 stage edited without a bump would silently reuse entries the old code made.
 
-tests/golden/stage_sources.json pins, for each stage of harness/stages.py, its VERSION and the sha256
+tests/golden/stage_sources.json pins, for each stage of harness/engine/stages.py, its VERSION and the sha256
 of the code it depends on (SOURCES there: files, or `file::name` for one top-level function or class;
 file bytes, no normalising). A change of that code with the VERSION left alone fails here, naming the
 files. Re-pin after deciding (bump the VERSION if the outputs change, or not):
 
     .venv/bin/python tests/test_stage_versions.py --update
 
-Reads harness/stages.py as text (no torch import): this runs in a fraction of a second.
+Reads harness/engine/stages.py as text (no torch import): this runs in a fraction of a second.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import tomllib
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-STAGES = ROOT / "harness" / "stages.py"
+STAGES = ROOT / "harness" / "engine" / "stages.py"
 GOLDEN = ROOT / "tests" / "golden" / "stage_sources.json"
 UPDATE = ".venv/bin/python tests/test_stage_versions.py --update"
 
@@ -64,7 +64,7 @@ def source_bytes(entry: str) -> bytes:
     file, _, name = entry.partition("::")
     path = ROOT / file
     if not path.is_file():
-        raise AssertionError(f"SOURCES in harness/stages.py names {file}, which does not exist: fix SOURCES there")
+        raise AssertionError(f"SOURCES in harness/engine/stages.py names {file}, which does not exist: fix SOURCES there")
     data = path.read_bytes()
     if not name:
         return data
@@ -73,7 +73,7 @@ def source_bytes(entry: str) -> bytes:
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and node.name == name:
             first = min([node.lineno, *(d.lineno for d in node.decorator_list)])
             return "".join(lines[first - 1 : node.end_lineno]).encode()
-    raise AssertionError(f"SOURCES in harness/stages.py names {entry}, but {file} has no top-level {name}: fix SOURCES there")
+    raise AssertionError(f"SOURCES in stages.py names {entry}, but {file} has no top-level {name}: fix SOURCES there")
 
 
 def builtin_plugins(group: str) -> list[str]:
@@ -91,7 +91,7 @@ def current() -> dict[str, dict]:
     sources = {**sources, "student": [*sources["student"], *builtin_plugins("kd_harness.students")]}
     missing = sorted(set(versions) ^ set(sources))
     if missing:
-        raise AssertionError(f"harness/stages.py: VERSIONS and SOURCES must name the same stages; only in one: {missing}")
+        raise AssertionError(f"harness/engine/stages.py: VERSIONS and SOURCES must name the same stages; only in one: {missing}")
     out = {}
     for stage, version in versions.items():
         files = {entry: hashlib.sha256(source_bytes(entry)).hexdigest() for entry in sorted(set(sources[stage]))}
@@ -105,7 +105,7 @@ def problems(pinned: dict[str, dict], now: dict[str, dict]) -> list[str]:
     out = []
     for stage in sorted(set(pinned) | set(now)):
         if stage not in now or stage not in pinned:
-            out.append(f"stage {stage} is {'gone from' if stage not in now else 'new in'} harness/stages.py's VERSIONS: "
+            out.append(f"stage {stage} is {'gone from' if stage not in now else 'new in'} harness/engine/stages.py's VERSIONS: "
                        f"run `{UPDATE}`")
             continue
         old, new = pinned[stage], now[stage]
@@ -120,7 +120,7 @@ def problems(pinned: dict[str, dict], now: dict[str, dict]) -> list[str]:
             changed = sorted(e for e in set(old["sources"]) | set(new["sources"])
                              if old["sources"].get(e) != new["sources"].get(e))
             out.append(f"stage {stage}'s code changed ({', '.join(changed)}) but VERSIONS['{stage}'] is still "
-                       f"{new['version']}: if its outputs change, bump VERSIONS['{stage}'] in harness/stages.py (old cache "
+                       f"{new['version']}: if its outputs change, bump VERSIONS['{stage}'] in engine/stages.py (old cache "
                        f"entries are then recomputed), then run `{UPDATE}`; if they do not, just run `{UPDATE}`")
     return out
 
@@ -138,7 +138,7 @@ def test_every_teacher_plugin_is_a_source() -> None:
     sources = module_constant(STAGES, "SOURCES")
     for file in builtin_plugins("kd_harness.teachers"):
         assert any(e.partition("::")[0] == file for e in sources["teacher"]), \
-            f"{file} registers a teacher plugin: add it to SOURCES['teacher'] in harness/stages.py, then run `{UPDATE}`"
+            f"{file} registers a teacher plugin: add it to SOURCES['teacher'] in harness/engine/stages.py, then run `{UPDATE}`"
     assert builtin_plugins("kd_harness.students"), "pyproject.toml registers no built-in students"
 
 
@@ -151,7 +151,7 @@ def test_a_changed_source_is_named_with_what_to_do() -> None:
     pinned["student"]["sha256"] = "0" * 64
     (message,) = problems(pinned, now)
     assert message.startswith(f"stage student's code changed ({entry})")
-    assert "bump VERSIONS['student'] in harness/stages.py" in message and UPDATE in message
+    assert "bump VERSIONS['student'] in engine/stages.py" in message and UPDATE in message
     pinned = json.loads(json.dumps(now))
     pinned["label"]["version"] -= 1
     (message,) = problems(pinned, now)
@@ -162,7 +162,7 @@ def update() -> None:
     now = current()
     before = json.loads(GOLDEN.read_text())["stages"] if GOLDEN.is_file() else {}
     GOLDEN.parent.mkdir(parents=True, exist_ok=True)
-    GOLDEN.write_text(json.dumps({"about": "each stage's VERSION and the sha256 of its code (SOURCES in harness/stages.py); "
+    GOLDEN.write_text(json.dumps({"about": "each stage's VERSION and the sha256 of its code (SOURCES in engine/stages.py); "
                                            "written by tests/test_stage_versions.py --update", "stages": now},
                                  indent=2, sort_keys=True) + "\n")
     for stage, pin in now.items():

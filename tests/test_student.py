@@ -9,11 +9,11 @@ import numpy as np
 import torch
 from torch.nn.utils.rnn import pack_padded_sequence
 
-from harness.batching import RECURRENT_ROWS_CPU, TokenIds, recurrent_batches
-from harness.config import StudentConfig
-from harness.distill import train_student
-from harness.registry import STUDENTS
-from harness.wordmodel import StudentPredictor, Vocab, count_params, load_student
+from harness.core.config import StudentConfig
+from harness.core.registry import STUDENTS
+from harness.data.batching import RECURRENT_ROWS_CPU, TokenIds, recurrent_batches
+from harness.engine.distill import train_student
+from harness.engine.wordmodel import StudentPredictor, Vocab, count_params, load_student
 from students.bilstm import BiLSTMClassifier, BiLSTMSettings
 
 

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from harness import tasks
-from harness.errors import HarnessError
-from harness.registry import TASKS
-from harness.tasks import load_task, read_tsv
+from harness.core.errors import HarnessError
+from harness.core.registry import TASKS
+from harness.data import tasks
+from harness.data.tasks import load_task, read_tsv
 
 SST2 = TASKS.get("sst2")
 

@@ -14,11 +14,11 @@ from safetensors.torch import load_file
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
 import teachers.hf
-from harness.cache import Store
-from harness.config import RunConfig, TeacherConfig
-from harness.registry import TASKS, TEACHERS
-from harness.stages import teacher_stage
-from harness.tasks import Split, load_task
+from harness.core.config import RunConfig, TeacherConfig
+from harness.core.registry import TASKS, TEACHERS
+from harness.data.tasks import Split, load_task
+from harness.engine.cache import Store
+from harness.engine.stages import teacher_stage
 from teachers import train_state
 from teachers.hf import HFTeacher
 

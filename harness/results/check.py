@@ -1,0 +1,163 @@
+"""`harness check`: a run against a committed baseline, the CI regression gate.
+
+The baseline (benchmarks/baseline.json) holds one row per (task, model, score) of the run it was made
+from (`harness check --update`), and tolerances:
+
+- accuracy rows (every model's dev scores, ONNX/int8 ones included): the run may be at most
+  `accuracy_points` below the baseline. Runs are deterministic on one machine (tests/test_determinism.py),
+  so an unchanged pipeline reproduces the baseline exactly; the tolerance only lets harmless changes
+  that flip a prediction or two through;
+- speed rows: ratios measured inside one run, never absolute times (compare.speed_rows with `gated`):
+  each model's speed in units of a calibration workload of its own kind timed around it in the same
+  process (harness/speed/calibrate.py: a fixed BiLSTM for recurrent models, a fixed BERT layer for
+  transformers), so that one baseline holds on CPUs of another kind, and ONNX Runtime's speed-up over
+  PyTorch for the same model. The run's ratio may not fall below the baseline's times
+  `speed_ratio_factor`. Speed-ups over the teacher (an LSTM against a transformer) are not gated: that
+  ratio is the CPU's shape as much as the code's (157x on an AMD EPYC, 60x on an Intel Xeon).
+Every speed row names the CPU of the baseline and of the run, and timings taken while other
+processes used a noticeable share of the machine (measure.conditions) are listed as warnings.
+A row may carry its own `tolerance` (points, or factor), which wins over the global one. A baseline
+row missing from the run is a regression too; rows new in the run are listed, never fail.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from harness.core.errors import HarnessError
+from harness.engine.cache import write_json_atomic
+from harness.results.compare import load_results, score_rows, speed_rows
+from harness.results.report import busy_timings
+from harness.speed.measure import BUSY_SHARE
+
+DEFAULT_TOLERANCE = {"accuracy_points": 1.0, "speed_ratio_factor": 0.6}  # 0.6: a 2x slower model fails (tests/test_gate.py)
+
+
+def baseline_rows(results: dict) -> list[dict]:
+    """The rows a baseline keeps from a run: accuracy and in-run speed ratios."""
+    rows = [{"task": t, "model": m, "score": s, "kind": "accuracy", "value": round(v, 4)}
+            for (t, m, s), v in score_rows(results).items()]
+    rows += [{"task": t, "model": m, "score": s, "kind": "speed", "value": float(f"{v:.5g}")}  # ELMo's batch-1 is ~0.001
+             for (t, m, s), v in speed_rows(results, gated=True).items()]
+    return rows
+
+
+def make_baseline(results: dict, previous: dict | None = None) -> dict:
+    """A baseline from `results`, keeping the tolerances (global and per row) of `previous`, and
+    their written reasons (`tolerance_why`)."""
+    previous = previous or {}
+    kept = {(r["task"], r["model"], r["score"]): r["tolerance"] for r in previous.get("rows", []) if "tolerance" in r}
+    rows = baseline_rows(results)
+    for row in rows:
+        if (row["task"], row["model"], row["score"]) in kept:
+            row["tolerance"] = kept[(row["task"], row["model"], row["score"])]
+    env = results.get("environment", {})
+    return {
+        "about": "harness check baseline: accuracy may fall by at most accuracy_points; in-run speed ratios may not "
+                 "fall below baseline x speed_ratio_factor. Refresh deliberately with `python -m harness check "
+                 "--baseline THIS_FILE RUN_DIR --update`.",
+        "made_from": {"suite": results.get("suite"), "preset": results.get("preset"), "set": results.get("set", {}),
+                      "commit": env.get("git_commit"), "cpu": env.get("cpu"), "torch_threads": env.get("torch_threads")},
+        "tolerance": {**DEFAULT_TOLERANCE, **previous.get("tolerance", {})},
+        **({"tolerance_why": previous["tolerance_why"]} if "tolerance_why" in previous else {}),
+        "rows": rows,
+    }
+
+
+def load_baseline(path: Path) -> dict:
+    """The baseline at `path`, checked: a HarnessError names what is wrong (or how to make one)."""
+    if not path.is_file():
+        raise HarnessError(f"no baseline at {path}; make one from a run with "
+                           f"`python -m harness check --baseline {path} RUN_DIR --update`")
+    try:
+        baseline = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise HarnessError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(baseline, dict) or not isinstance(baseline.get("rows"), list):
+        raise HarnessError(f"{path}: not a baseline (expected an object with a rows list)")
+    unknown = set(baseline.get("tolerance", {})) - set(DEFAULT_TOLERANCE)
+    if unknown:
+        raise HarnessError(f"{path}: unknown tolerance {', '.join(sorted(unknown))} (known: {', '.join(DEFAULT_TOLERANCE)})")
+    for row in baseline["rows"]:
+        if not {"task", "model", "score", "kind", "value"} <= set(row) or row["kind"] not in ("accuracy", "speed"):
+            raise HarnessError(f"{path}: bad row {row!r} (needs task, model, score, kind accuracy|speed, value)")
+    return baseline
+
+
+def judge(row: dict, value: float | None, tolerance: dict) -> tuple[str, str]:
+    """(status, allowed) of one baseline row against the run's value."""
+    if row["kind"] == "accuracy":
+        points = row.get("tolerance", tolerance["accuracy_points"])
+        floor, allowed = row["value"] - points, f">= {row['value'] - points:.2f} (-{points:g} points)"
+    else:
+        factor = row.get("tolerance", tolerance["speed_ratio_factor"])
+        floor, allowed = row["value"] * factor, f">= {row['value'] * factor:.3g} ({factor:g}x baseline)"
+    if value is None:
+        return "MISSING", allowed
+    return ("ok" if value >= floor - 1e-9 else "REGRESSED"), allowed
+
+
+def compare_to_baseline(results: dict, baseline: dict) -> pd.DataFrame:
+    """One line per baseline row (and per row new in the run) with its status; speed rows name the
+    CPU each side was measured on."""
+    tolerance = {**DEFAULT_TOLERANCE, **baseline.get("tolerance", {})}
+    run = {(r["task"], r["model"], r["score"]): r for r in baseline_rows(results)}
+    made, here = baseline.get("made_from", {}).get("cpu"), results.get("environment", {}).get("cpu")
+    cpus = here if made == here else f"{made} / {here}"
+
+    def line(key: tuple, base: dict | None, value: float | None, allowed: str, status: str) -> dict:
+        speed = (base or run[key])["kind"] == "speed"
+        show = (lambda v: f"{v:.3g}") if speed else (lambda v: f"{v:.2f}")  # speeds span 0.001 to 100s
+        change = "–" if value is None or base is None else (
+            f"{value / base['value']:.2f}x" if speed and base["value"] else f"{value - base['value']:+.2f}")
+        return {"task": key[0], "model": key[1], "score": key[2], "baseline": "–" if base is None else show(base["value"]),
+                "run": "–" if value is None else show(value), "change": change, "allowed": allowed,
+                "cpu (baseline / run)": cpus if speed else "", "status": status}
+
+    lines, seen = [], set()
+    for row in baseline["rows"]:
+        key = (row["task"], row["model"], row["score"])
+        seen.add(key)
+        value = run[key]["value"] if key in run else None
+        status, allowed = judge(row, value, tolerance)
+        lines.append(line(key, row, value, allowed, status))
+    lines += [line(key, None, r["value"], "–", "new") for key, r in run.items() if key not in seen]
+    return pd.DataFrame(lines)
+
+
+def check(run: Path, baseline_path: Path) -> tuple[str, bool]:
+    """The report of `run` against the baseline, and whether anything regressed."""
+    baseline = load_baseline(baseline_path)
+    results = load_results(run)
+    table = compare_to_baseline(results, baseline)
+    bad = table[table["status"].isin(["REGRESSED", "MISSING"])]
+    made = baseline.get("made_from", {})
+    env = results.get("environment", {})
+    lines = [f"# harness check: {run} against {baseline_path}", ""]
+    if (made.get("preset"), made.get("cpu"), made.get("torch_threads")) != (
+            results.get("preset"), env.get("cpu"), env.get("torch_threads")):
+        lines += [f"note: the baseline was made with preset {made.get('preset')} on {made.get('cpu')} "
+                  f"({made.get('torch_threads')} threads); this run: preset {results.get('preset')} on {env.get('cpu')} "
+                  f"({env.get('torch_threads')} threads)", ""]
+    lines += [table.to_markdown(index=False, disable_numparse=True), ""]
+    busy = busy_timings(results)
+    if busy:
+        lines += [f"warning: {len(busy)} timing(s) ran while other processes used more than {BUSY_SHARE:.0%} of the "
+                  "machine; their speed rows may be low for that reason alone (rerun on a quiet machine):",
+                  *[f"- {b}" for b in busy], ""]
+    if len(bad):
+        lines += ["## Regressed", "", bad.to_markdown(index=False, disable_numparse=True), ""]
+    lines.append(f"check: {len(bad)} of {len(baseline['rows'])} baseline rows regressed" if len(bad)
+                 else f"check: passed ({len(baseline['rows'])} baseline rows)")
+    return "\n".join(lines), bool(len(bad))
+
+
+def update_baseline(run: Path, baseline_path: Path) -> str:
+    """Write the baseline from `run` (keeping the file's tolerances); returns a one-line summary."""
+    previous = load_baseline(baseline_path) if baseline_path.exists() else None
+    baseline = make_baseline(load_results(run), previous)
+    write_json_atomic(baseline_path, baseline)
+    return f"baseline: {baseline_path} ({len(baseline['rows'])} rows from {run})"

@@ -1,0 +1,143 @@
+"""`harness compare RUN_A RUN_B ...`: the shared (task, model, score) rows of several runs side by
+side, with each run's difference from the first.
+
+Rows: every model's scores (ablation variants included, and ONNX/int8 dev scores), its batch-1
+latency, and speed ratios measured inside one run (`speed_rows`: a model's speed-up over the
+teacher, and ONNX Runtime's over PyTorch for the same model), which compare across machines where
+absolute times do not; then the GLUE macro average of each row of the GLUE table (`glue_rows`: one
+per role, or per model family where a role holds several models on a task; harness/results/glue_table.py),
+named with the tasks it averages, so runs over different task sets show theirs as rows not in every
+run. `harness check` gates on the score and speed rows.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from harness.core.errors import HarnessError
+from harness.results.glue_table import families, glue_tasks, tasks_phrase
+from harness.results.report import speeds, timing
+from harness.speed.calibrate import calibrated_speed
+
+Row = tuple[str, str, str]  # (task, model, score)
+
+
+def load_results(run: Path) -> dict:
+    path = run / "results.json" if run.is_dir() else run
+    if not path.is_file():
+        raise HarnessError(f"{run}: no results.json (pass a run folder written by `harness run`)")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise HarnessError(f"{path}: not valid JSON ({e})") from None
+
+
+def score_rows(results: dict) -> dict[Row, float]:
+    """{(task, model, "dev accuracy"): value, ...}; scores of other backends as "dev accuracy (onnx-int8/cpu)"."""
+    rows = {}
+    for task, t in results["tasks"].items():
+        for model, m in t["models"].items():
+            for split, scores in m["scores"].items():
+                for metric, value in scores.items():
+                    rows[(task, model, f"{split} {metric}")] = value
+            for s in speeds(m):
+                for metric, value in (s.get("scores") or {}).items():
+                    rows[(task, model, f"dev {metric} ({s['backend']}/{s['device']})")] = value
+    return rows
+
+
+def speed_rows(results: dict, gated: bool = False) -> dict[Row, float]:
+    """Speed ratios measured inside the run (PyTorch fp32 on CPU unless named): every timed model's
+    speed in units of its calibration workload (harness/speed/calibrate.py) in both regimes, its speed-up
+    over the teacher (offline whole set, batch-1 p50), and each other CPU backend's offline speed-up
+    over the same model on PyTorch.
+
+    With `gated`, only the rows `harness check` keeps, those that hold across CPU kinds: calibrated
+    speeds and backend ratios of one model. A speed-up over the teacher compares an LSTM with a
+    transformer, and that ratio moves 2.6x between an AMD EPYC and an Intel Xeon (calibrate.py)."""
+    rows: dict[Row, float | None] = {}
+    for task, t in results["tasks"].items():
+        teacher = timing(t["models"].get("teacher"))
+        for model, m in t["models"].items():
+            own = timing(m)
+            if own is None:
+                continue
+            for regime, label in (("offline", "offline"), ("interactive", "batch-1")):
+                if own[regime].get("calibration"):
+                    workload = own[regime]["calibration"]["workload"]
+                    rows[(task, model, f"{label} speed vs {workload} calibration")] = calibrated_speed(own[regime], regime)
+            if teacher is not None and model != "teacher" and not gated:
+                rows[(task, model, "offline speed-up vs teacher")] = ratio(teacher, own, "offline", "whole_set_s")
+                rows[(task, model, "batch-1 speed-up vs teacher")] = ratio(teacher, own, "interactive", "p50_ms")
+            for s in speeds(m):
+                if s["device"] == "cpu" and s["backend"] != "torch":
+                    rows[(task, model, f"offline speed-up {s['backend']} vs torch")] = ratio(own, s, "offline", "whole_set_s")
+    return {k: v for k, v in rows.items() if v is not None}
+
+
+def ratio(slow: dict, fast: dict, regime: str, stat: str) -> float | None:
+    """How many times faster `fast` is than `slow` on one statistic (None when it is missing or 0)."""
+    a, b = slow[regime].get(stat), fast[regime].get(stat)
+    return a / b if a and b else None
+
+
+def latency_rows(results: dict) -> dict[Row, float]:
+    """Batch-1 p50 latency, PyTorch fp32 on CPU (absolute: compare it between runs on one machine only)."""
+    rows = {}
+    for task, t in results["tasks"].items():
+        for model, m in t["models"].items():
+            cpu = timing(m)
+            if cpu is not None:
+                rows[(task, model, "batch-1 p50 ms")] = cpu["interactive"]["p50_ms"]
+    return rows
+
+
+def glue_rows(results: dict) -> dict[Row, float]:
+    """("GLUE", family, "average (6 tasks: cola, sst2, ...)") -> the GLUE macro average over the run's
+    GLUE tasks of each GLUE-table row scored on all of them. `family` is the role (`distilled`) when
+    the role has one row, as before roles could hold several models; else the role and its models
+    (`distilled (alpha_soft)`)."""
+    tasks = glue_tasks(results)
+    score = f"average ({tasks_phrase(len(tasks))}: {', '.join(tasks)})"
+    return {("GLUE", f.key, score): f.average for f in families(results) if f.average is not None}
+
+
+def model_order(results: dict) -> dict[tuple[str, str], tuple[int, int, int]]:
+    """(task, model) -> sort key: tasks in run order; the teacher, students, ablation variants, then references."""
+    rank = {"teacher": 0, "student": 1, "reference": 3}
+    return {(task, model): (i, 2 if "variant" in m else rank.get(m.get("kind"), 4), j)
+            for i, (task, t) in enumerate(results["tasks"].items()) for j, (model, m) in enumerate(t["models"].items())}
+
+
+def all_rows(results: dict) -> dict[Row, float]:
+    """Scores, latency and speed ratios, grouped by task and model; then the GLUE averages (`glue_rows`)."""
+    merged = {**score_rows(results), **latency_rows(results), **speed_rows(results)}
+    order = model_order(results)
+    grouped = dict(sorted(merged.items(), key=lambda kv: order[kv[0][:2]]))  # stable: keeps each model's row order
+    return {**grouped, **glue_rows(results)}
+
+
+def compare(runs: list[Path], labels: list[str] | None = None) -> str:
+    """Markdown table of the rows every run has, deltas against the first run; then the rows left out."""
+    labels = labels or [r.name for r in runs]
+    per_run = [all_rows(load_results(r)) for r in runs]
+    shared = [k for k in per_run[0] if all(k in rows for rows in per_run[1:])]
+    if not shared:
+        raise HarnessError("the runs share no (task, model, score) rows")
+    table = []
+    for key in shared:
+        row = {"task": key[0], "model": key[1], "score": key[2], labels[0]: f"{per_run[0][key]:.2f}"}
+        for label, rows in zip(labels[1:], per_run[1:]):
+            row[label] = f"{rows[key]:.2f}"
+            row[f"Δ {label}"] = f"{rows[key] - per_run[0][key]:+.2f}"
+        table.append(row)
+    text = pd.DataFrame(table).to_markdown(index=False, disable_numparse=True)
+    left_out = list(dict.fromkeys(k for rows in per_run for k in rows if k not in set(shared)))
+    if left_out:
+        lines = [f"- {' '.join(key)}: only in {', '.join(lb for lb, rows in zip(labels, per_run) if key in rows)}"
+                 for key in left_out]
+        text += "\n\nNot in every run (left out above):\n" + "\n".join(lines)
+    return text

@@ -1,0 +1,428 @@
+"""results.json -> report.md (pandas + tabulate) and plot.png. A pure function of the results.
+
+The paper's numbers sit in their own columns, labelled as reported (GLUE test sets, V100 GPU);
+nothing in those columns was measured here.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from harness.results.glue_table import GLUE, glue_section, role_of
+from harness.speed.calibrate import calibrated_speed
+
+# Tang et al. (2019), Table 1 (GLUE test) and section 4.4 (67,350 sentences, batch 512, one V100). The
+# literature's figures are keyed by role (glue_table.role_of): each of the run's models is shown the
+# paper's figure for its role on that task (its teacher BERT-large, its BiLSTM trained on gold labels
+# only, its distilled BiLSTM_SOFT), labelled with the paper's model; none of them was measured here.
+PAPER_ACCURACY = {
+    "sst2": {"teacher": ("BERT-large", 94.9), "label-only": ("BiLSTM", 86.7), "distilled": ("BiLSTM_SOFT", 90.7)},
+    "qqp": {"teacher": ("BERT-large, F1 / acc", "72.1 / 89.3"), "label-only": ("BiLSTM, F1 / acc", "63.7 / 86.2"),
+            "distilled": ("BiLSTM_SOFT, F1 / acc", "68.2 / 88.1")},
+    "mnli": {"teacher": ("BERT-large, m / mm", "86.7 / 85.9"), "label-only": ("BiLSTM, m / mm", "68.7 / 68.3"),
+             "distilled": ("BiLSTM_SOFT, m / mm", "73.0 / 72.6")},
+}
+PAPER_EFFICIENCY = [
+    ("BERT-large", 335_000_000, 1060.0),
+    ("ELMo", 93_600_000, 36.71),
+    ("BiLSTM_SOFT", 960_000, 2.44),
+]
+TASK_TITLES = {task: column.title for task, column in GLUE.items()}  # CoLA, SST-2, MRPC, STS-B, QQP, MNLI, QNLI, RTE, WNLI
+LOCAL_SPLIT_NOTE = ("Scores are on this harness's own seeded train/dev split of the Quora release (GLUE's split is not "
+                    "available offline): they are not comparable with GLUE dev or test numbers.")
+
+
+def fmt(x: float | None, digits: int = 2) -> str:
+    """`x` with thousands separators; `–` when missing, `nan` when undefined (a correlation of constant predictions)."""
+    if x is None:
+        return "–"
+    return "nan" if math.isnan(x) else f"{x:,.{digits}f}"
+
+
+PAPER_COLUMN = "paper, GLUE test (reported, not measured)"
+
+
+def accuracy_table(task: str, models: dict) -> pd.DataFrame:
+    """Every non-variant model's scores on every split; the paper's figure for the model's role beside
+    them where the paper (or the model's own `reported` entry) has one for this task, the column left
+    out where none does."""
+    paper = PAPER_ACCURACY.get(task, {})
+    rows = []
+    for name, m in models.items():
+        if "variant" in m:  # in the ablation table
+            continue
+        row = {"model": name}
+        for split, scores in m["scores"].items():
+            for metric, value in scores.items():
+                row[f"{split} {metric} (ours)"] = fmt(value)
+        ref = paper.get(role_of(name, m)) or m.get("reported")
+        row[PAPER_COLUMN] = f"{ref[1]} ({ref[0]})" if ref else "–"
+        rows.append(row)
+    table = pd.DataFrame(rows).fillna("–")
+    if len(table) and (table[PAPER_COLUMN] == "–").all():
+        table = table.drop(columns=PAPER_COLUMN)
+    return table
+
+
+def selection_line(data: dict) -> str:
+    """Which split checkpoints and early stopping were chosen on, and so which columns are unbiased."""
+    sel = data.get("selection")
+    if sel:
+        return (f"Checkpoints and early stopping (teacher and students) were chosen on the **selection split**: "
+                f"{sel['examples']:,} training examples held out ({sel['rule']}; {sel['fraction']:.0%} of the training "
+                f"file, at most {sel['limit']:,}), never trained on and not in the transfer set. Dev and test were scored "
+                "once, after training, and chose nothing; the `selection` columns are the scores the choices were made "
+                "on, so they are optimistic.")
+    how = ("`selection.on=dev`, the paper's protocol" if data.get("select_on") == "dev"
+           else "a run made before the selection split")
+    return (f"Checkpoints and early stopping were chosen on **dev** ({how}): the dev columns are the scores the choices "
+            "were made on, so they are optimistic.")
+
+
+LABELS_ONLY = "gold labels only, original training set (no teacher, no augmentation)"
+FULL_METHOD = "the full method: teacher logits on the augmented transfer set"
+ROLE_CHANGES = {"label-only": LABELS_ONLY, "distilled": FULL_METHOD}  # a student's role -> what it is trained on
+
+
+def dev_score(m: dict | None) -> tuple[str, float] | None:
+    """A model's first dev metric and its value."""
+    dev = (m or {}).get("scores", {}).get("dev")
+    return next(iter(dev.items())) if dev else None
+
+
+def ablation_table(models: dict) -> pd.DataFrame:
+    """Each ablation variant's dev score and its gain over each of the run's own students (those with
+    a role other than teacher, e.g. the label-only `bilstm` and the distilled `bilstm_soft` on SST-2),
+    those students first, each described by its role."""
+    variants = [n for n, m in models.items() if "variant" in m]
+    if not variants:
+        return pd.DataFrame()
+    refs = {n: dev_score(m) for n, m in models.items() if role_of(n, m) in ROLE_CHANGES and dev_score(m)}
+    rows = []
+    for name in [*refs, *variants]:
+        m, score = models[name], dev_score(models[name])
+        row = {"model": name, "base": m["variant"]["base"] if name in variants else "–",
+               "what it changes": m["variant"]["changes"] if name in variants else ROLE_CHANGES[role_of(name, m)],
+               f"dev {score[0]}" if score else "dev": fmt(score[1]) if score else "–"}
+        for ref, (metric, value) in refs.items():
+            row[f"vs {ref}"] = f"{score[1] - value:+.2f}" if score and score[0] == metric and ref != name else "–"
+        rows.append(row)
+    return pd.DataFrame(rows).fillna("–")
+
+
+def ablation_section(models: dict) -> list[str]:
+    """The report's ablation subsection (nothing when the run has no variants)."""
+    table = ablation_table(models)
+    if not len(table):
+        return []
+    return ["### Ablations", "",
+            "Each variant is its base student with the listed settings changed, trained on the same teacher, data and "
+            "seed; scored on dev, not timed (same architecture as its base). `vs` columns: dev points gained over each "
+            "of the run's own students (label-only: gold labels only; distilled: the full method).", "", md(table), ""]
+
+
+def int8_lines(models: dict) -> list[str]:
+    """One line per model timed as int8: its dev score against the PyTorch fp32 one."""
+    lines = []
+    for name, m in models.items():
+        int8 = timing(m, "onnx-int8", dtype="int8")
+        if int8 and int8.get("scores") and m["scores"].get("dev"):
+            metric, fp32 = next(iter(m["scores"]["dev"].items()))
+            q = int8["scores"][metric]
+            lines.append(f"- `{name}` dynamic int8 (ONNX Runtime): dev {metric} {q:.2f} vs fp32 {fp32:.2f} ({q - fp32:+.2f})")
+    return lines
+
+
+def speeds(m: dict) -> list[dict]:
+    """A model's timings; results from before backends existed hold one torch/cpu timing inline."""
+    if "speed" in m:
+        return m["speed"]
+    legacy = {"backend": "torch", "device": "cpu", "dtype": "fp32"}
+    return [{**legacy, "interactive": m["interactive"], "offline": m["offline"]}] if "interactive" in m else []
+
+
+def timing(m: dict | None, backend: str = "torch", device: str = "cpu", dtype: str = "fp32") -> dict | None:
+    return next((s for s in speeds(m or {}) if (s["backend"], s["device"], s["dtype"]) == (backend, device, dtype)), None)
+
+
+def whole_set(off: dict) -> str:
+    return fmt(off["whole_set_s"]) + (f" (projected from {off['projected_from']:,})" if off["projected_from"] else "")
+
+
+def ratio(num: float | None, den: float | None, digits: int = 1) -> str:
+    """`num / den` as `12.3x`; below 1, two significant digits (`0.042x`), so slow rows keep their size."""
+    if not (num and den):
+        return "–"
+    r = num / den
+    return f"{r:,.{digits}f}x" if r >= 1 else f"{r:.2g}x"
+
+
+def efficiency_table(models: dict, device: str = "cpu", unit: str = "sentences") -> pd.DataFrame:
+    """The paper's comparison, PyTorch fp32 on `device`: sizes, both regimes, and speed-ups of each
+    model over BERT-large, ELMo and our teacher (all timed in this run, on this machine). `unit`
+    names what the offline regime's examples are (pairs on pair tasks)."""
+    refs = {r: timing(models.get(r), device=device) for r in ("bert_large", "elmo", "teacher")}
+    bert_params = models.get("bert_large", {}).get("params_total")
+    rows = []
+    for name, m in models.items():
+        t = timing(m, device=device)
+        if t is None:
+            continue
+        row = {
+            "model": name + (" (random weights)" if m.get("kind") == "reference" else ""),
+            "params (total)": f"{m['params_total']:,}",
+            "params (excl. embeddings)": f"{m['params_non_embedding']:,}",
+            "BERT-large params / these (excl. emb.)": ratio(bert_params, m["params_non_embedding"], 0),
+            "batch-1 p50 ms": fmt(t["interactive"]["p50_ms"]),
+            "batch-1 p99 ms": fmt(t["interactive"]["p99_ms"]),
+            f"{t['offline']['whole_set']:,} {unit}, batch {t['offline']['batch_size']}, s": whole_set(t["offline"]),
+        }
+        for ref, label in (("bert_large", "BERT-large"), ("elmo", "ELMo"), ("teacher", "teacher")):
+            other = refs[ref]
+            row[f"offline speed-up vs {label}"] = ratio(other and other["offline"]["whole_set_s"], t["offline"]["whole_set_s"])
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def busy_timings(results: dict) -> list[str]:
+    """Each (task, model, backend, regime) whose timing ran while other processes took more than
+    measure.BUSY_SHARE of the machine, with that share."""
+    return [f"{task} {model} {s['backend']}/{s['device']} {regime}: other processes used "
+            f"{s[regime]['conditions']['others_share']:.0%} of the machine (load {s[regime]['conditions']['load_1m'][-1]:g})"
+            for task, t in results["tasks"].items() for model, m in t["models"].items() for s in speeds(m)
+            for regime in ("interactive", "offline") if s[regime].get("conditions", {}).get("busy")]
+
+
+def calibration_table(models: dict) -> pd.DataFrame:
+    """PyTorch-on-CPU timings in units of each model's calibration workload (harness/speed/calibrate.py,
+    the CI gate's speed rows), with how much of the machine other processes used meanwhile."""
+    rows = []
+    for name, m in models.items():
+        t = timing(m)
+        if t is None or not t["offline"].get("calibration"):
+            continue
+        row = {"model": name, "workload": t["offline"]["calibration"]["workload"]}
+        for regime, label in (("interactive", "batch-1"), ("offline", "offline")):
+            cal, cond = t[regime]["calibration"], t[regime].get("conditions", {})
+            row[f"{label}: workload ms/call"] = f"{fmt(cal['ms_before'])} / {fmt(cal['ms_after'])}"
+            row[f"{label}: speed (workload units)"] = fmt(calibrated_speed(t[regime], regime), 3)
+            row[f"{label}: others' share"] = f"{cond['others_share']:.0%}" if "others_share" in cond else "–"
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def calibration_section(models: dict, cpu: str) -> list[str]:
+    """The calibrated speeds (the CI gate's speed rows), when the run has them."""
+    table = calibration_table(models)
+    if table.empty:
+        return []
+    return [f"Speeds in calibration units on {cpu}, the rows `harness check` gates: each model's time against a fixed "
+            "workload of its kind timed just before / after it with the same threads (harness/speed/calibrate.py), so that "
+            "the CPU's speed and, to first order, its shape cancel; and the share of the machine other processes used "
+            "while it was timed:", "", md(table), ""]
+
+
+def thread_lines(models: dict) -> list[str]:
+    """Which intra-op thread counts the two regimes ran with (recorded per timing)."""
+    counts = {regime: sorted({s[regime]["threads"] for m in models.values() for s in speeds(m) if "threads" in s[regime]})
+              for regime in ("interactive", "offline")}
+    if not any(counts.values()):
+        return []
+    return [f"- Threads: batch 1 ran with {', '.join(map(str, counts['interactive']))} intra-op thread(s) (one request "
+            f"per core), the offline regime with {', '.join(map(str, counts['offline']))}."]
+
+
+def backend_table(models: dict) -> pd.DataFrame:
+    """Every (model, backend, device, dtype) timing with its spread, and dev scores of non-PyTorch
+    variants (int8 accuracy sits beside fp32's)."""
+    rows = []
+    for name, m in models.items():
+        for t in speeds(m):
+            inter, off = t["interactive"], t["offline"]
+            dev = t.get("scores") or (m["scores"].get("dev") if t["backend"] == "torch" else None)
+            rows.append({
+                "model": name, "backend": t["backend"], "device": t["device"], "dtype": t["dtype"],
+                "batch-1 p50 / p90 / p99 ms": f"{fmt(inter['p50_ms'])} / {fmt(inter['p90_ms'])} / {fmt(inter['p99_ms'])}",
+                "batch-1 mean ± sd ms": f"{fmt(inter['mean_ms'])} ± {fmt(inter['stdev_ms'])}",
+                "p50 per pass ms": " / ".join(fmt(p) for p in inter.get("pass_p50_ms", [])) or "–",
+                f"batch-{off['batch_size']} sentences/s": fmt(off["sentences_per_s"], 0),
+                "whole set, s": whole_set(off),
+                "dev score": fmt(next(iter(dev.values()))) if dev else "–",
+            })
+    return pd.DataFrame(rows)
+
+
+def stage_table(stages: dict) -> pd.DataFrame:
+    rows = [{"stage": name, "wall s": fmt(meta.get("seconds")), "reused from cache": "yes" if meta.get("cached") else "no",
+             "key": meta.get("key", "")} for name, meta in stages.items()]
+    return pd.DataFrame(rows)
+
+
+def md(df: pd.DataFrame) -> str:
+    return df.to_markdown(index=False) if len(df) else "_(nothing measured)_"
+
+
+def teacher_words(cfg: dict, teacher: dict | None = None) -> str:
+    """The teacher as configured: one checkpoint, an ensemble, or none (an imported transfer set)."""
+    if cfg.get("transfer", {}).get("source"):
+        return f"none in this run (students trained on the transfer set in `{cfg['transfer']['source']}`)"
+    t = cfg["teacher"]
+    size = f" ({teacher['params_total'] / 1e6:.1f}M parameters)" if teacher and teacher.get("params_total") else ""
+    members = t.get("members") or []
+    if members:
+        return (f"an ensemble of {len(members)} fine-tuned teachers{size}, mean logits: "
+                + ", ".join(f"`{m.get('checkpoint', t['checkpoint'])}` seed {m.get('seed', cfg.get('seed', '?'))}"
+                            for m in members))
+    return f"`{t['checkpoint']}`{size}, fine-tuned here"
+
+
+def teacher_lines(t: dict) -> list[str]:
+    """Each ensemble member's scores beside the ensemble's, or the imported transfer set's teacher."""
+    imported = t["stages"].get("import")
+    if imported:
+        teacher = imported["teacher"]
+        scores = "; ".join(f"{split} " + ", ".join(f"{m} {fmt(v)}" for m, v in s.items())
+                           for split, s in teacher.get("scores", {}).items())
+        return [f"The transfer set's teacher, `{teacher['checkpoint']}`, was fine-tuned and scored by the run that exported "
+                f"it ({imported['exported_from']['run']}, commit {imported['exported_from']['commit']}): "
+                f"{scores or 'no scores recorded'}. No teacher ran here.", ""]
+    members = (t["models"].get("teacher") or {}).get("members")
+    if not members:
+        return []
+    def columns(scores: dict) -> dict:
+        return {f"{split} {metric}": fmt(v) for split, s in scores.items() for metric, v in s.items()}
+
+    rows = [{"teacher": f"member {k}: `{m['checkpoint']}` seed {m['seed']}", **columns(m["scores"])}
+            for k, m in enumerate(members, 1)]
+    rows.append({"teacher": "ensemble (mean logits)", **columns(t["models"]["teacher"]["scores"])})
+    return ["The teacher ensemble and each of its members (members are fine-tuned and labelled on their own; the "
+            "transfer set's logits are their mean):", "", md(pd.DataFrame(rows)), ""]
+
+
+def render(results: dict) -> str:
+    env = results["environment"]
+    lines = [
+        f"# Distillation report: suite `{results['suite']}`, preset `{results.get('preset') or 'none'}`",
+        "",
+        f"- Machine: {env['cpu']}, {env['usable_cores']} usable cores, {env['torch_threads']} torch threads, "
+        f"GPU: {env['gpu'] or 'none'}",
+        f"- Software: torch {env['packages']['torch']}, transformers {env['packages']['transformers']}; "
+        f"commit {env['git_commit']}",
+        f"- Seed {results['seed']}; whole run {fmt(results['wall_seconds'], 0)} s",
+        f"- Teacher: {teacher_words(results['config'])}; student embeddings: `{results['config']['student']['embedding']}`",
+        "",
+        *glue_section(results),
+    ]
+    for task, t in results["tasks"].items():
+        title = TASK_TITLES.get(task, task)
+        rows = t["stages"].get("augment") or t["stages"]["import"]
+        unit = t["data"].get("unit", "sentences")  # runs before the field was recorded: sentences
+        scores = accuracy_table(task, t["models"])
+        lines += [
+            f"## {title}",
+            "",
+            f"Data: {t['data']['train']:,} training and {t['data']['dev']:,} dev examples from `{t['data']['source']}`; "
+            f"transfer set {rows['rows']:,} rows ({rows['synthetic']:,} synthetic)"
+            + (f", imported from `{rows['source']}`." if "source" in rows else "."),
+            "",
+            *([LOCAL_SPLIT_NOTE, ""] if "local seeded split" in t["data"]["source"] else []),
+            "### Scores",
+            "",
+            ("The students trained on an imported transfer set" if "import" in t["stages"] else
+             f"Our teacher is {teacher_words(t.get('config', results['config']), t['models'].get('teacher'))}, not BERT-large")
+            + "; each of our columns is scored on the split it names"
+            + ("; the paper's column is its test-set figure." if PAPER_COLUMN in scores else "."),
+            "",
+            *teacher_lines(t),
+            selection_line(t["data"]),
+            "",
+            md(scores),
+            "",
+            *ablation_section(t["models"]),
+            f"### Size and speed (measured here in one process on {env['cpu']}, PyTorch fp32 on CPU, text in -> logits out)",
+            "",
+            md(efficiency_table(t["models"], unit=unit)),
+            "",
+            f"Every ratio above was measured on {env['cpu']}; a transformer's time over an LSTM's moves with the CPU's "
+            "kind (the smoke students' offline speed-up over the teacher was 157x on an AMD EPYC, 60x on an Intel Xeon).",
+            "",
+            *calibration_section(t["models"], env["cpu"]),
+            *(["On the GPU:", "", md(efficiency_table(t["models"], "cuda", unit)), ""] if any(
+                s["device"] == "cuda" for m in t["models"].values() for s in speeds(m)) else []),
+            *thread_lines(t["models"]),
+            *[f"- {note}" for note in t.get("measure_notes", [])],
+            "",
+            "Reference models (`random weights`) are timed with random weights: speed does not depend on weight "
+            "values; their accuracy is only ever the literature's, in the scores table's paper column.",
+            "",
+            "#### Every backend, device and dtype",
+            "",
+            md(backend_table(t["models"])),
+            "",
+            *int8_lines(t["models"]),
+            "",
+            "The paper's efficiency figures (reported, not measured; one V100 GPU, 67,350 sentences, batch 512):",
+            "",
+            md(pd.DataFrame([{"model": m, "params (reported)": f"{p:,}", "seconds (reported)": s}
+                             for m, p, s in PAPER_EFFICIENCY])),
+            "",
+            "### Stage wall times",
+            "",
+            md(stage_table(t["stages"])),
+            "",
+        ]
+    busy = busy_timings(results)
+    if busy:
+        lines += ["## Warning: timings taken on a busy machine", "",
+                  "Other processes used a noticeable share of the machine while these were timed; their latencies "
+                  "and speed-ups are lower than a quiet machine gives:", "", *[f"- {b}" for b in busy], ""]
+    lines += ["![dev score vs batch-1 latency](plot.png)", ""]
+    return "\n".join(lines)
+
+
+def plot(results: dict, path: Path) -> None:
+    """Dev score (each model's first dev metric) against batch-1 p50 latency (log x), one point per
+    (task, model); undefined (NaN) scores are left out."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import matplotlib.ticker
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for task, t in results["tasks"].items():
+        for name, m in t["models"].items():
+            cpu = timing(m)
+            reported = m.get("reported") or (None, None)
+            y = next(iter(m["scores"]["dev"].values())) if "dev" in m["scores"] else reported[1]
+            if cpu is None or not isinstance(y, (int, float)) or math.isnan(y):
+                continue
+            x = cpu["interactive"]["p50_ms"]
+            measured = "dev" in m["scores"]
+            ax.scatter(x, y, facecolors=None if measured else "none", edgecolors="C0" if measured else "C3")
+            label = f"{task}/{name}" + ("" if measured else " (reported)")
+            ax.annotate(label, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    ax.set_xlabel("batch-1 latency p50, ms (log scale)")
+    ax.set_ylabel("dev score (hollow: literature, GLUE test)")
+    ax.set_title("Dev score vs batch-1 latency, PyTorch fp32 on CPU")
+    ax.grid(True, which="both", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def write_report(results: dict, out: Path) -> None:
+    """report.md and plot.png, each written beside its place and renamed into it (nothing half-written)."""
+    for name, write in (("report.md", lambda p: p.write_text(render(results))), ("plot.png", lambda p: plot(results, p))):
+        tmp = out / f".{name}.tmp{Path(name).suffix}"  # matplotlib picks the format from the suffix
+        try:
+            write(tmp)
+            tmp.replace(out / name)
+        finally:
+            tmp.unlink(missing_ok=True)
