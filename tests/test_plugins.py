@@ -129,9 +129,7 @@ from pathlib import Path
 
 from sklearn.metrics import balanced_accuracy_score
 
-from harness.core.metrics import register_metric
-from harness.core.registry import TASKS
-from harness.data.tasks import Task
+from harness import TASKS, Task, register_metric
 
 register_metric("balanced_accuracy", balanced_accuracy_score, higher_is_better=True)
 TASKS.add("toy", Task(name="toy", glue_dir=str(Path(__file__).parent / "toy"), hub=("", ""), text_columns=("sentence",),
