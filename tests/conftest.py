@@ -13,6 +13,16 @@ from harness.data.augment import use_nltk_data
 from harness.data.tasks import REPO_ROOT
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Tests named with `-k` run whatever their tier: the default `-m 'not slow'` (pyproject.toml) applies
+    only when neither -k nor -m was given, so `pytest -k external` selects the slow end-to-end tests too."""
+    args = config.invocation_params.args
+    named = any(a == "-k" or a.startswith("-k") for a in args)
+    marked = any(a == "-m" or (a.startswith("-m") and not a.startswith("-m=") and len(a) > 2) for a in args)
+    if named and not marked:
+        config.option.markexpr = ""
+
+
 @pytest.fixture(scope="session", autouse=True)
 def load_plugins() -> None:
     """Register every task, teacher and student plugin once per session."""

@@ -91,6 +91,27 @@ def test_plugins_module_registers_and_names_its_origin(tmp_path: Path, monkeypat
     assert [(j.name, j.settings.fc) for j in student_jobs(cfg.for_task("sst2"), 1)] == [("bow", 8), ("bow_soft", 8)]
 
 
+def test_a_suite_names_its_plugins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, own_registry: None) -> None:
+    """A suite's `plugins:` are imported before its students are checked: a suite of the README's student."""
+    write_package(tmp_path)
+    monkeypatch.syspath_prepend(str(tmp_path / "my-bow"))
+    suite = tmp_path / "bow.yaml"
+    suite.write_text("plugins: [my_bow]\ntasks: [sst2, stsb]\nstudents: [bow, bow_soft]\nstudent: {fc: 16}\n"
+                     "per_task:\n  stsb: {students: [bow_pair, bow_pair_soft]}\n")
+    cfg, info = api.configure(str(suite))
+    assert cfg.plugins == ("my_bow",) and api.ls("students")["bow"] == "my_bow (suite bow: plugins)"
+    from harness.core.variants import student_jobs
+
+    assert [(j.name, j.settings.fc) for j in student_jobs(cfg.for_task("stsb"), 2)] == [("bow_pair", 16), ("bow_pair_soft", 16)]
+
+
+def test_the_api_checks_before_any_work(tmp_path: Path) -> None:
+    """harness.run refuses a student that does not fit its task before the teacher trains: nothing is written."""
+    with pytest.raises(HarnessError, match="student siamese_bilstm reads 2 sentence"):
+        api.run("glue", "smoke", tasks=["sst2"], students=["siamese_bilstm"], out=tmp_path / "out", cache_dir=tmp_path / "c")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_a_plugin_that_fails_to_import_is_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                                    own_registry: None) -> None:
     """A --plugins module that raises on import is a HarnessError naming it and the cause."""
