@@ -418,7 +418,8 @@ def student_stage(store: Store, job: StudentJob, task: Task, cfg: RunConfig, sel
             model.init_embeddings(vectors)
         model.to(device.current().device)
         meta = {"student": job.base, "task": task.name, "num_labels": task.num_labels, "embed_dim": int(vectors.shape[1]),
-                "max_tokens": scfg.max_tokens, "settings": asdict(job.settings)}
+                "max_tokens": scfg.max_tokens, "settings": asdict(job.settings),
+                **asdict(job.settings)}  # (also flat, as code before issue 21 reads them: one cache serves both)
         predictor = StudentPredictor(model, vocab, meta)
         train_ids = [TokenIds.from_lists([vocab.encode(s.split(" "), scfg.max_tokens) for s in col]) for col in columns]
         result = train_student(model, scfg, train_ids, targets, soft, predictor.encode(select.texts), select.labels,
