@@ -2,8 +2,8 @@
 fails `harness check` against the committed baseline's tolerances, and the same measurement without
 the injection passes it.
 
-The speed rows are calibrated (harness/speed/calibrate.py): a real student is timed three times in this
-process around its calibration workload, the second time with every call doing its work twice. No
+The speed rows are calibrated (harness/speed/calibrate.py): a real student is timed six times in this
+process around its calibration workload, alternately as it is and with every call doing its work twice. No
 test asserts a wall-clock time: each compares ratios measured moments apart in one process.
 """
 
@@ -71,11 +71,29 @@ def gate(results: dict, baseline_results: dict) -> dict[str, str]:
     return dict(zip(table["score"], table["status"]))
 
 
+OFFLINE = "offline speed vs recurrent calibration"
+
+
+def offline_speed(results: dict) -> float:
+    """The gated offline calibrated speed of a results dict's one student."""
+    return next(r["value"] for r in check.baseline_rows(results) if r["score"] == OFFLINE)
+
+
 @pytest.fixture(scope="module")
 def timed(student: StudentPredictor, splits: dict[str, Split]) -> dict[str, dict]:
+    """The student timed six times, interleaved: as it is, then twice slower, three times over.
+
+    Load from elsewhere only ever slows a measurement, so each side of the slowdown check is read at its
+    best, as the gate reads each side of a ratio (a quick measurement cannot be an accident; a slow one
+    can): `baseline` is the fastest plain run, `slowed` the fastest slowed one. `again` is the slowest plain
+    run, which must still pass against `baseline`, as a rerun of unchanged code does in CI. (On a 2-core
+    AMD EPYC VM: plain runs 0.82-0.93x of each other, best slowed against best plain 0.48-0.55x, and one
+    clean-clone CI run where single runs, not the best of several, let a slowed one pass at over 0.6x.)
+    """
     with measure.threads_for(2):
-        return {"baseline": results_of(student, splits), "slowed": results_of(TwiceSlower(student), splits),
-                "again": results_of(student, splits)}
+        runs = [results_of(model, splits) for _ in range(3) for model in (student, TwiceSlower(student))]
+    plain = sorted(runs[0::2], key=offline_speed, reverse=True)
+    return {"baseline": plain[0], "again": plain[-1], "slowed": max(runs[1::2], key=offline_speed)}
 
 
 def test_calibration_is_recorded_around_every_regime(timed: dict) -> None:
@@ -91,8 +109,8 @@ def test_calibration_is_recorded_around_every_regime(timed: dict) -> None:
 def test_a_twice_slower_student_fails_the_gate(timed: dict) -> None:
     """The offline calibrated speed halves, below the baseline's floor; the run without the slowdown passes."""
     slowed = gate(timed["slowed"], timed["baseline"])
-    assert slowed["offline speed vs recurrent calibration"] == "REGRESSED"
-    assert gate(timed["again"], timed["baseline"])["offline speed vs recurrent calibration"] == "ok"
+    assert slowed[OFFLINE] == "REGRESSED"
+    assert gate(timed["again"], timed["baseline"])[OFFLINE] == "ok"
     assert all(status == "ok" for status in gate(timed["again"], timed["baseline"]).values())
 
 
