@@ -44,7 +44,7 @@ class VariantConfig:
     """One ablation variant.
 
     Attributes:
-        base: the registered student it varies (`bilstm_soft`, `siamese_bilstm_soft`, ...).
+        base: the registered student it varies alone; "" (the usual): every distilled student of each task.
         student: StudentConfig fields it changes, e.g. {"loss": "kl", "temperature": 2.0}.
         augment: AugmentConfig fields it changes, e.g. {"p_pos": 0.0, "p_ng": 0.0}.
         transfer: train on the transfer set (True) or the originals only (False); None: as the base.
@@ -96,9 +96,9 @@ def resolve(cfg: RunConfig, name: str, student: StudentConfig | None = None) -> 
 
 
 def check_variants(cfg: RunConfig) -> None:
-    """Every listed ablation is a defined variant and not also a student; every variant has a base and
-    settings that are valid on top of this config. (Bases are checked against the registry by
-    `check_registered`, once plugins are loaded.)"""
+    """Every listed ablation is a defined variant (or one application of it, `<student>_<variant>`) and not
+    also a student; every variant's settings are valid on top of this config. (Bases and the models'
+    names are checked against the registry by `check_registered`, once plugins are loaded.)"""
     names = sorted(cfg.variants)
     for name in cfg.ablations:
         if name not in cfg.variants and not applied_variant(cfg, name):
@@ -137,7 +137,6 @@ class StudentJob:
     transfer: bool
     augment: AugmentConfig | None = None
     changes: str = ""
-
 
 
 def student_jobs(cfg: RunConfig, columns: int | None = None) -> list[StudentJob]:
