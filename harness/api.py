@@ -38,7 +38,7 @@ def start(plugins: Iterable[str] = (), source: str = "plugins=") -> None:
 
 def configure(suite: str = "glue", preset: str | None = None, tasks: Iterable[str] | str | None = None,
               students: Iterable[str] | str | None = None, overrides: dict[str, Any] | None = None,
-              plugins: Iterable[str] = ()):
+              plugins: Iterable[str] = (), seeds: Iterable[int] | str | None = None):
     """The run's config (a RunConfig) and its description for results.json, checked as `run` checks it.
 
     Args:
@@ -47,13 +47,15 @@ def configure(suite: str = "glue", preset: str | None = None, tasks: Iterable[st
         tasks, students: override the suite's (a list, or comma-separated).
         overrides: dotted settings, as `--set` takes them: {"student.hidden": 300, "teacher.epochs": 2}.
         plugins: modules to import before the suite is read (also a suite's own `plugins:`).
+        seeds: student seeds (a list, or comma-separated): each student trains once per seed, and the
+            scores are their means with the spread (`teacher.per_seed` repeats the teacher too).
     """
     from harness.core.config import load_suite
 
     sets = dict(overrides or {})
-    for key, value in (("tasks", tasks), ("students", students)):
+    for key, value in (("tasks", tasks), ("students", students), ("seeds", seeds)):
         if value is not None:
-            sets[key] = value if isinstance(value, str) else ",".join(value)
+            sets[key] = value if isinstance(value, str) else ",".join(map(str, value))
     plugins = list(plugins)
     start(plugins)  # (the command line has loaded its --plugins already, under that name)
     cfg, info = load_suite(suite, preset, sets)
@@ -95,11 +97,11 @@ def check(cfg, cli_sets: dict[str, Any] | None = None) -> None:
 def run(suite: str = "glue", preset: str | None = None, tasks: Iterable[str] | str | None = None,
         students: Iterable[str] | str | None = None, overrides: dict[str, Any] | None = None,
         out: str | Path | None = None, cache_dir: str | Path = "runs/cache", data_dir: str | None = None,
-        device: str = "auto", plugins: Iterable[str] = ()) -> dict:
+        device: str = "auto", plugins: Iterable[str] = (), seeds: Iterable[int] | str | None = None) -> dict:
     """Run a suite end to end (`harness run`) and return its results (what results.json holds).
 
     Args:
-        suite, preset, tasks, students, overrides, plugins: as for `configure`.
+        suite, preset, tasks, students, overrides, plugins, seeds: as for `configure`.
         out: the output folder (default: runs/<suite>-<preset>).
         cache_dir: the stage cache, shared by runs.
         data_dir: a folder in GLUE's layout (default: $HARNESS_DATA, else ../shared/data, then the hub).
@@ -109,7 +111,7 @@ def run(suite: str = "glue", preset: str | None = None, tasks: Iterable[str] | s
     from harness.pipeline import run as run_pipeline
     from harness.speed.measure import set_threads, usable_cores
 
-    cfg, info = configure(suite, preset, tasks, students, overrides, plugins)
+    cfg, info = configure(suite, preset, tasks, students, overrides, plugins, seeds)
     rt = devices.setup(device)
     threads = set_threads(cfg.measure.threads or max(1, usable_cores() // rt.local_world))  # each process its share
     out = Path(out) if out is not None else Path("runs") / f"{info['suite']}-{preset or 'default'}"

@@ -62,6 +62,10 @@ def parser() -> argparse.ArgumentParser:
                      "task of the suite that has training data runs and the others are named as not run; a task named "
                      "here without data is an error")
     run.add_argument("--students", help="comma-separated students, overriding the suite's")
+    run.add_argument("--seeds", help="comma-separated student seeds, e.g. 13,14,15: every student trains once per seed "
+                     "on the same teacher and transfer set; scores are means with their sd, and paired tests pool the "
+                     "seeds (--set teacher.per_seed=true fine-tunes a teacher per seed too; default: the suite's "
+                     "`seed` alone)")
     run.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                      help="override a config field, e.g. student.hidden=300 (repeatable)")
     run.add_argument("--data-dir", help=DATA_HELP)
@@ -215,7 +219,7 @@ def cmd_run(args: argparse.Namespace) -> None:
 
     out = args.out or Path("runs") / f"{Path(args.suite).stem}-{args.preset or 'default'}"
     results = api.run(args.suite, args.preset, args.tasks, args.students, parse_set(args.set), out, args.cache_dir,
-                      args.data_dir, args.device, plugin_list(args))
+                      args.data_dir, args.device, plugin_list(args), args.seeds)
     print(f"report: {out / 'report.md'}  results: {out / 'results.json'}  ({results['wall_seconds']:.0f} s)")
 
 

@@ -3,16 +3,17 @@ then results.json, report.md, the plot, and the trained models under the output 
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from harness.core.config import RunConfig
 from harness.core.errors import HarnessError, watched, writing
-from harness.core.metrics import score_outputs
+from harness.core.metrics import predictions, score_outputs
 from harness.core.registry import REFERENCES, STUDENTS, TASKS, TEACHERS
 from harness.core.variants import ablation_jobs, student_jobs
 from harness.data.augment import use_nltk_data
@@ -22,6 +23,7 @@ from harness.engine import device, manifest, model_card, stages, transfer
 from harness.engine.cache import Store, write_json_atomic
 from harness.engine.label import read_transfer_set, rows
 from harness.engine.wordmodel import load_student
+from harness.results import samples, significance
 from harness.results.report import write_report
 from harness.speed import efficiency
 from harness.speed.env import environment
@@ -30,8 +32,14 @@ from harness.speed.env import environment
 def scored_splits(task: Task, splits: dict[str, Split]) -> list[tuple[str, Split]]:
     """(score name, split) of every evaluation split that has labels: the selection split when there is
     one, dev (and MNLI's dev_mismatched) always, test where the file has labels."""
+    return [(name, split) for name, split in output_splits(task, splits) if split.labels is not None]
+
+
+def output_splits(task: Task, splits: dict[str, Split]) -> list[tuple[str, Split]]:
+    """(score name, split) of every split a model predicts after training: those scored_splits scores,
+    and a test split without labels (its predictions are kept, for GLUE's submission)."""
     named = [(name, splits.get(name)) for name in ("selection", *task.eval_splits)]
-    return [(score_name(name), split) for name, split in named if split is not None and split.labels is not None]
+    return [(score_name(name), split) for name, split in named if split is not None]
 
 
 def evaluate(predictor, task: Task, splits: dict[str, Split]) -> dict[str, dict[str, float]]:
@@ -40,15 +48,25 @@ def evaluate(predictor, task: Task, splits: dict[str, Split]) -> dict[str, dict[
             for name, split in scored_splits(task, splits)}
 
 
-def evaluate_ensemble(ensemble: stages.TeacherEnsemble, task: Task, splits: dict[str, Split]) -> tuple[dict, list[dict]]:
-    """An ensemble's scores (of its mean logits) and each member's, from one pass of each member."""
-    scores, members = {}, [{} for _ in ensemble.members]
-    for name, split in scored_splits(task, splits):
-        each = [member.logits(split.texts, model_card.SCORE_BATCH) for member in ensemble.members]
-        scores[name] = score_outputs(task.metrics, split.labels, np.mean(each, axis=0))
+def model_outputs(predictor, task: Task, splits: dict[str, Split]) -> tuple[dict[str, np.ndarray], list[dict] | None]:
+    """A model's raw outputs on every output split; for an ensemble also each member's scores (each
+    member runs once: the ensemble's outputs are their mean)."""
+    named = output_splits(task, splits)
+    if not isinstance(predictor, stages.TeacherEnsemble):
+        return {name: predictor.logits(split.texts, model_card.SCORE_BATCH) for name, split in named}, None
+    outputs, members = {}, [{} for _ in predictor.members]
+    for name, split in named:
+        each = [member.logits(split.texts, model_card.SCORE_BATCH) for member in predictor.members]
+        outputs[name] = np.mean(each, axis=0)
         for out, logits in zip(members, each):
-            out[name] = score_outputs(task.metrics, split.labels, logits)
-    return scores, members
+            if split.labels is not None:
+                out[name] = score_outputs(task.metrics, split.labels, logits)
+    return outputs, members
+
+
+def scores_of(task: Task, splits: dict[str, Split], outputs: dict[str, np.ndarray]) -> dict[str, dict[str, float]]:
+    """Scores of a model's outputs on every split that has labels."""
+    return {name: score_outputs(task.metrics, split.labels, outputs[name]) for name, split in scored_splits(task, splits)}
 
 
 def load_splits(task: Task, cfg: RunConfig, data_dir: str | None) -> dict[str, Split]:
@@ -69,10 +87,35 @@ def load_splits(task: Task, cfg: RunConfig, data_dir: str | None) -> dict[str, S
     return splits
 
 
+@dataclass
+class Upstream:
+    """What students of one teacher seed train from: the teacher run(s), their folders, the labelled
+    transfer set, and each variant's own labelled synthetic rows (made on first use)."""
+
+    runs: list[RunConfig]
+    teacher_dirs: list[Path]
+    data: stages.TransferData
+    own_rows: dict = field(default_factory=dict)
+
+
+def seeded(stage: str, seed: int, several: bool) -> str:
+    """A stage's name in results: as it is with one seed, `bilstm (seed 14)` with several."""
+    return f"{stage} (seed {seed})" if several else stage
+
+
+def model_dir(models_out: Path, name: str, seed: int, several: bool) -> Path:
+    """Where a trained model lands: models/<task>/<name>/, or .../<name>/seed-<S>/ with several seeds."""
+    return models_out / name / f"seed-{seed}" if several else models_out / name
+
+
 def run_task(name: str, cfg: RunConfig, store: Store, out: Path, splits: dict[str, Split]) -> dict | None:
     """One task end to end: the cached stages, then every model scored and measured. Under several
     processes every rank takes part in the stages; rank 0 alone places, scores and times the models
-    (the others return None)."""
+    (the others return None).
+
+    With several `seeds` every student trains once per seed on the same transfer set (and, with
+    `teacher.per_seed`, each seed has its own teacher and labels); scores are the means over seeds, with
+    their spread, and the first seed's models are timed."""
     rt = device.current()
     task: Task = TASKS.get(name)
     train, dev = splits["train"], splits["validation"]
@@ -80,28 +123,41 @@ def run_task(name: str, cfg: RunConfig, store: Store, out: Path, splits: dict[st
     print(f"== {name}: {len(train)} train, {len(dev)} dev ({train.source}); checkpoints chosen on "
           + (f"{len(select)} held-out training examples (selection split)" if select is not dev else "dev"), flush=True)
 
-    runs = cfg.teacher_runs()  # one, or one per ensemble member
-    stage_meta, teacher_dirs = {}, []
+    seeds = cfg.seed_list()
+    several = len(seeds) > 1
+    per_seed_teacher = cfg.teacher.per_seed and several
+    stage_meta, upstream = {}, {}
     if cfg.transfer.source:  # students only, from an exported transfer set: no teacher code runs
         import_dir, stage_meta["import"] = stages.import_stage(store, task, Path(cfg.transfer.source))
-        data, n_originals = stages.TransferData(import_dir, import_dir), stage_meta["import"]["originals"]
+        upstream[cfg.seed] = Upstream([], [], stages.TransferData(import_dir, import_dir))
+        n_originals = stage_meta["import"]["originals"]
         check_no_overlap(import_dir, n_originals, select, cfg)
     else:
-        for k, run in enumerate(runs, 1):
-            teacher_dir, stage_meta[member_stage("teacher", k, len(runs))] = stages.teacher_stage(store, task, run, train, select)
-            teacher_dirs.append(teacher_dir)
+        teacher_runs = {s: (dataclasses.replace(cfg, seed=s) if per_seed_teacher else cfg).teacher_runs()
+                        for s in (seeds if per_seed_teacher else (cfg.seed,))}
+        dirs = {}
+        for s, runs in teacher_runs.items():
+            dirs[s] = []
+            for k, run in enumerate(runs, 1):
+                teacher_dir, stage_meta[seeded(member_stage("teacher", k, len(runs)), s, per_seed_teacher)] = \
+                    stages.teacher_stage(store, task, run, train, select)
+                dirs[s].append(teacher_dir)
         augment_dir, stage_meta["augment"] = stages.augment_stage(store, task, cfg, train)
-        data = stages.TransferData(augment_dir, label_all(store, runs, task, teacher_dirs, augment_dir, stage_meta, "label"))
+        for s, runs in teacher_runs.items():
+            labels = label_all(store, runs, task, dirs[s], augment_dir, stage_meta, seeded("label", s, per_seed_teacher))
+            upstream[s] = Upstream(runs, dirs[s], stages.TransferData(augment_dir, labels))
         n_originals = len(train)
 
     models_out = out / "models" / name
-    predictors = {}
-    if rt.main and teacher_dirs:
-        teachers = [stages.load_teacher(d, run) for d, run in zip(teacher_dirs, runs)]
-        for k, (teacher_dir, run) in enumerate(zip(teacher_dirs, runs), 1):
-            copy_model(teacher_dir / "model", models_out / ("teacher" if len(runs) == 1 else f"teacher_member{k}"),
-                       model_card.teacher_card(task, run.teacher))
-        predictors["teacher"] = teachers[0] if len(runs) == 1 else stages.TeacherEnsemble(teachers)
+    predictors: dict[str, dict[int, object]] = {}
+    for s, up in upstream.items():
+        if rt.main and up.teacher_dirs:
+            teachers = [stages.load_teacher(d, run) for d, run in zip(up.teacher_dirs, up.runs)]
+            for k, (teacher_dir, run) in enumerate(zip(up.teacher_dirs, up.runs), 1):
+                member = "teacher" if len(up.runs) == 1 else f"teacher_member{k}"
+                copy_model(teacher_dir / "model", model_dir(models_out, member, s, per_seed_teacher),
+                           model_card.teacher_card(task, run.teacher))
+            predictors.setdefault("teacher", {})[s] = teachers[0] if len(up.runs) == 1 else stages.TeacherEnsemble(teachers)
     variants = {}
     jobs = student_jobs(cfg, len(task.text_columns))
     ran = {variant for _, _, variant in ablation_jobs(cfg, len(task.text_columns))} | {job.name for job in jobs}
@@ -116,37 +172,36 @@ def run_task(name: str, cfg: RunConfig, store: Store, out: Path, splits: dict[st
                   f"imports its transfer set: {', '.join(own_rows)}")
         jobs = [job for job in jobs if job.name not in own_rows]
     roles = {"teacher": "teacher"}
-    for job in jobs:
-        job_data = data
-        if job.augment is not None and job.transfer:  # a variant's own synthetic rows, made and labelled once
-            synthetic_dir, stage_meta[f"augment ({job.name})"] = stages.augment_stage(
-                store, task, cfg, train, job.augment, synthetic_only=True)
-            synthetic_labels = label_all(store, runs, task, teacher_dirs, synthetic_dir, stage_meta, f"label ({job.name})")
-            job_data = stages.TransferData(data.augment_dir, data.label_dir, (synthetic_dir, synthetic_labels))
-        student_dir, stage_meta[job.name] = stages.student_stage(store, job, task, cfg, select, n_originals,
-                                                                 teacher_dirs[0] if teacher_dirs else None, job_data)
-        if rt.main:
-            copy_model(student_dir / "model", models_out / job.name,
-                       model_card.student_card(task, job.base, job.student.max_tokens))
-            predictors[job.name] = load_student(student_dir / "model").to(rt.device)
-        if job.changes:
-            variants[job.name] = {"base": job.base, "changes": job.changes}
-        else:
-            roles[job.name] = "distilled" if STUDENTS.get(job.base).distill else "label-only"
+    for s in seeds:
+        up = upstream[s if per_seed_teacher else cfg.seed]
+        for job in jobs:
+            job_data = up.data
+            if job.augment is not None and job.transfer:  # a variant's own synthetic rows, made and labelled once
+                if job.name not in up.own_rows:
+                    synthetic_dir, stage_meta[f"augment ({job.name})"] = stages.augment_stage(
+                        store, task, cfg, train, job.augment, synthetic_only=True)
+                    synthetic_labels = label_all(store, up.runs, task, up.teacher_dirs, synthetic_dir, stage_meta,
+                                                 seeded(f"label ({job.name})", s, per_seed_teacher))
+                    up.own_rows[job.name] = (synthetic_dir, synthetic_labels)
+                job_data = stages.TransferData(up.data.augment_dir, up.data.label_dir, up.own_rows[job.name])
+            student_dir, stage_meta[seeded(job.name, s, several)] = stages.student_stage(
+                store, job, task, dataclasses.replace(cfg, seed=s), select, n_originals,
+                up.teacher_dirs[0] if up.teacher_dirs else None, job_data)
+            if rt.main:
+                copy_model(student_dir / "model", model_dir(models_out, job.name, s, several),
+                           model_card.student_card(task, job.base, job.student.max_tokens))
+                predictors.setdefault(job.name, {})[s] = load_student(student_dir / "model").to(rt.device)
+            if job.changes:
+                variants[job.name] = {"base": job.base, "changes": job.changes}
+            else:
+                roles[job.name] = "distilled" if STUDENTS.get(job.base).distill else "label-only"
     if not rt.main:
         return None
 
-    models, scores = {}, {}
-    if isinstance(predictors.get("teacher"), stages.TeacherEnsemble):
-        scores["teacher"], member_scores = evaluate_ensemble(predictors["teacher"], task, splits)
-    for model_name, predictor in predictors.items():
-        models[model_name] = score_and_time(model_name, predictor, task, splits, cfg, models_out, variants.get(model_name),
-                                            scores.get(model_name))
-        if model_name in roles:
-            models[model_name]["role"] = roles[model_name]
-    if "teacher" in scores:
-        models["teacher"]["members"] = [{"checkpoint": run.teacher.checkpoint, "seed": run.seed, "scores": member}
-                                        for run, member in zip(runs, member_scores)]
+    models = score_models(task, splits, cfg, predictors, models_out, variants, per_seed_teacher, several, out)
+    for model_name, role in roles.items():
+        if model_name in models:
+            models[model_name]["role"] = role
     for ref_name in cfg.measure.references if cfg.measure.enabled else ():
         models[ref_name] = time_reference(ref_name, task, cfg, dev, train)
     results = {"data": {"train": len(train), "dev": len(dev), "source": train.source,
@@ -157,9 +212,65 @@ def run_task(name: str, cfg: RunConfig, store: Store, out: Path, splits: dict[st
                                           "limit": cfg.selection.limit, "rule": SELECTION_RULE}} if select is not dev else {})},
                "metrics": list(task.metrics), "regression": task.is_regression, "config": asdict(cfg),
                "stages": stage_meta, "models": models}
+    if several:
+        results["seeds"] = list(seeds)
     if cfg.measure.enabled and efficiency.cuda_note(cfg.measure):
         results["measure_notes"] = [efficiency.cuda_note(cfg.measure)]
     return results
+
+
+def score_models(task: Task, splits: dict[str, Split], cfg: RunConfig, predictors: dict[str, dict[int, object]],
+                 models_out: Path, variants: dict, per_seed_teacher: bool, several: bool, out: Path) -> dict:
+    """Every trained model's entry in results: its scores (means over seeds), their spread, intervals and
+    paired tests (harness/results/significance.py), and the first seed's size and speed. Each model's
+    outputs on every split are kept as per-example predictions (harness/results/samples.py)."""
+    folder = samples.task_folder(out, task.name)
+    samples.write_examples(folder, task.text_columns, output_splits(task, splits))
+    labelled = {name: np.asarray(split.labels) for name, split in scored_splits(task, splits) if name != "selection"}
+    models, preds = {}, {}
+    for model_name, by_seed in predictors.items():
+        start = time.perf_counter()
+        outputs, members = {}, None
+        for s, predictor in by_seed.items():
+            outputs[s], members = model_outputs(predictor, task, splits)
+        samples.write_model(folder, model_name, outputs)
+        per_seed = {s: scores_of(task, splits, o) for s, o in outputs.items()}
+        first = next(iter(by_seed))
+        timed_dir = model_dir(models_out, model_name, first, per_seed_teacher if model_name == "teacher" else several)
+        entry = score_and_time(model_name, by_seed[first], task, splits, cfg, timed_dir, variants.get(model_name),
+                               significance.mean_scores(per_seed))
+        if len(per_seed) > 1:
+            entry["seeds"] = {str(s): scores for s, scores in per_seed.items()}
+            entry["spread"] = significance.spread(per_seed)
+        if members is not None:
+            entry["members"] = [{"checkpoint": run.teacher.checkpoint, "seed": run.seed, "scores": m}
+                                for run, m in zip(cfg.teacher_runs(), members)]
+        preds[model_name] = {split: np.stack([predictions(outputs[s][split]) for s in by_seed], axis=1) for split in labelled}
+        if cfg.stats.resamples:
+            entry["intervals"] = significance.intervals(task.metrics, labelled, preds[model_name], cfg.stats.resamples,
+                                                        cfg.seed)
+        entry["eval_seconds"] = round(time.perf_counter() - start, 2)
+        models[model_name] = entry
+    if cfg.stats.resamples:
+        for model_name, against in pairs(models, variants).items():
+            models[model_name]["test"] = significance.paired(task.metrics, labelled, preds[model_name], preds[against],
+                                                             against, cfg.stats.resamples, cfg.seed)
+    return models
+
+
+def pairs(models: dict, variants: dict) -> dict[str, str]:
+    """model -> the model its paired test is against: a variant's base; a distilled student's label-only
+    student of the same family and columns (e.g. bilstm_soft -> bilstm)."""
+    out = {name: v["base"] for name, v in variants.items() if v["base"] in models}
+    students = [n for n in models if n not in variants and n in STUDENTS]
+    for name in students:
+        spec = STUDENTS.get(name)
+        if spec.distill:
+            plain = [n for n in students if not STUDENTS.get(n).distill and STUDENTS.get(n).arch == spec.arch
+                     and STUDENTS.get(n).columns == spec.columns]
+            if plain:
+                out[name] = plain[0]
+    return out
 
 
 def member_stage(stage: str, k: int, members: int) -> str:
@@ -197,20 +308,17 @@ def check_no_overlap(import_dir: Path, n_originals: int, select: Split, cfg: Run
                            "data; export it from a run with this run's selection settings (selection.*)")
 
 
-def score_and_time(name: str, predictor, task: Task, splits: dict[str, Split], cfg: RunConfig, models_out: Path,
-                   variant: dict | None, scores: dict | None = None) -> dict:
-    """A trained model's scores (computed here unless given) and, unless it is an ablation variant
-    (timed as its base), its size and speed."""
-    start = time.perf_counter()
-    entry = {"kind": "teacher" if name == "teacher" else "student",
-             "scores": evaluate(predictor, task, splits) if scores is None else scores}
+def score_and_time(name: str, predictor, task: Task, splits: dict[str, Split], cfg: RunConfig, folder: Path,
+                   variant: dict | None, scores: dict) -> dict:
+    """A trained model's entry: its scores and, unless it is an ablation variant (timed as its base), its
+    size and speed (ONNX exports go into `folder`, the saved model's)."""
+    entry = {"kind": "teacher" if name == "teacher" else "student", "scores": scores}
     print(f"[evaluate] {name}: {entry['scores']}", flush=True)
     if variant is not None:
         entry["variant"] = variant
     elif cfg.measure.enabled:
         entry.update(efficiency.measure_model(name, entry["kind"], predictor, cfg.measure, splits["validation"],
-                                              splits["train"], models_out / name, lambda p: evaluate(p, task, splits)["dev"]))
-    entry["eval_seconds"] = round(time.perf_counter() - start, 2)
+                                              splits["train"], folder, lambda p: evaluate(p, task, splits)["dev"]))
     return entry
 
 

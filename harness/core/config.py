@@ -27,6 +27,7 @@ from harness.core.settings import (  # noqa: F401 (re-exported)
     AugmentConfig,
     MeasureConfig,
     SelectionConfig,
+    StatsConfig,
     StudentConfig,
     TeacherConfig,
     TransferConfig,
@@ -50,7 +51,9 @@ class RunConfig:
 
     tasks: tuple[str, ...] = ("sst2",)
     students: tuple[str, ...] = ()  # registered students, by name: the suite names them
-    seed: int = 13
+    seed: int = 13  # augmentation's seed, and the teacher's
+    # students train once per seed (and the teacher too with teacher.per_seed); empty = `seed` alone
+    seeds: tuple[int, ...] = ()
     train_limit: int = 0  # use only the first N training examples (smoke runs); 0 = all
     dev_limit: int = 0
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
@@ -63,6 +66,7 @@ class RunConfig:
     ablations: tuple[str, ...] = ()  # variants trained besides `students`, by name (see harness/core/variants.py)
     # name -> VariantConfig: a student with some settings changed (harness/core/variants.py)
     variants: dict = field(default_factory=dict, metadata={MERGE: merge_variants})
+    stats: StatsConfig = field(default_factory=StatsConfig)
     plugins: tuple[str, ...] = ()  # modules imported before the run is checked, e.g. [my_package.students] (core/plugins.py)
 
     def __post_init__(self) -> None:
@@ -70,7 +74,14 @@ class RunConfig:
         _check(self.train_limit >= 0 and self.dev_limit >= 0, "train_limit and dev_limit must be >= 0")
         _check(not (self.transfer.source and self.teacher.members),
                "transfer.source trains students from an exported transfer set, with no teacher: drop teacher.members")
+        _check(len(set(self.seeds)) == len(self.seeds), f"seeds: each seed once, got {list(self.seeds)}")
+        _check(not (self.teacher.per_seed and self.teacher.members),
+               "teacher.per_seed repeats one teacher per seed; an ensemble (teacher.members) sets its members' seeds itself")
         check_variants(self)
+
+    def seed_list(self) -> tuple[int, ...]:
+        """The student seeds: `seeds`, or the run's `seed` alone."""
+        return self.seeds or (self.seed,)
 
     def teacher_runs(self) -> list[RunConfig]:
         """The config each teacher is fine-tuned and labels with: this one, or one per ensemble member

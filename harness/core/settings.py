@@ -65,6 +65,9 @@ class TeacherConfig:
     # an ensemble: each member is these settings with its own changes (any teacher field, and `seed`), e.g.
     # [{seed: 13}, {seed: 14}] or [{}, {checkpoint: mpnet}]; the transfer set gets the members' mean logits
     members: tuple[dict, ...] = added_field(())
+    # with several `seeds`: fine-tune (and label with) a teacher per seed, each student distilled from its seed's
+    # teacher; false: one teacher (the run's `seed`) labels for every student seed
+    per_seed: bool = added_field(False)
 
     def __post_init__(self) -> None:
         if self.members:
@@ -175,6 +178,16 @@ LOSSES = ("mse", "kl", "hard")
 
 
 @dataclass(frozen=True)
+class StatsConfig:
+    """Intervals and paired tests (harness/results/stats.py)."""
+
+    resamples: int = 1000  # bootstrap and permutation resamples per interval or test; 0 = none computed
+
+    def __post_init__(self) -> None:
+        _at_least("stats.resamples", self.resamples, 0, "0 = no intervals or tests")
+
+
+@dataclass(frozen=True)
 class MeasureConfig:
     """Parameters and latency: batch 1 over dev sentences, batch 512 over training sentences, for
     every trained model and timing-only reference, on each backend and device listed."""
@@ -255,6 +268,9 @@ def _coerce(value: Any, hint: Any, where: str) -> Any:
     if origin is tuple:
         items = [v.strip() for v in value.split(",") if v.strip()] if isinstance(value, str) else value
         _check(isinstance(items, (list, tuple)), f"{where}: expected a list, got {value!r}")
+        if isinstance(value, str) and typing.get_args(hint)[0] is int:  # "13,14,15": the command line's integers
+            _check(all(v.lstrip("-").isdigit() for v in items), f"{where}: expected integers, got {value!r}")
+            items = [int(v) for v in items]
         return tuple(_coerce(v, typing.get_args(hint)[0], where) for v in items)
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)

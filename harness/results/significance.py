@@ -1,0 +1,52 @@
+"""The statistics results.json keeps on each model, from its per-example predictions (harness/results/stats.py).
+
+- `spread` (several seeds): {split: {metric: {mean, sd, seeds}}}; a model's `scores` are then the means.
+- `intervals`: {split: {metric: [low, high]}}, the 95% bootstrap interval over the split's examples.
+- `test`: {"against": the model it is paired with, split: {metric: {difference, p, test, significant}}}: a
+  variant against its base, a distilled student against the label-only student of its family.
+Intervals and tests cover dev and labelled test splits, not the selection split checkpoints were chosen on.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from harness.results import stats
+
+
+def spread(per_seed: dict[int, dict[str, dict[str, float]]]) -> dict:
+    """{split: {metric: spread}} of {seed: scores} (every seed has the same splits and metrics)."""
+    first = next(iter(per_seed.values()))
+    return {split: {m: stats.spread([per_seed[s][split][m] for s in per_seed]) for m in metrics}
+            for split, metrics in first.items()}
+
+
+def mean_scores(per_seed: dict[int, dict[str, dict[str, float]]]) -> dict[str, dict[str, float]]:
+    """A model's scores over seeds: each seed's when there is one, else the mean."""
+    if len(per_seed) == 1:
+        return next(iter(per_seed.values()))
+    return {split: {m: v["mean"] for m, v in metrics.items()} for split, metrics in spread(per_seed).items()}
+
+
+def intervals(metrics: tuple[str, ...], labels: dict[str, np.ndarray], preds: dict[str, np.ndarray],
+              resamples: int, seed: int) -> dict:
+    """{split: {metric: [low, high] or None}} for each split in `labels` (preds: (examples, seeds))."""
+    out = {}
+    for split, y in labels.items():
+        out[split] = {}
+        for m in metrics:
+            ci = stats.interval(m, y, preds[split], resamples, seed)
+            out[split][m] = None if ci is None else [round(ci[0], 4), round(ci[1], 4)]
+    return out
+
+
+def paired(metrics: tuple[str, ...], labels: dict[str, np.ndarray], a: dict[str, np.ndarray], b: dict[str, np.ndarray],
+           against: str, resamples: int, seed: int) -> dict:
+    """{"against": b's name, split: {metric: test}}: model a against model b on each split in `labels`."""
+    out: dict = {"against": against}
+    for split, y in labels.items():
+        out[split] = {}
+        for m in metrics:
+            test = stats.paired_test(m, y, a[split], b[split], resamples, seed)
+            out[split][m] = {k: (round(v, 6) if isinstance(v, float) else v) for k, v in test.items()}
+    return out
