@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from harness.results import significance
 from harness.results.glue_table import GLUE, glue_section, role_of
 from harness.speed.calibrate import calibrated_speed
 
@@ -342,6 +343,7 @@ def render(results: dict) -> str:
             md(scores),
             "",
             *ablation_section(t["models"]),
+            *significance.section(t["models"]),
             f"### Size and speed (measured here in one process on {env['cpu']}, PyTorch fp32 on CPU, text in -> logits out)",
             "",
             md(efficiency_table(t["models"], unit=unit)),

@@ -10,6 +10,7 @@ Intervals and tests cover dev and labelled test splits, not the selection split 
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
 from harness.results import stats
 
@@ -50,3 +51,35 @@ def paired(metrics: tuple[str, ...], labels: dict[str, np.ndarray], a: dict[str,
             test = stats.paired_test(m, y, a[split], b[split], resamples, seed)
             out[split][m] = {k: (round(v, 6) if isinstance(v, float) else v) for k, v in test.items()}
     return out
+
+
+def section(models: dict) -> list[str]:
+    """The report's "Is it noise?" subsection: each model's dev scores with their spread over seeds and
+    95% interval, and its paired test where it has one (nothing when the run computed none)."""
+    rows = []
+    for name, m in models.items():
+        if "intervals" not in m:
+            continue
+        for split, by_metric in m["intervals"].items():
+            for metric, ci in by_metric.items():
+                sd = ((m.get("spread") or {}).get(split) or {}).get(metric, {}).get("sd")
+                test = ((m.get("test") or {}).get(split) or {}).get(metric)
+                rows.append({
+                    "model": name, "score": f"{split} {metric}",
+                    "value": f"{m['scores'][split][metric]:.2f}"
+                    + (f" ± {sd:.2f}" if sd is not None else ""),
+                    "95% interval (bootstrap over examples)": "–" if ci is None else f"{ci[0]:.2f} – {ci[1]:.2f}",
+                    "paired test": "–" if test is None else f"vs {m['test']['against']}: {test['difference']:+.2f}"
+                    if test.get("difference") is not None else "–",
+                    "p (test)": "–" if test is None or test.get("p") is None else f"{test['p']:.3g} ({test['test']})",
+                    "verdict": "–" if test is None else stats.verdict(test)})
+    if not rows:
+        return []
+    seeds = max((len(m.get("seeds", {})) for m in models.values()), default=0)
+    return ["### Is it noise?", "",
+            ("Scores are means over " + f"{seeds} seeds (± their standard deviation)" if seeds > 1 else
+             "One seed per model") + "; intervals resample the evaluation examples; each distilled student is tested "
+            "against its family's label-only student and each variant against its base, on the same examples "
+            f"(significant: p < {stats.ALPHA}). A gap called within noise is not a gain.", "",
+            pd.DataFrame(rows).rename(columns={"value": "value (mean ± sd over seeds)" if seeds > 1 else "value"})
+            .to_markdown(index=False, disable_numparse=True), ""]
