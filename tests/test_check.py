@@ -169,3 +169,22 @@ def test_committed_baseline_is_valid() -> None:
         pytest.skip("no committed baseline yet: make it with the command in .ci/run")
     data = load_baseline(COMMITTED)
     assert data["made_from"]["preset"] == "smoke" and data["rows"]
+
+
+def test_a_baseline_of_several_seeds_allows_k_sd(results: dict, tmp_path: Path) -> None:
+    """A score averaged over seeds keeps its sd in the baseline, and may fall accuracy_sd_k x sd (3 x 0.4 = 1.2
+    points here), not the fixed points: a 1.1-point drop passes, a 1.3-point drop fails; rows without a
+    spread keep the fixed rule."""
+    seeded = copy.deepcopy(results)
+    soft = seeded["tasks"]["sst2"]["models"]["bilstm_soft"]
+    soft["spread"] = {"dev": {"accuracy": {"mean": soft["scores"]["dev"]["accuracy"], "sd": 0.4, "seeds": 3}}}
+    baseline = make_baseline(seeded)
+    row = next(r for r in baseline["rows"] if r["model"] == "bilstm_soft" and r["score"] == "dev accuracy")
+    assert (row["sd"], row["seeds"]) == (0.4, 3) and baseline["tolerance"]["accuracy_sd_k"] == 3.0
+    assert not any("sd" in r for r in baseline["rows"] if r is not row)
+    path = tmp_path / "baseline.json"
+    path.write_text(json.dumps(baseline))
+    for drop, fails in ((1.1, False), (1.3, True)):
+        text, regressed = check(write_run(tmp_path / f"drop{drop}", degrade(seeded, drop, 1.0)), path)
+        assert regressed == fails, text
+        assert "3 x sd 0.40 of 3 seeds" in text

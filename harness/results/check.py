@@ -4,9 +4,10 @@ The baseline (benchmarks/baseline.json) holds one row per (task, model, score) o
 from (`harness check --update`), and tolerances:
 
 - accuracy rows (every model's dev scores, ONNX/int8 ones included): the run may be at most
-  `accuracy_points` below the baseline. Runs are deterministic on one machine (tests/test_determinism.py),
-  so an unchanged pipeline reproduces the baseline exactly; the tolerance only lets harmless changes
-  that flip a prediction or two through;
+  `accuracy_points` below the baseline; a row the baseline run averaged over several seeds (`--seeds`)
+  records their sd, and may fall at most `accuracy_sd_k` x sd instead. Runs are deterministic on one
+  machine (tests/test_determinism.py), so an unchanged pipeline reproduces the baseline exactly;
+  the tolerance only lets harmless changes that flip a prediction or two through;
 - speed rows: ratios measured inside one run, never absolute times (compare.speed_rows with `gated`):
   each model's speed in units of a calibration workload of its own kind timed around it in the same
   process (harness/speed/calibrate.py: a fixed BiLSTM for recurrent models, a fixed BERT layer for
@@ -33,13 +34,25 @@ from harness.results.compare import load_results, score_rows, speed_rows
 from harness.results.report import busy_timings
 from harness.speed.measure import BUSY_SHARE
 
-DEFAULT_TOLERANCE = {"accuracy_points": 1.0, "speed_ratio_factor": 0.6}  # 0.6: a 2x slower model fails (tests/test_gate.py)
+# 0.6: a 2x slower model fails (tests/test_gate.py); accuracy_sd_k: a row made from several seeds may fall k x their sd
+DEFAULT_TOLERANCE = {"accuracy_points": 1.0, "speed_ratio_factor": 0.6, "accuracy_sd_k": 3.0}
+
+
+def seed_sd(results: dict, task: str, model: str, score: str) -> tuple[float, int] | None:
+    """(sd, seeds) of a score a run averaged over several seeds (its model's `spread`); None otherwise."""
+    split, _, metric = score.partition(" ")
+    spread = ((results["tasks"][task]["models"][model].get("spread") or {}).get(split) or {}).get(metric)
+    return (spread["sd"], spread["seeds"]) if spread and spread.get("sd") is not None else None
 
 
 def baseline_rows(results: dict) -> list[dict]:
     """The rows a baseline keeps from a run: accuracy and in-run speed ratios."""
     rows = [{"task": t, "model": m, "score": s, "kind": "accuracy", "value": round(v, 4)}
             for (t, m, s), v in score_rows(results).items()]
+    for row in rows:  # a mean over seeds keeps its spread: its tolerance is k x sd (judge)
+        sd = seed_sd(results, row["task"], row["model"], row["score"])
+        if sd is not None:
+            row["sd"], row["seeds"] = round(sd[0], 4), sd[1]
     rows += [{"task": t, "model": m, "score": s, "kind": "speed", "value": float(f"{v:.5g}")}  # ELMo's batch-1 is ~0.001
              for (t, m, s), v in speed_rows(results, gated=True).items()]
     return rows
@@ -89,7 +102,11 @@ def load_baseline(path: Path) -> dict:
 
 def judge(row: dict, value: float | None, tolerance: dict) -> tuple[str, str]:
     """(status, allowed) of one baseline row against the run's value."""
-    if row["kind"] == "accuracy":
+    if row["kind"] == "accuracy" and "tolerance" not in row and "sd" in row:  # a mean over seeds: k x their sd
+        points = tolerance["accuracy_sd_k"] * row["sd"]
+        floor = row["value"] - points
+        allowed = f">= {floor:.2f} (-{tolerance['accuracy_sd_k']:g} x sd {row['sd']:.2f} of {row['seeds']} seeds)"
+    elif row["kind"] == "accuracy":
         points = row.get("tolerance", tolerance["accuracy_points"])
         floor, allowed = row["value"] - points, f">= {row['value'] - points:.2f} (-{points:g} points)"
     else:
