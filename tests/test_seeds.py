@@ -72,3 +72,16 @@ def test_statistics_come_from_the_kept_predictions(runs: tuple[Path, Path]) -> N
     low, high = stats.interval("accuracy", labels, a, resamples=200, seed=13)
     assert models(two)["bilstm_tiny"]["intervals"]["dev"]["accuracy"] == pytest.approx([low, high], abs=1e-4)
     assert "### Is it noise?" in (two / "report.md").read_text()
+
+
+def test_compare_gives_intervals_on_shared_examples(runs: tuple[Path, Path]) -> None:
+    """Two runs on the same dev examples: each score delta has its paired bootstrap interval, the same run
+    against itself is within noise at exactly 0, and rows without kept predictions (latencies) have none."""
+    from harness.results.compare import compare
+
+    two, one = runs
+    table = compare([one, two])
+    row = next(line for line in table.splitlines() if "| bilstm " in line and "dev accuracy" in line)
+    assert "[" in row and ("within noise" in row or "real" in row)
+    same = compare([two, two])
+    assert "+0.00 [+0.00, +0.00] within noise" in same

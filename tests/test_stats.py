@@ -104,3 +104,11 @@ def test_mismatched_examples_are_refused(synthetic):
     labels, a, b = synthetic
     with pytest.raises(ValueError, match="same examples"):
         stats.paired_test("accuracy", labels, a, b[:-1])
+
+
+def test_difference_interval_matches_scipy(synthetic):
+    labels, a, b = synthetic
+    direct = sps.bootstrap((labels, a, b), lambda y, x, z: 100 * (np.mean(z == y) - np.mean(x == y)), paired=True,
+                           n_resamples=300, method="percentile", vectorized=False, random_state=np.random.default_rng(4))
+    assert stats.difference_interval("accuracy", labels, a, b, resamples=300, seed=4) == pytest.approx(
+        tuple(direct.confidence_interval), rel=1e-12)

@@ -18,6 +18,8 @@ from pathlib import Path
 import pandas as pd
 
 from harness.core.errors import HarnessError
+from harness.core.metrics import METRICS
+from harness.results import samples, stats
 from harness.results.glue_table import families, glue_tasks, tasks_phrase
 from harness.results.report import speeds, timing
 from harness.speed.calibrate import calibrated_speed
@@ -120,19 +122,50 @@ def all_rows(results: dict) -> dict[Row, float]:
     return {**grouped, **glue_rows(results)}
 
 
+def examples_of(run: Path, task: str, split: str, kept: dict) -> pd.DataFrame | None:
+    """A run's kept examples of one split (harness/results/samples.py), read once; None if it kept none."""
+    folder = samples.task_folder(run if run.is_dir() else run.parent, task)
+    if (folder, split) not in kept:
+        path = folder / f"{samples.EXAMPLES}.parquet"
+        frame = samples.read(folder, samples.EXAMPLES) if path.is_file() else None
+        kept[(folder, split)] = None if frame is None else frame[frame["split"] == split].reset_index(drop=True)
+    return kept[(folder, split)]
+
+
+def noise(run_a: Path, run_b: Path, key: Row, kept: dict) -> str:
+    """` [low, high] within noise` (or `... real`): the 95% paired bootstrap interval of a score's difference,
+    for a model both runs kept per-example predictions of on the same examples; empty otherwise."""
+    task, model, score = key
+    split, _, name = score.partition(" ")
+    if name not in METRICS:  # latencies, speed ratios, other backends' scores
+        return ""
+    a, b = examples_of(run_a, task, split, kept), examples_of(run_b, task, split, kept)
+    if a is None or b is None or not len(a) or not a.equals(b) or a["label"].isna().any():
+        return ""
+    folders = [samples.task_folder(r if r.is_dir() else r.parent, task) for r in (run_a, run_b)]
+    if not all((f / f"{model}.parquet").is_file() for f in folders):
+        return ""
+    pa, pb = (samples.seed_columns(samples.read(f, model), split) for f in folders)
+    ci = stats.difference_interval(name, a["label"].to_numpy(), pa, pb)
+    if ci is None:
+        return ""
+    return f" [{ci[0]:+.2f}, {ci[1]:+.2f}] " + ("within noise" if ci[0] <= 0 <= ci[1] else "real")
+
+
 def compare(runs: list[Path], labels: list[str] | None = None) -> str:
-    """Markdown table of the rows every run has, deltas against the first run; then the rows left out."""
+    """Markdown table of the rows every run has, deltas against the first run (with a 95% interval and
+    "within noise" where both runs kept predictions on the same examples); then the rows left out."""
     labels = labels or [r.name for r in runs]
     per_run = [all_rows(load_results(r)) for r in runs]
     shared = [k for k in per_run[0] if all(k in rows for rows in per_run[1:])]
     if not shared:
         raise HarnessError("the runs share no (task, model, score) rows")
-    table = []
+    table, kept = [], {}
     for key in shared:
         row = {"task": key[0], "model": key[1], "score": key[2], labels[0]: f"{per_run[0][key]:.2f}"}
-        for label, rows in zip(labels[1:], per_run[1:]):
+        for run, label, rows in zip(runs[1:], labels[1:], per_run[1:]):
             row[label] = f"{rows[key]:.2f}"
-            row[f"Δ {label}"] = f"{rows[key] - per_run[0][key]:+.2f}"
+            row[f"Δ {label}"] = f"{rows[key] - per_run[0][key]:+.2f}" + noise(runs[0], run, key, kept)
         table.append(row)
     text = pd.DataFrame(table).to_markdown(index=False, disable_numparse=True)
     left_out = list(dict.fromkeys(k for rows in per_run for k in rows if k not in set(shared)))

@@ -103,3 +103,19 @@ def verdict(test: dict | None) -> str:
     if test is None or test.get("p") is None:
         return "untested"
     return f"p = {test['p']:.2g}, " + ("significant" if test["significant"] else "within noise")
+
+
+def difference_interval(name: str, labels: Sequence, a: np.ndarray | Sequence, b: np.ndarray | Sequence,
+                        resamples: int = RESAMPLES, seed: int = 0) -> tuple[float, float] | None:
+    """The 95% paired bootstrap interval (points) of score(b) - score(a) on the same examples (each the mean
+    over its seed columns); None when a score is undefined."""
+    labels, a, b = np.asarray(labels), as_columns(a), as_columns(b)
+    if len(labels) < 2 or math.isnan(seed_mean_score(name, labels, a) - seed_mean_score(name, labels, b)):
+        return None
+    result = sps.bootstrap(
+        (np.arange(len(labels)),),
+        lambda idx: seed_mean_score(name, labels[idx], b[idx]) - seed_mean_score(name, labels[idx], a[idx]),
+        n_resamples=resamples, confidence_level=CONFIDENCE, method="percentile", vectorized=False,
+        random_state=np.random.default_rng(seed))
+    low, high = result.confidence_interval
+    return (float(low), float(high)) if not (math.isnan(low) or math.isnan(high)) else None
