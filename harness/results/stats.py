@@ -51,18 +51,23 @@ def spread(values: Sequence[float]) -> dict[str, float | int | None]:
             "seeds": len(values)}
 
 
+def bootstrap(n: int, statistic, resamples: int, seed: int) -> tuple[float, float] | None:
+    """The 95% percentile bootstrap interval of `statistic(example indices)` over n examples (scipy); None when
+    there are under 2 examples or the statistic is undefined (NaN)."""
+    if n < 2 or math.isnan(statistic(np.arange(n))):
+        return None
+    result = sps.bootstrap((np.arange(n),), statistic, n_resamples=resamples, confidence_level=CONFIDENCE,
+                           method="percentile", vectorized=False, random_state=np.random.default_rng(seed))
+    low, high = result.confidence_interval
+    return (float(low), float(high)) if not (math.isnan(low) or math.isnan(high)) else None
+
+
 def interval(name: str, labels: Sequence, preds: np.ndarray | Sequence, resamples: int = RESAMPLES,
              seed: int = 0) -> tuple[float, float] | None:
     """The 95% bootstrap interval (percent) of metric `name` (its mean over seeds), resampling examples;
     None when the score is undefined (a constant prediction's correlation) or there are under 2 examples."""
     labels, preds = np.asarray(labels), as_columns(preds)
-    if len(labels) < 2 or math.isnan(seed_mean_score(name, labels, preds)):
-        return None
-    result = sps.bootstrap((np.arange(len(labels)),), lambda idx: seed_mean_score(name, labels[idx], preds[idx]),
-                           n_resamples=resamples, confidence_level=CONFIDENCE, method="percentile",
-                           vectorized=False, random_state=np.random.default_rng(seed))
-    low, high = result.confidence_interval
-    return (float(low), float(high)) if not (math.isnan(low) or math.isnan(high)) else None
+    return bootstrap(len(labels), lambda idx: seed_mean_score(name, labels[idx], preds[idx]), resamples, seed)
 
 
 def paired_test(name: str, labels: Sequence, a: np.ndarray | Sequence, b: np.ndarray | Sequence,
@@ -110,12 +115,8 @@ def difference_interval(name: str, labels: Sequence, a: np.ndarray | Sequence, b
     """The 95% paired bootstrap interval (points) of score(b) - score(a) on the same examples (each the mean
     over its seed columns); None when a score is undefined."""
     labels, a, b = np.asarray(labels), as_columns(a), as_columns(b)
-    if len(labels) < 2 or math.isnan(seed_mean_score(name, labels, a) - seed_mean_score(name, labels, b)):
-        return None
-    result = sps.bootstrap(
-        (np.arange(len(labels)),),
-        lambda idx: seed_mean_score(name, labels[idx], b[idx]) - seed_mean_score(name, labels[idx], a[idx]),
-        n_resamples=resamples, confidence_level=CONFIDENCE, method="percentile", vectorized=False,
-        random_state=np.random.default_rng(seed))
-    low, high = result.confidence_interval
-    return (float(low), float(high)) if not (math.isnan(low) or math.isnan(high)) else None
+
+    def gap(idx: np.ndarray) -> float:
+        return seed_mean_score(name, labels[idx], b[idx]) - seed_mean_score(name, labels[idx], a[idx])
+
+    return bootstrap(len(labels), gap, resamples, seed)
