@@ -1,4 +1,4 @@
-"""Command line: `python -m harness {run,ls,predict,measure,compare,check,report,cache,export-transfer}`.
+"""Command line: `python -m harness {run,status,ls,predict,measure,compare,check,report,cache,export-transfer}`.
 
 Exit status: 0 success; 1 `check` found a regression; 2 a user error (one `error: ...` line on stderr);
 3 the filesystem refused a write: full, read-only, forbidden, or a folder vanished (one `error: ...` line
@@ -133,6 +133,16 @@ def parser() -> argparse.ArgumentParser:
 
     rep = sub.add_parser("report", help="re-render report.md and plot.png of a run from its results.json")
     rep.add_argument("run", type=Path, help="a run folder written by `harness run`")
+    rep.add_argument("--disagreements", type=int, metavar="N",
+                     help="also list, per task and student, the N dev examples where it and the teacher disagree most "
+                     "(from the run's per-example predictions), into disagreements.md")
+
+    st = sub.add_parser("status", help="where a run (running or not) has got: its stage, rows done of total, an ETA",
+                        description="Reads RUN_DIR/status.json, which `harness run` keeps up to date (every few seconds) "
+                        "while it runs: the task and stage, the stage's progress (done / total, rate, ETA), the stages "
+                        "before it, and whether the run's process is still alive. Exit status 0, or 2 when the "
+                        "folder has no status file.")
+    st.add_argument("run", type=Path, help="the --out folder of a `harness run`")
 
     cmp = sub.add_parser("compare", help="shared (task, model) scores of several runs side by side, with deltas")
     cmp.add_argument("runs", type=Path, nargs="+", help="run folders (or their results.json); deltas are against the first")
@@ -211,6 +221,24 @@ def cmd_report(args: argparse.Namespace) -> None:
         raise HarnessError(f"{args.run}: results.json lacks what a report needs ({type(e).__name__}: {e}); "
                            "pass a run folder written by `harness run`") from None
     print(f"report: {args.run / 'report.md'}")
+    if args.disagreements is not None:
+        from harness.results import disagreements
+
+        path = disagreements.write(args.run, results, args.disagreements)
+        print(path.read_text())
+        print(f"disagreements: {path}")
+
+
+def cmd_status(args: argparse.Namespace) -> None:
+    from harness.core import progress
+
+    try:
+        print(progress.describe(args.run))
+    except FileNotFoundError:
+        raise HarnessError(f"{args.run}: no {progress.FILE} (not a run folder, a run from before status files, "
+                           "or a run that failed: it removes what it wrote)") from None
+    except ValueError as e:
+        raise HarnessError(str(e)) from None
 
 
 def cmd_run(args: argparse.Namespace) -> None:
@@ -258,7 +286,7 @@ def plugin_list(args: argparse.Namespace) -> list[str]:
     return [m.strip() for m in (getattr(args, "plugins", None) or "").split(",") if m.strip()]
 
 
-NO_PLUGINS = ("compare", "check", "report", "cache")  # results.json or cache files alone: no models to load
+NO_PLUGINS = ("compare", "check", "report", "cache", "status")  # results.json or cache files alone: no models to load
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -269,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
 
             start(plugin_list(args), "--plugins")
         status = {"run": cmd_run, "ls": cmd_ls, "predict": cmd_predict, "compare": cmd_compare, "report": cmd_report,
-                  "measure": cmd_measure, "check": cmd_check, "cache": cmd_cache,
+                  "measure": cmd_measure, "check": cmd_check, "cache": cmd_cache, "status": cmd_status,
                   "export-transfer": cmd_export_transfer}[args.command](args)
     except DiskFault as e:
         say_error(str(e))

@@ -3,70 +3,29 @@ then results.json, report.md, the plot, and the trained models under the output 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import numpy as np
-
+from harness.core import progress
 from harness.core.config import RunConfig
 from harness.core.errors import HarnessError, watched, writing
-from harness.core.metrics import predictions, score_outputs
-from harness.core.registry import REFERENCES, STUDENTS, TASKS, TEACHERS
+from harness.core.registry import STUDENTS, TASKS, TEACHERS
 from harness.core.variants import ablation_jobs, student_jobs
 from harness.data.augment import use_nltk_data
 from harness.data.split import SELECTION_RULE, selection_split
-from harness.data.tasks import REPO_ROOT, NoData, Split, Task, load_task, nltk_roots, score_name
+from harness.data.tasks import REPO_ROOT, NoData, Split, Task, load_task, nltk_roots
 from harness.engine import device, manifest, model_card, stages, transfer
 from harness.engine.cache import Store, write_json_atomic
 from harness.engine.label import read_transfer_set, rows
 from harness.engine.wordmodel import load_student
-from harness.results import samples, significance
 from harness.results.report import write_report
+from harness.scoring import model_dir, score_models, time_reference
 from harness.speed import efficiency
 from harness.speed.env import environment
-
-
-def scored_splits(task: Task, splits: dict[str, Split]) -> list[tuple[str, Split]]:
-    """(score name, split) of every evaluation split that has labels: the selection split when there is
-    one, dev (and MNLI's dev_mismatched) always, test where the file has labels."""
-    return [(name, split) for name, split in output_splits(task, splits) if split.labels is not None]
-
-
-def output_splits(task: Task, splits: dict[str, Split]) -> list[tuple[str, Split]]:
-    """(score name, split) of every split a model predicts after training: those scored_splits scores,
-    and a test split without labels (its predictions are kept, for GLUE's submission)."""
-    named = [(name, splits.get(name)) for name in ("selection", *task.eval_splits)]
-    return [(score_name(name), split) for name, split in named if split is not None]
-
-
-def evaluate(predictor, task: Task, splits: dict[str, Split]) -> dict[str, dict[str, float]]:
-    """Scores on every evaluation split (scored_splits), once, after training."""
-    return {name: score_outputs(task.metrics, split.labels, predictor.logits(split.texts, model_card.SCORE_BATCH))
-            for name, split in scored_splits(task, splits)}
-
-
-def model_outputs(predictor, task: Task, splits: dict[str, Split]) -> tuple[dict[str, np.ndarray], list[dict] | None]:
-    """A model's raw outputs on every output split; for an ensemble also each member's scores (each
-    member runs once: the ensemble's outputs are their mean)."""
-    named = output_splits(task, splits)
-    if not isinstance(predictor, stages.TeacherEnsemble):
-        return {name: predictor.logits(split.texts, model_card.SCORE_BATCH) for name, split in named}, None
-    outputs, members = {}, [{} for _ in predictor.members]
-    for name, split in named:
-        each = [member.logits(split.texts, model_card.SCORE_BATCH) for member in predictor.members]
-        outputs[name] = np.mean(each, axis=0)
-        for out, logits in zip(members, each):
-            if split.labels is not None:
-                out[name] = score_outputs(task.metrics, split.labels, logits)
-    return outputs, members
-
-
-def scores_of(task: Task, splits: dict[str, Split], outputs: dict[str, np.ndarray]) -> dict[str, dict[str, float]]:
-    """Scores of a model's outputs on every split that has labels."""
-    return {name: score_outputs(task.metrics, split.labels, outputs[name]) for name, split in scored_splits(task, splits)}
 
 
 def load_splits(task: Task, cfg: RunConfig, data_dir: str | None) -> dict[str, Split]:
@@ -103,10 +62,6 @@ def seeded(stage: str, seed: int, several: bool) -> str:
     return f"{stage} (seed {seed})" if several else stage
 
 
-def model_dir(models_out: Path, name: str, seed: int, several: bool) -> Path:
-    """Where a trained model lands: models/<task>/<name>/, or .../<name>/seed-<S>/ with several seeds."""
-    return models_out / name / f"seed-{seed}" if several else models_out / name
-
 
 def run_task(name: str, cfg: RunConfig, store: Store, out: Path, splits: dict[str, Split]) -> dict | None:
     """One task end to end: the cached stages, then every model scored and measured. Under several
@@ -118,6 +73,7 @@ def run_task(name: str, cfg: RunConfig, store: Store, out: Path, splits: dict[st
     their spread, and the first seed's models are timed."""
     rt = device.current()
     task: Task = TASKS.get(name)
+    progress.task(name)
     train, dev = splits["train"], splits["validation"]
     select = splits.get("selection", dev)  # what early stopping and checkpoints are chosen on
     print(f"== {name}: {len(train)} train, {len(dev)} dev ({train.source}); checkpoints chosen on "
@@ -219,58 +175,6 @@ def run_task(name: str, cfg: RunConfig, store: Store, out: Path, splits: dict[st
     return results
 
 
-def score_models(task: Task, splits: dict[str, Split], cfg: RunConfig, predictors: dict[str, dict[int, object]],
-                 models_out: Path, variants: dict, per_seed_teacher: bool, several: bool, out: Path) -> dict:
-    """Every trained model's entry in results: its scores (means over seeds), their spread, intervals and
-    paired tests (harness/results/significance.py), and the first seed's size and speed. Each model's
-    outputs on every split are kept as per-example predictions (harness/results/samples.py)."""
-    folder = samples.task_folder(out, task.name)
-    samples.write_examples(folder, task.text_columns, output_splits(task, splits))
-    labelled = {name: np.asarray(split.labels) for name, split in scored_splits(task, splits) if name != "selection"}
-    models, preds = {}, {}
-    for model_name, by_seed in predictors.items():
-        start = time.perf_counter()
-        outputs, members = {}, None
-        for s, predictor in by_seed.items():
-            outputs[s], members = model_outputs(predictor, task, splits)
-        samples.write_model(folder, model_name, outputs)
-        per_seed = {s: scores_of(task, splits, o) for s, o in outputs.items()}
-        first = next(iter(by_seed))
-        timed_dir = model_dir(models_out, model_name, first, per_seed_teacher if model_name == "teacher" else several)
-        entry = score_and_time(model_name, by_seed[first], task, splits, cfg, timed_dir, variants.get(model_name),
-                               significance.mean_scores(per_seed))
-        if len(per_seed) > 1:
-            entry["seeds"] = {str(s): scores for s, scores in per_seed.items()}
-            entry["spread"] = significance.spread(per_seed)
-        if members is not None:
-            entry["members"] = [{"checkpoint": run.teacher.checkpoint, "seed": run.seed, "scores": m}
-                                for run, m in zip(cfg.teacher_runs(), members)]
-        preds[model_name] = {split: np.stack([predictions(outputs[s][split]) for s in by_seed], axis=1) for split in labelled}
-        if cfg.stats.resamples:
-            entry["intervals"] = significance.intervals(task.metrics, labelled, preds[model_name], cfg.stats.resamples,
-                                                        cfg.seed)
-        entry["eval_seconds"] = round(time.perf_counter() - start, 2)
-        models[model_name] = entry
-    if cfg.stats.resamples:
-        for model_name, against in pairs(models, variants).items():
-            models[model_name]["test"] = significance.paired(task.metrics, labelled, preds[model_name], preds[against],
-                                                             against, cfg.stats.resamples, cfg.seed)
-    return models
-
-
-def pairs(models: dict, variants: dict) -> dict[str, str]:
-    """model -> the model its paired test is against: a variant's base; a distilled student's label-only
-    student of the same family and columns (e.g. bilstm_soft -> bilstm)."""
-    out = {name: v["base"] for name, v in variants.items() if v["base"] in models}
-    students = [n for n in models if n not in variants and n in STUDENTS]
-    for name in students:
-        spec = STUDENTS.get(name)
-        if spec.distill:
-            plain = [n for n in students if not STUDENTS.get(n).distill and STUDENTS.get(n).arch == spec.arch
-                     and STUDENTS.get(n).columns == spec.columns]
-            if plain:
-                out[name] = plain[0]
-    return out
 
 
 def member_stage(stage: str, k: int, members: int) -> str:
@@ -308,28 +212,6 @@ def check_no_overlap(import_dir: Path, n_originals: int, select: Split, cfg: Run
                            "data; export it from a run with this run's selection settings (selection.*)")
 
 
-def score_and_time(name: str, predictor, task: Task, splits: dict[str, Split], cfg: RunConfig, folder: Path,
-                   variant: dict | None, scores: dict) -> dict:
-    """A trained model's entry: its scores and, unless it is an ablation variant (timed as its base), its
-    size and speed (ONNX exports go into `folder`, the saved model's)."""
-    entry = {"kind": "teacher" if name == "teacher" else "student", "scores": scores}
-    print(f"[evaluate] {name}: {entry['scores']}", flush=True)
-    if variant is not None:
-        entry["variant"] = variant
-    elif cfg.measure.enabled:
-        entry.update(efficiency.measure_model(name, entry["kind"], predictor, cfg.measure, splits["validation"],
-                                              splits["train"], folder, lambda p: evaluate(p, task, splits)["dev"]))
-    return entry
-
-
-def time_reference(name: str, task: Task, cfg: RunConfig, dev: Split, train: Split) -> dict:
-    """A timing-only reference model (random weights): size and speed, and the literature's score."""
-    start = time.perf_counter()
-    spec = REFERENCES.get(name)
-    entry = {"kind": "reference", "scores": {}, "reported": spec.reported.get(task.name), "description": spec.description}
-    entry.update(efficiency.measure_model(name, "reference", spec.build(task.num_labels), cfg.measure, dev, train, None))
-    entry["eval_seconds"] = round(time.perf_counter() - start, 2)
-    return entry
 
 
 def copy_model(src: Path, dst: Path, card: dict) -> None:
@@ -389,7 +271,8 @@ def run(cfg: RunConfig, suite_info: dict, out: Path, cache_dir: Path, data_dir: 
     rt = device.current()
     created = rt.main and not out.exists()
     try:  # a full, read-only or vanished folder: one line naming it (harness/core/errors.py)
-        with writing(cache_dir, "--cache-dir"), writing(out, "--out"), watched(out, "--out", rt.main) as out_still_there:
+        with writing(cache_dir, "--cache-dir"), writing(out, "--out"), watched(out, "--out", rt.main) as out_still_there, \
+                progress.recording(out / progress.FILE) if rt.main else contextlib.nullcontext():
             results = {
                 **suite_info,
                 "config": asdict(cfg),

@@ -3,7 +3,8 @@ last backward state] -> FC + ReLU -> linear -> logits. No attention, no norm.
 
 Registered: `bilstm` (gold labels only, original training set: the paper's "BiLSTM, no
 distillation"), `bilstm_soft` (distilled from teacher logits on the augmented transfer set) and
-`bilstm_tiny` (a tiny distilled variant for tests).
+`bilstm_tiny` (a tiny distilled variant for tests); and with GRU cells (`student.cell=gru`) the same three
+as `bigru`, `bigru_soft`, `bigru_tiny`.
 
 Its ONNX export (`export_module`, `finish_onnx`): packed sequences do not export, so the model exports
 a twin that shares its parameters and runs the bidirectional LSTM over the padded batch, one ONNX LSTM
@@ -23,6 +24,10 @@ from torch import nn
 
 from harness.core.errors import HarnessError
 from harness.core.registry import STUDENTS, StudentSpec
+from harness.core.settings import added_field
+from students.zoo import add_embeddings, copy_vectors, embed_words
+
+CELLS = {"lstm": nn.LSTM, "gru": nn.GRU}
 
 
 @dataclass(frozen=True)
@@ -33,35 +38,32 @@ class BiLSTMSettings:
     fc: int = 200
     multichannel: bool = True  # a frozen and a trainable copy of the embeddings, side by side (the authors' code)
     dropout: float = 0.0
+    cell: str = added_field("lstm")  # lstm, or gru (the BiGRU students)
 
     def __post_init__(self) -> None:
         if self.hidden < 1 or self.fc < 1:
             raise HarnessError("student.hidden and student.fc must be >= 1")
+        if self.cell not in CELLS:
+            raise HarnessError(f"student.cell must be one of {', '.join(CELLS)}, got {self.cell!r}")
         if not 0 <= self.dropout < 1:
             raise HarnessError("student.dropout must be in [0, 1)")
 
 
 class BiLSTMEncoder(nn.Module):
-    """Embeddings and a one-layer BiLSTM; a sentence becomes [h_forward_last, h_backward_first].
+    """Embeddings and a one-layer BiLSTM (or BiGRU, `cell="gru"`; the attribute keeps the name `lstm`,
+    as saved models do); a sentence becomes [h_forward_last, h_backward_first].
 
     With `multichannel` (the authors' code), a frozen and a trainable copy of the embeddings are
     concatenated, so the LSTM input is twice the embedding width.
     """
 
-    def __init__(self, vocab_size: int, embed_dim: int, hidden: int, multichannel: bool) -> None:
+    def __init__(self, vocab_size: int, embed_dim: int, hidden: int, multichannel: bool, cell: str = "lstm") -> None:
         super().__init__()
-        self.embed = nn.Embedding(vocab_size, embed_dim, padding_idx=0, sparse=True)  # see distill.LazyAdadelta
-        self.static = nn.Embedding(vocab_size, embed_dim, padding_idx=0) if multichannel else None
-        if self.static is not None:
-            self.static.weight.requires_grad_(False)
-        in_dim = embed_dim * (2 if multichannel else 1)
-        self.lstm = nn.LSTM(in_dim, hidden, batch_first=True, bidirectional=True)
+        in_dim = add_embeddings(self, vocab_size, embed_dim, multichannel)
+        self.lstm = CELLS[cell](in_dim, hidden, batch_first=True, bidirectional=True)
 
     def init_embeddings(self, vectors: np.ndarray) -> None:
-        weight = torch.from_numpy(np.asarray(vectors, dtype=np.float32))
-        self.embed.weight.data.copy_(weight)
-        if self.static is not None:
-            self.static.weight.data.copy_(weight)
+        copy_vectors(self, vectors)
 
     def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """(B, T) ids, (B,) lengths -> (B, 2H): each direction's state after its sentence's last token.
@@ -82,13 +84,14 @@ class BiLSTMEncoder(nn.Module):
 
     def embed_inputs(self, ids: torch.Tensor) -> torch.Tensor:
         """(B, T) ids -> (B, T, D) LSTM inputs: the trainable embeddings, and the frozen copy beside them."""
-        x = self.embed(ids)  # (B, T, E)
-        return torch.cat([x, self.static(ids)], dim=-1) if self.static is not None else x  # (B, T, 2E)
+        return embed_words(self, ids)  # (B, T, 2E)
 
     def _direction(self, x: torch.Tensor, suffix: str) -> torch.Tensor:
         """One direction of `self.lstm` run forwards over (B, T, D) inputs: its (B, T, H) outputs."""
         params = [getattr(self.lstm, f"{name}_l0{suffix}") for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")]
         h0 = x.new_zeros(1, x.shape[0], self.lstm.hidden_size)
+        if isinstance(self.lstm, nn.GRU):
+            return torch.gru(x, h0, params, True, 1, 0.0, self.training, False, True)[0]
         return torch.lstm(x, (h0, h0), params, True, 1, 0.0, self.training, False, True)[0]
 
 
@@ -101,12 +104,13 @@ class BiLSTMEncoderTwin(nn.Module):
     def __init__(self, encoder: BiLSTMEncoder) -> None:
         super().__init__()
         lstm = encoder.lstm
-        if lstm.num_layers != 1 or not lstm.batch_first or lstm.proj_size or not lstm.bidirectional:
-            raise HarnessError("ONNX export supports one-layer, batch-first, bidirectional LSTMs without projection")
+        if lstm.num_layers != 1 or not lstm.batch_first or getattr(lstm, "proj_size", 0) or not lstm.bidirectional:
+            raise HarnessError("ONNX export supports one-layer, batch-first, bidirectional LSTMs and GRUs without projection")
         self.encoder = encoder
 
     def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        h = self.encoder.lstm(self.encoder.embed_inputs(ids))[1][0]  # (2, B, H): forward and backward last states
+        h = self.encoder.lstm(self.encoder.embed_inputs(ids))[1]  # LSTM: (h_n, c_n); GRU: h_n
+        h = h[0] if isinstance(h, tuple) else h  # (2, B, H): forward and backward last states
         return torch.cat([h[0], h[1]], dim=-1)  # (B, 2H)
 
 
@@ -124,9 +128,9 @@ def feed_lengths(path: Path, inputs: list[str]) -> None:
     model = onnx.load(str(path))
     lengths = [name for name in inputs if name.startswith("lengths")]
     nodes = list(model.graph.node)
-    lstms = [n for n in nodes if n.op_type == "LSTM"]
+    lstms = [n for n in nodes if n.op_type in ("LSTM", "GRU")]
     if len(lstms) != len(lengths):
-        raise HarnessError(f"ONNX export: {len(lstms)} LSTM node(s) for {len(lengths)} text column(s)")
+        raise HarnessError(f"ONNX export: {len(lstms)} LSTM/GRU node(s) for {len(lengths)} text column(s)")
     present = {i.name: i for i in model.graph.input}
     graph_inputs = [present.get(name) or onnx.helper.make_tensor_value_info(name, onnx.TensorProto.INT64, ["batch"])
                     for name in inputs]
@@ -135,7 +139,7 @@ def feed_lengths(path: Path, inputs: list[str]) -> None:
     for node, name in zip(lstms, lengths):
         cast = onnx.helper.make_node("Cast", [name], [f"{name}_int32_{node.name}"], to=onnx.TensorProto.INT32)
         node_inputs = [*node.input, *[""] * (5 - len(node.input))]
-        node_inputs[4] = cast.output[0]  # LSTM inputs: X, W, R, B, sequence_lens, initial_h, initial_c, P
+        node_inputs[4] = cast.output[0]  # LSTM and GRU inputs: X, W, R, B, sequence_lens, initial_h, ...
         del node.input[:]
         node.input.extend(node_inputs)
         nodes.insert(nodes.index(node), cast)
@@ -173,9 +177,9 @@ class BiLSTMClassifier(LSTMExport, nn.Module):
     """Encoder -> FC + ReLU -> linear -> logits."""
 
     def __init__(self, vocab_size: int, embed_dim: int, hidden: int, fc: int, num_labels: int,
-                 multichannel: bool = True, dropout: float = 0.0) -> None:
+                 multichannel: bool = True, dropout: float = 0.0, cell: str = "lstm") -> None:
         super().__init__()
-        self.encoder = BiLSTMEncoder(vocab_size, embed_dim, hidden, multichannel)
+        self.encoder = BiLSTMEncoder(vocab_size, embed_dim, hidden, multichannel, cell)
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(2 * hidden, fc), nn.ReLU(), nn.Linear(fc, num_labels))
 
     def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -186,7 +190,7 @@ class BiLSTMClassifier(LSTMExport, nn.Module):
 
 
 def build(cfg: BiLSTMSettings, vocab_size: int, embed_dim: int, num_labels: int) -> BiLSTMClassifier:
-    return BiLSTMClassifier(vocab_size, embed_dim, cfg.hidden, cfg.fc, num_labels, cfg.multichannel, cfg.dropout)
+    return BiLSTMClassifier(vocab_size, embed_dim, cfg.hidden, cfg.fc, num_labels, cfg.multichannel, cfg.dropout, cfg.cell)
 
 
 STUDENTS.add("bilstm", StudentSpec("bilstm", build, BiLSTMSettings, distill=False, transfer=False))
@@ -195,3 +199,8 @@ STUDENTS.add(
     "bilstm_tiny",
     StudentSpec("bilstm", build, BiLSTMSettings, distill=True, transfer=True, overrides={"hidden": 8, "fc": 8, "epochs": 1}),
 )
+GRU = {"cell": "gru"}
+STUDENTS.add("bigru", StudentSpec("bigru", build, BiLSTMSettings, distill=False, transfer=False, overrides=GRU))
+STUDENTS.add("bigru_soft", StudentSpec("bigru", build, BiLSTMSettings, distill=True, transfer=True, overrides=GRU))
+STUDENTS.add("bigru_tiny", StudentSpec("bigru", build, BiLSTMSettings, distill=True, transfer=True,
+                                       overrides={**GRU, "hidden": 8, "fc": 8, "epochs": 1}))

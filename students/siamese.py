@@ -3,7 +3,8 @@ h1 and h2; features [h1, h2, h1 * h2, |h1 - h2|] -> FC + ReLU -> linear -> logit
 
 Registered: `siamese_bilstm` (gold labels only, original training set: the paper's "BiLSTM, no
 distillation" for pairs), `siamese_bilstm_soft` (distilled from teacher logits on the augmented
-transfer set) and `siamese_bilstm_tiny` (a tiny distilled variant for tests). Sizes come from
+transfer set) and `siamese_bilstm_tiny` (a tiny distilled variant for tests); with GRU cells
+(`student.cell=gru`) the same three as `siamese_bigru`, `siamese_bigru_soft`, `siamese_bigru_tiny`. Sizes come from
 StudentConfig: the paper used hidden 300 for QQP, 150 for MNLI, FC 200, batch 256.
 """
 
@@ -14,12 +15,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from harness.core.registry import STUDENTS, StudentSpec
-from students.bilstm import BiLSTMEncoder, BiLSTMEncoderTwin, BiLSTMSettings, LSTMExport
-
-
-def pair_features(h1: torch.Tensor, h2: torch.Tensor) -> torch.Tensor:
-    """f(h1, h2) = [h1, h2, h1 * h2, |h1 - h2|] for (B, D) encodings."""
-    return torch.cat([h1, h2, h1 * h2, (h1 - h2).abs()], dim=-1)  # (B, 4D)
+from students.bilstm import GRU, BiLSTMEncoder, BiLSTMEncoderTwin, BiLSTMSettings, LSTMExport
+from students.zoo import pair_features
 
 
 class SiameseBiLSTMTwin(nn.Module):
@@ -43,9 +40,9 @@ class SiameseBiLSTM(LSTMExport, nn.Module):
     """Shared encoder on both sentences -> pair features -> FC + ReLU -> linear -> logits."""
 
     def __init__(self, vocab_size: int, embed_dim: int, hidden: int, fc: int, num_labels: int,
-                 multichannel: bool = True, dropout: float = 0.0) -> None:
+                 multichannel: bool = True, dropout: float = 0.0, cell: str = "lstm") -> None:
         super().__init__()
-        self.encoder = BiLSTMEncoder(vocab_size, embed_dim, hidden, multichannel)
+        self.encoder = BiLSTMEncoder(vocab_size, embed_dim, hidden, multichannel, cell)
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(8 * hidden, fc), nn.ReLU(), nn.Linear(fc, num_labels))
 
     features = staticmethod(pair_features)  # the ONNX export twin uses the same function
@@ -67,7 +64,7 @@ class SiameseBiLSTM(LSTMExport, nn.Module):
 
 
 def build(cfg: BiLSTMSettings, vocab_size: int, embed_dim: int, num_labels: int) -> SiameseBiLSTM:
-    return SiameseBiLSTM(vocab_size, embed_dim, cfg.hidden, cfg.fc, num_labels, cfg.multichannel, cfg.dropout)
+    return SiameseBiLSTM(vocab_size, embed_dim, cfg.hidden, cfg.fc, num_labels, cfg.multichannel, cfg.dropout, cfg.cell)
 
 
 STUDENTS.add("siamese_bilstm", StudentSpec("siamese_bilstm", build, BiLSTMSettings, distill=False, transfer=False, columns=2))
@@ -77,3 +74,9 @@ STUDENTS.add(
     StudentSpec("siamese_bilstm", build, BiLSTMSettings, distill=True, transfer=True, columns=2,
                 overrides={"hidden": 8, "fc": 8, "epochs": 1}),
 )
+STUDENTS.add("siamese_bigru", StudentSpec("siamese_bigru", build, BiLSTMSettings, distill=False, transfer=False, columns=2,
+                                          overrides=GRU))
+STUDENTS.add("siamese_bigru_soft", StudentSpec("siamese_bigru", build, BiLSTMSettings, distill=True, transfer=True, columns=2,
+                                               overrides=GRU))
+STUDENTS.add("siamese_bigru_tiny", StudentSpec("siamese_bigru", build, BiLSTMSettings, distill=True, transfer=True, columns=2,
+                                               overrides={**GRU, "hidden": 8, "fc": 8, "epochs": 1}))

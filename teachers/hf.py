@@ -23,7 +23,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm import tqdm
 from transformers import (
     AutoModelForSequenceClassification,
     AutoTokenizer,
@@ -35,6 +34,7 @@ from transformers import (
 from harness.core.config import TeacherConfig
 from harness.core.errors import HarnessError
 from harness.core.metrics import improved, score_outputs, worst
+from harness.core.progress import Bar
 from harness.core.registry import TEACHERS, TeacherPlugin
 from harness.data.batching import bucketed_batches, sorted_batches, text_lengths
 from harness.data.tasks import Split
@@ -244,7 +244,7 @@ class HFTeacher:
         """Logits for every example, computed in length-sorted batches; returned in input order."""
         self.model.eval()
         out = np.zeros((len(texts), self.model.config.num_labels), dtype=np.float32)
-        bar = tqdm(total=len(texts), desc="teacher logits", unit="ex", disable=not progress, mininterval=2)
+        bar = Bar(total=len(texts), desc="teacher logits", unit="ex", disable=not progress, mininterval=2)
         for idx in sorted_batches(text_lengths(texts), batch_size):
             batch = self.encode([texts[i] for i in idx]).to(self.device)
             with self._autocast():
@@ -289,7 +289,7 @@ class HFTeacher:
             skip = done["step"] if epoch == done["epoch"] else 0
             if skip and epoch_rng != done["numpy_rng"]:
                 raise HarnessError(f"{state_dir} does not replay to the same batches (code changed?): delete it")
-            bar = tqdm(batches[skip:], desc=f"teacher epoch {epoch + 1}/{cfg.epochs}", unit="batch", mininterval=2,
+            bar = Bar(batches[skip:], desc=f"teacher epoch {epoch + 1}/{cfg.epochs}", unit="batch", mininterval=2,
                        initial=skip, total=len(batches))
             for step, batch_idx in enumerate(bar, start=skip + 1):
                 mine = device.shard(batch_idx)
@@ -312,7 +312,7 @@ class HFTeacher:
                     scores = dict(zip(metrics, device.broadcast(list(self.evaluate(select, metrics).values()))))
                     at = epoch + step / steps_per_epoch
                     history.append({"epoch": round(at, 3), "select": scores, "seconds": round(time.perf_counter() - t0, 1)})
-                    tqdm.write(f"teacher [select] {metrics[0]} {scores[metrics[0]]:.2f} at epoch {at:.2f}")
+                    Bar.write(f"teacher [select] {metrics[0]} {scores[metrics[0]]:.2f} at epoch {at:.2f}")
                     first = not device.broadcast([float((out / "config.json").exists())])[0]
                     if first or improved(metrics[0], scores[metrics[0]], best):
                         best = scores[metrics[0]]

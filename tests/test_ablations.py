@@ -131,7 +131,7 @@ def test_set_merges_into_a_suite_variant() -> None:
     """--set variants.NAME.student.F merges into the suite's variant; a new variant can be defined too."""
     cfg, _ = load_suite("glue", "smoke", parse_set([
         "variants.kl_t2.student.temperature=8", "variants.mine.base=bilstm_tiny",
-        "variants.mine.transfer=false", "ablations=kl_t2,mine"]))
+        "variants.mine.transfer=false", "ablations=kl_t2,mine", "students=bilstm,bilstm_soft"]))
     assert cfg.variants["kl_t2"].student == {"loss": "kl", "temperature": 8}
     assert cfg.variants["mine"].base == "bilstm_tiny" and cfg.variants["mine"].transfer is False
     assert [j.name for j in student_jobs(cfg)] == ["bilstm", "bilstm_soft", "bilstm_soft_kl_t2", "mine"]

@@ -229,3 +229,48 @@ def test_report_has_the_glue_section_before_the_tasks_and_plots_mcc_and_nan(tmp_
     assert scores.to_dict("records") == [{"model": "siamese_bilstm", "dev pearson (ours)": "nan", "dev spearman (ours)": "nan"}]
     plot(results, tmp_path / "plot.png")  # a negative MCC plots; the NaN correlation is left out
     assert (tmp_path / "plot.png").stat().st_size > 0
+
+
+def seeded(role: str, task_scores: dict[str, dict[str, float]], significant: bool | None = None) -> dict:
+    """A results entry with several seeds: {seed: dev scores}, their mean and spread, and a paired test on
+    dev accuracy (significant or not) when `significant` is given."""
+    import numpy as np
+
+    seeds = {s: {"dev": scores} for s, scores in task_scores.items()}
+    metrics = next(iter(task_scores.values()))
+    spread = {"dev": {m: {"mean": float(np.mean([v[m] for v in task_scores.values()])),
+                          "sd": float(np.std([v[m] for v in task_scores.values()], ddof=1)), "seeds": len(seeds)}
+                      for m in metrics}}
+    entry = {"kind": "student", "role": role, "seeds": seeds, "spread": spread,
+             "scores": {"dev": {m: v["mean"] for m, v in spread["dev"].items()}}}
+    if significant is not None:
+        entry["test"] = {"against": "bilstm", "dev": {m: {"difference": 1.0, "p": 0.01 if significant else 0.4,
+                                                          "test": "t", "significant": significant} for m in metrics}}
+    return entry
+
+
+def test_tables_show_mean_sd_and_mark_significant_gaps() -> None:
+    """Several seeds: each cell is mean ± sd, † only where the paired test is significant, the GLUE average
+    has the sd of the per-seed averages, and the ablation table calls a non-significant gap within noise."""
+    soft = seeded("distilled", {"13": {"accuracy": 86.0}, "14": {"accuracy": 85.0}}, significant=True)
+    plain = seeded("label-only", {"13": {"accuracy": 82.0}, "14": {"accuracy": 84.0}})
+    noaug = seeded("distilled", {"13": {"accuracy": 85.5}, "14": {"accuracy": 85.9}}, significant=False)
+    noaug.update(variant={"base": "bilstm_soft", "changes": "no augmentation"}, role=None)
+    noaug["test"]["against"] = "bilstm_soft"
+    cola_soft = seeded("distilled", {"13": {"mcc": 20.0}, "14": {"mcc": 30.0}}, significant=False)
+    cola_plain = seeded("label-only", {"13": {"mcc": 10.0}, "14": {"mcc": 12.0}})
+    results = run(sst2={"bilstm": plain, "bilstm_soft": soft, "bilstm_soft_noaug": noaug},
+                  cola={"bilstm": cola_plain, "bilstm_soft": cola_soft})
+    table = rows(glue_table(results))
+    distilled = table["distilled student (bilstm_soft)"]
+    assert distilled["SST-2 acc"] == "85.50 ± 0.71†"
+    assert distilled["CoLA MCC"] == "25.00 ± 7.07"  # tested, within noise: no mark
+    assert table["label-only student (bilstm)"]["SST-2 acc"] == "83.00 ± 1.41"  # untested: no mark
+    # per-seed averages: (86 + 20) / 2 = 53 and (85 + 30) / 2 = 57.5 -> mean 55.25, sd 3.18
+    assert distilled["average (2 tasks)"] == "55.25 ± 3.18"
+    ablation = rows(ablation_table(results["tasks"]["sst2"]["models"]))
+    assert ablation["bilstm_soft_noaug"]["vs bilstm_soft"] == "+0.20 (within noise)"
+    assert ablation["bilstm_soft"]["vs bilstm"] == "+2.50 †"
+    assert ablation["bilstm_soft_noaug"]["vs bilstm"] == "+2.70"  # not its tested pair: a bare difference
+    assert rows(accuracy_table("sst2", results["tasks"]["sst2"]["models"]))["bilstm_soft"]["dev accuracy (ours)"] == \
+        "85.50 ± 0.71†"

@@ -85,3 +85,28 @@ def test_compare_gives_intervals_on_shared_examples(runs: tuple[Path, Path]) -> 
     assert "[" in row and ("within noise" in row or "real" in row)
     same = compare([two, two])
     assert "+0.00 [+0.00, +0.00] within noise" in same
+
+
+def test_report_lists_where_teacher_and_student_disagree_most(runs: tuple[Path, Path]) -> None:
+    """`report --disagreements 3`: per student, the 3 dev examples furthest from the teacher, ranked by the
+    total variation distance between their seed-averaged class probabilities, recomputed here."""
+    from scipy.special import softmax
+
+    two, _ = runs
+    done = harness("report", str(two), "--disagreements", "3")
+    assert done.returncode == 0, done.stderr[-2000:]
+    text = (two / "disagreements.md").read_text()
+    folder = samples.task_folder(two, "sst2")
+    teacher = softmax(np.stack(samples.read(folder, "teacher").query("split == 'dev'").sort_values("example")["output"]), 1)
+    tiny = samples.read(folder, "bilstm_tiny").query("split == 'dev'")
+    student = np.mean([softmax(np.stack(g.sort_values("example")["output"]), 1) for _, g in tiny.groupby("seed")], axis=0)
+    gap = 0.5 * np.abs(teacher - student).sum(1)
+    section = text.split("## sst2: `bilstm_tiny` against the teacher")[1].split("##")[0]
+    lines = [line for line in section.splitlines() if line.startswith("|")][2:]
+    assert len(lines) == 3
+    shown = [(int(line.split("|")[1]), float(line.split("|")[-2])) for line in lines]
+    assert [e for e, _ in shown] == list(np.argsort(-gap, kind="stable")[:3])
+    assert [g for _, g in shown] == pytest.approx(np.sort(gap)[::-1][:3], abs=0.005)
+    assert "## sst2: `bilstm` against the teacher" in text
+    bad = harness("report", str(two), "--disagreements", "0")
+    assert bad.returncode == 2 and "--disagreements 0" in bad.stderr

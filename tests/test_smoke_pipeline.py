@@ -147,3 +147,15 @@ def test_transfer_set_has_originals_first(smoke: SmokeRun, data_root: Path) -> N
     assert set(labels[TRAIN_LIMIT:]) == {-1}
     assert len(set(texts[TRAIN_LIMIT:])) == len(texts) - TRAIN_LIMIT
     assert not set(texts[:TRAIN_LIMIT]) & set(texts[TRAIN_LIMIT:])
+
+
+def test_status_after_the_run(smoke: SmokeRun) -> None:
+    """The run kept status.json: finished, with each stage it took from the cache, in order; `harness status`
+    says so."""
+    status = json.loads((smoke.out / "status.json").read_text())
+    assert status["state"] == "finished"
+    assert [s["stage"] for s in status["stages"]] == ["teacher", "augment", "label", "student", "student"]
+    assert all(s["cached"] and s["task"] == "sst2" for s in status["stages"])  # the rerun's: all from the cache
+    shown = harness("status", str(smoke.out))
+    assert shown.returncode == 0 and f"{smoke.out}: finished" in shown.stdout
+    assert "task sst2, stage student (from the cache" in shown.stdout

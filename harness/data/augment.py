@@ -16,10 +16,10 @@ from pathlib import Path
 import nltk
 import numpy as np
 import pyarrow as pa
-from tqdm import tqdm
 
 from harness.core.config import AugmentConfig
 from harness.core.errors import HarnessError
+from harness.core.progress import Bar
 from harness.data import text as text_path
 
 MASK = "[MASK]"
@@ -143,7 +143,7 @@ def generate(
     if not cfg.enabled or cfg.n_iter == 0:
         return
     ids = range(len(texts)) if augment_ids is None else augment_ids
-    for i in tqdm(ids, desc="augment", unit="ex", mininterval=2):
+    for i in Bar(ids, desc="augment", unit="ex", mininterval=2):
         toks, tags = tagged[i]
         for it in range(cfg.n_iter):
             new = list(toks)

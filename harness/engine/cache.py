@@ -34,6 +34,7 @@ from typing import Any
 
 import filelock
 
+from harness.core.files import write_text_atomic
 from harness.engine import manifest
 
 PARTIAL = ".partial"
@@ -171,15 +172,7 @@ def reserve(path: Path) -> None:
 
 def write_json_atomic(path: Path, obj: Any) -> None:
     """Write JSON to `path` via a temp file and rename, so readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True) + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    write_text_atomic(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
 def survey(store: Store) -> list[tuple[Path, str, str]]:

@@ -22,10 +22,10 @@ import time
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
 from harness.core.config import StudentConfig
 from harness.core.metrics import improved, score_outputs, worst
+from harness.core.progress import Bar
 from harness.data.batching import TokenIds, bucketed_batches
 from harness.engine import device
 
@@ -98,7 +98,7 @@ def train_student(
         batches = bucketed_batches(lengths, cfg.batch_size, rng)
         eval_at = {round(len(batches) * (k + 1) / cfg.evals_per_epoch) for k in range(cfg.evals_per_epoch)}
         model.train()
-        bar = tqdm(batches, desc=f"{name} epoch {epoch + 1}/{cfg.epochs}", unit="batch", mininterval=2)
+        bar = Bar(batches, desc=f"{name} epoch {epoch + 1}/{cfg.epochs}", unit="batch", mininterval=2)
         for step, idx in enumerate(bar, start=1):
             mine = device.shard(idx)  # this rank's share of the batch (all of it in one process)
             for opt in opts:
@@ -125,7 +125,7 @@ def train_student(
             model.train()
             at = round(epoch + step / len(batches), 3)
             history.append({"epoch": at, "select": scores, "seconds": round(time.perf_counter() - t0, 1)})
-            tqdm.write(f"{name} [select] {metrics[0]} {scores[metrics[0]]:.2f} at epoch {at:.2f}")
+            Bar.write(f"{name} [select] {metrics[0]} {scores[metrics[0]]:.2f} at epoch {at:.2f}")
             if stopper.update(scores[metrics[0]], model):
                 break
         if stopper.stop:

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from tqdm import tqdm
 
+from harness.core.progress import Bar
 from harness.data.augment import MASK
 from harness.engine import device
 from harness.engine.cache import reserve, write_json_atomic
@@ -74,7 +74,7 @@ def label(teacher, table: pa.Table, batch_size: int, work: Path, num_labels: int
     def teacher_logits(idx: np.ndarray) -> np.ndarray:
         return teacher.logits(teacher_texts(teacher, table, idx), batch_size)
 
-    bar = tqdm(total=n, initial=min(done * CHUNK, n), desc="label transfer set", unit="ex", mininterval=2)
+    bar = Bar(total=n, initial=min(done * CHUNK, n), desc="label transfer set", unit="ex", mininterval=2)
     for c in range(done, len(chunks)):
         idx = np.sort(chunks[c])
         logits = device.gather_rows(idx, teacher_logits, num_labels)

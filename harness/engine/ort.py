@@ -211,13 +211,14 @@ class OrtStudent(OrtPredictor):
 
     encode = StudentPredictor.encode  # the torch student's tokenisation, vocabulary and truncation
 
-    def __init__(self, onnx_path: Path, vocab: Vocab, meta: dict, params: tuple[int, int] | None = None) -> None:
+    def __init__(self, onnx_path: Path, vocab: Vocab, meta: dict, params: tuple[int, int] | None = None,
+                 calibration: str | None = None) -> None:
         super().__init__(onnx_path, params)
-        self.vocab, self.meta = vocab, meta
+        self.vocab, self.meta, self.calibration = vocab, meta, calibration
 
     @classmethod
     def from_predictor(cls, predictor: StudentPredictor, onnx_path: Path) -> OrtStudent:
-        return cls(onnx_path, predictor.vocab, predictor.meta, predictor.num_params())
+        return cls(onnx_path, predictor.vocab, predictor.meta, predictor.num_params(), predictor.calibration)
 
     def logits_from_ids(self, ids: list[TokenIds], batch_size: int) -> np.ndarray:
         """(N, K) float32 logits in input order, from one TokenIds per text column."""

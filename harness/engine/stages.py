@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from harness.core import progress
 from harness.core.config import KEY_IF_CHANGED, AugmentConfig, RunConfig, TeacherConfig
 from harness.core.errors import HarnessError, writing
 from harness.core.metrics import predictions
@@ -112,8 +113,10 @@ def cached(store: Store, stage: str, key: str, build, shared: bool = False) -> t
             reuse = intact or (rt.main and reusable(store, stage, key))
             if device.broadcast([float(reuse)])[0]:
                 print(f"[{stage}] cached ({key})", flush=True)
+                progress.stage(stage, key, cached=True)
                 return path, {**json.loads((path / "meta.json").read_text()), "cached": True}
             print(f"[{stage}] computing ({key})", flush=True)
+            progress.stage(stage, key, cached=False)
             work = store.partial(stage, key) if rt.main else store.root / stage / f"{key}{PARTIAL}"
             device.barrier()
             if shared or rt.main:

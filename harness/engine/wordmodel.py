@@ -74,6 +74,12 @@ class StudentPredictor:
         self.meta = meta
         self.device = str(next(model.parameters()).device)
 
+    @property
+    def calibration(self) -> str | None:
+        """The calibration workload its timings are measured against (harness/speed/calibrate.py): the
+        model's own `calibration` (a transformer student says `transformer`), else the default (recurrent)."""
+        return getattr(self.model, "calibration", None)
+
     def to(self, device: str | torch.device) -> StudentPredictor:
         """Run on `device` (cpu, cuda); inputs follow the model there."""
         self.model.to(device)

@@ -24,6 +24,8 @@ from typing import NamedTuple
 
 import pandas as pd
 
+from harness.results import significance, stats
+
 
 class Column(NamedTuple):
     """How GLUE reports one task.
@@ -182,6 +184,24 @@ def fmt_cell(values: Cell, digits: int) -> str:
     return " / ".join("–" if v is None else f"{v:.{digits}f}" for v in values)
 
 
+def measured_cell(task: str, model: dict) -> str:
+    """A model's cell in the measured table: its numbers, each with ± sd over seeds and † when its paired
+    test is significant (harness/results/significance.py)."""
+    return " / ".join("–" if v is None else significance.decorate(f"{v:.2f}", model, split, metric)
+                      for v, (split, metric) in zip(cell(task, model), GLUE[task].cells))
+
+
+def average_sd(family: Family, tasks: list[str]) -> float | None:
+    """The sd over seeds of a family's GLUE average: the average of each seed's scores, when every model
+    of the family has the same several seeds; else None."""
+    seeds = {tuple(model.get("seeds", {})) for _, model in family.models.values()}
+    if family.average is None or len(seeds) != 1 or len(next(iter(seeds))) < 2:
+        return None
+    per_seed = [glue_score([cell(task, {"scores": family.models[task][1]["seeds"][s]}) for task in tasks])
+                for s in next(iter(seeds))]
+    return None if any(v is None for v in per_seed) else stats.spread(per_seed)["sd"]
+
+
 def families(results: dict) -> list[Family]:
     """The measured table's rows, in order: each role's families, each with its GLUE average."""
     tasks = glue_tasks(results)
@@ -202,8 +222,10 @@ def glue_table(results: dict) -> pd.DataFrame:
     for family in families(results):
         row = {"measured here (dev)": family.label}
         for task in tasks:
-            row[GLUE[task].header] = fmt_cell(cell(task, family.models[task][1]), 2) if task in family.models else "–"
-        row[f"average ({tasks_phrase(len(tasks))})"] = "–" if family.average is None else f"{family.average:.2f}"
+            row[GLUE[task].header] = measured_cell(task, family.models[task][1]) if task in family.models else "–"
+        sd = average_sd(family, tasks)
+        row[f"average ({tasks_phrase(len(tasks))})"] = ("–" if family.average is None else f"{family.average:.2f}"
+                                                        + ("" if sd is None else f" ± {sd:.2f}"))
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -249,6 +271,8 @@ def glue_section(results: dict) -> list[str]:
             "",
             glue_table(results).to_markdown(index=False, disable_numparse=True),
             "",
+            *([significance.MARK_NOTE, ""] if any(significance.any_tested(results["tasks"][t]["models"]) for t in tasks)
+              else []),
         ]
         literature = literature_table(results)
         if len(literature):

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness.results import significance
+from harness.results import frontier, significance
 from harness.results.glue_table import GLUE, glue_section, role_of
 from harness.speed.calibrate import calibrated_speed
 
@@ -58,7 +58,7 @@ def accuracy_table(task: str, models: dict) -> pd.DataFrame:
         row = {"model": name}
         for split, scores in m["scores"].items():
             for metric, value in scores.items():
-                row[f"{split} {metric} (ours)"] = fmt(value)
+                row[f"{split} {metric} (ours)"] = significance.decorate(fmt(value), m, split, metric)
         ref = paper.get(role_of(name, m)) or m.get("reported")
         row[PAPER_COLUMN] = f"{ref[1]} ({ref[0]})" if ref else "–"
         rows.append(row)
@@ -107,9 +107,10 @@ def ablation_table(models: dict) -> pd.DataFrame:
         m, score = models[name], dev_score(models[name])
         row = {"model": name, "base": m["variant"]["base"] if name in variants else "–",
                "what it changes": m["variant"]["changes"] if name in variants else ROLE_CHANGES[role_of(name, m)],
-               f"dev {score[0]}" if score else "dev": fmt(score[1]) if score else "–"}
+               f"dev {score[0]}" if score else "dev": significance.decorate(fmt(score[1]), m, "dev", score[0]) if score else "–"}
         for ref, (metric, value) in refs.items():
-            row[f"vs {ref}"] = f"{score[1] - value:+.2f}" if score and score[0] == metric and ref != name else "–"
+            row[f"vs {ref}"] = (f"{score[1] - value:+.2f}" + significance.gap_words(m, ref, "dev", metric)
+                                if score and score[0] == metric and ref != name else "–")
         rows.append(row)
     return pd.DataFrame(rows).fillna("–")
 
@@ -303,6 +304,16 @@ def teacher_lines(t: dict) -> list[str]:
             "transfer set's logits are their mean):", "", md(pd.DataFrame(rows)), ""]
 
 
+def seeds_words(results: dict) -> str:
+    """`Seed 13`, or `Seeds 13, 14, 15 (students; the teacher once)` for a run with several."""
+    seeds = results["config"].get("seeds") or [results["seed"]]
+    if len(seeds) == 1:
+        return f"Seed {seeds[0]}"
+    per_seed = results["config"]["teacher"].get("per_seed")
+    teacher = "a teacher per seed" if per_seed else f"the teacher once, seed {results['seed']}"
+    return f"Seeds {', '.join(map(str, seeds))} (students; {teacher})"
+
+
 def render(results: dict) -> str:
     env = results["environment"]
     lines = [
@@ -312,10 +323,11 @@ def render(results: dict) -> str:
         f"GPU: {env['gpu'] or 'none'}",
         f"- Software: torch {env['packages']['torch']}, transformers {env['packages']['transformers']}; "
         f"commit {env['git_commit']}",
-        f"- Seed {results['seed']}; whole run {fmt(results['wall_seconds'], 0)} s",
+        f"- {seeds_words(results)}; whole run {fmt(results['wall_seconds'], 0)} s",
         f"- Teacher: {teacher_words(results['config'])}; student embeddings: `{results['config']['student']['embedding']}`",
         "",
         *glue_section(results),
+        *frontier.section(results),
     ]
     for task, t in results["tasks"].items():
         title = TASK_TITLES.get(task, task)
@@ -342,6 +354,7 @@ def render(results: dict) -> str:
             "",
             md(scores),
             "",
+            *([significance.MARK_NOTE, ""] if significance.any_tested(t["models"]) else []),
             *ablation_section(t["models"]),
             *significance.section(t["models"]),
             f"### Size and speed (measured here in one process on {env['cpu']}, PyTorch fp32 on CPU, text in -> logits out)",
@@ -420,11 +433,13 @@ def plot(results: dict, path: Path) -> None:
 
 
 def write_report(results: dict, out: Path) -> None:
-    """report.md and plot.png, each written beside its place and renamed into it (nothing half-written)."""
-    for name, write in (("report.md", lambda p: p.write_text(render(results))), ("plot.png", lambda p: plot(results, p))):
+    """report.md, plot.png and (for a run with several students per task) frontier.png, each written beside
+    its place and renamed into it (nothing half-written)."""
+    for name, write in (("report.md", lambda p: p.write_text(render(results))), ("plot.png", lambda p: plot(results, p)),
+                        ("frontier.png", lambda p: frontier.plot(results, p))):
         tmp = out / f".{name}.tmp{Path(name).suffix}"  # matplotlib picks the format from the suffix
         try:
-            write(tmp)
-            tmp.replace(out / name)
+            if write(tmp) is not False:
+                tmp.replace(out / name)
         finally:
             tmp.unlink(missing_ok=True)

@@ -5,6 +5,9 @@
 - `test`: {"against": the model it is paired with, split: {metric: {difference, p, test, significant}}}: a
   variant against its base, a distilled student against the label-only student of its family.
 Intervals and tests cover dev and labelled test splits, not the selection split checkpoints were chosen on.
+
+The report's tables show a score as `85.70 ± 0.29` (mean ± sd over seeds) and mark it `†` where its paired
+test is significant (`decorate`, `MARK_NOTE`).
 """
 
 from __future__ import annotations
@@ -51,6 +54,37 @@ def paired(metrics: tuple[str, ...], labels: dict[str, np.ndarray], a: dict[str,
             test = stats.paired_test(m, y, a[split], b[split], resamples, seed)
             out[split][m] = {k: (round(v, 6) if isinstance(v, float) else v) for k, v in test.items()}
     return out
+
+
+MARK = "†"
+MARK_NOTE = (f"± is the standard deviation over seeds; {MARK} marks a score that differs from the model it is paired "
+             f"with (a distilled student's label-only student, a variant's base) at p < {stats.ALPHA}, by the paired "
+             "test on the same examples named in \"Is it noise?\"; a score without it is within noise of that model.")
+
+
+def test_of(m: dict, split: str, metric: str) -> dict | None:
+    """A model's paired test on one score, or None (untested: no pair, the selection split, an older run)."""
+    return ((m.get("test") or {}).get(split) or {}).get(metric)
+
+
+def decorate(text: str, m: dict, split: str, metric: str) -> str:
+    """A formatted score with ` ± sd` when the model has several seeds and `†` when its test is significant."""
+    sd = (((m.get("spread") or {}).get(split) or {}).get(metric) or {}).get("sd")
+    test = test_of(m, split, metric)
+    return text + (f" ± {sd:.2f}" if sd is not None else "") + (MARK if test and test.get("significant") else "")
+
+
+def gap_words(m: dict, against: str, split: str, metric: str) -> str:
+    """What a table says after a gap to `against`: ` †` when it is the model's significant paired test,
+    ` (within noise)` when that test says noise, nothing when the pair was not tested."""
+    test = test_of(m, split, metric)
+    if test is None or (m.get("test") or {}).get("against") != against or test.get("p") is None:
+        return ""
+    return f" {MARK}" if test["significant"] else " (within noise)"
+
+
+def any_tested(models: dict) -> bool:
+    return any("test" in m or "spread" in m for m in models.values())
 
 
 def section(models: dict) -> list[str]:

@@ -1,0 +1,172 @@
+"""A run's live progress, for `harness status RUN_DIR`: which stage runs, how far it has got, an ETA.
+
+- The pipeline names the file: `recording(out / "status.json")` (rank 0 only; nothing is written outside
+  a recording).
+- The cached stages name the stage (`stage`): computing or taken from the cache, with its key.
+- Every long loop of the engine and of plugins counts through a `Bar`. It is a tqdm bar, so the log shows the
+  same rows, rate and ETA, and it also records its counts in the file.
+
+The file is written whole (a temporary file, then a rename), at most every INTERVAL seconds, and at once
+when a stage starts or the run ends. It says `finished` at the end; a run that fails removes it, as it leaves
+nothing else behind (its error says why). A run killed outright (SIGKILL, a lost machine) leaves `running` with
+a process that is gone, and `describe` says so.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import socket
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from tqdm import tqdm
+
+from harness.core.files import write_text_atomic
+
+INTERVAL = 5.0  # seconds between writes of a bar's progress
+FILE = "status.json"
+
+_status: dict = {}
+_path: Path | None = None
+_last = 0.0
+
+
+def _write(force: bool = False) -> None:
+    global _last
+    now = time.time()
+    if _path is None or (not force and now - _last < INTERVAL):
+        return
+    _last = now
+    _status["updated"] = now
+    try:
+        write_text_atomic(_path, json.dumps(_status, indent=1) + "\n")
+    except OSError:  # a status file is a courtesy: a full disk fails the run's own writes, not this one
+        pass
+
+
+@contextmanager
+def recording(path: Path) -> Iterator[None]:
+    """Record progress into `path` while the block runs, then `finished`; a block that raises removes the file."""
+    global _path
+    _path = Path(path)
+    _status.clear()
+    _status.update(pid=os.getpid(), host=socket.gethostname(), started=time.time(), state="running", task=None,
+                   stages=[], bar=None)
+    _write(force=True)
+    try:
+        yield
+    except BaseException:  # the run leaves nothing behind (its error says why): the file goes too
+        _path.unlink(missing_ok=True)
+        raise
+    else:
+        _status["state"] = "finished"
+        _status["bar"] = None
+        _write(force=True)
+    finally:
+        _path = None
+
+
+def task(name: str) -> None:
+    """The task the run has moved on to."""
+    _status["task"] = name
+    _write(force=True)
+
+
+def stage(name: str, key: str, cached: bool) -> None:
+    """A cached stage starts: computing it, or reusing the cache's entry."""
+    if _path is None:
+        return
+    _status["stages"].append({"task": _status.get("task"), "stage": name, "key": key, "cached": cached,
+                              "started": time.time()})
+    _status["bar"] = None
+    _write(force=True)
+
+
+class Bar(tqdm):
+    """A tqdm progress bar that also records its counts, rate and ETA in the run's status file."""
+
+    def update(self, n: float | None = 1) -> bool | None:
+        shown = super().update(n)
+        self.record()
+        return shown
+
+    def close(self) -> None:
+        if not self.disable:
+            self.record(force=True)
+        super().close()
+
+    def record(self, force: bool = False) -> None:
+        if _path is None:
+            return
+        d = self.format_dict
+        elapsed, done, total = d["elapsed"], d["n"], d["total"]
+        rate = d["rate"] or ((done - d.get("initial", 0)) / elapsed if elapsed else None)
+        _status["bar"] = {"desc": d["prefix"], "done": done, "total": total, "unit": d["unit"], "rate": rate,
+                          "elapsed_s": elapsed,
+                          "eta_s": (total - done) / rate if rate and total is not None else None}
+        _write(force)
+
+
+def clock(seconds: float) -> str:
+    """`1:02:03`, `4:05`."""
+    seconds = int(round(seconds))
+    h, rest = divmod(seconds, 3600)
+    return f"{h}:{rest // 60:02d}:{rest % 60:02d}" if h else f"{rest // 60}:{rest % 60:02d}"
+
+
+def alive(status: dict) -> bool | None:
+    """Whether the recording process still runs: None when it ran on another host."""
+    if status.get("host") != socket.gethostname():
+        return None
+    try:
+        os.kill(int(status["pid"]), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def describe(run: Path, now: float | None = None) -> str:
+    """What `harness status RUN_DIR` prints: the run's state, its task and stage, the stage's bar (done of
+    total, rate, ETA), and the stages before it.
+
+    Raises:
+        FileNotFoundError: the folder has no status file.
+        ValueError: the status file is not one this module wrote.
+    """
+    path = run / FILE
+    text = path.read_text()
+    try:
+        status = json.loads(text)
+        state, started, updated = status["state"], status["started"], status["updated"]
+    except (json.JSONDecodeError, KeyError, TypeError) as e:
+        raise ValueError(f"{path}: not a status file ({e})") from None
+    now = time.time() if now is None else now
+    live = alive(status)
+    if state == "running" and live is False:
+        state = "stopped: its process is gone (killed?); rerun the same command to resume from the cache"
+    where = {True: "running", False: "gone", None: f"on host {status.get('host')}"}[live]
+    lines = [f"{run}: {state}; pid {status.get('pid')} ({where}), started {clock(now - started)} ago, "
+             f"updated {clock(now - updated)} ago"]
+    stages = status.get("stages") or []
+    if stages:
+        last = stages[-1]
+        lines.append(f"task {last.get('task') or status.get('task')}, stage {last['stage']} "
+                     f"({'from the cache' if last['cached'] else 'computing'}, {last['key']})")
+    bar = status.get("bar")
+    if bar and state == "running":
+        done, total, unit = bar["done"], bar["total"], bar["unit"]
+        of = f" / {total:,.0f} {unit} ({100 * done / total:.1f}%)" if total else f" {unit}"
+        rate = f", {bar['rate']:,.1f} {unit}/s" if bar.get("rate") else ""
+        eta = f", ETA {clock(bar['eta_s'])} (this stage)" if bar.get("eta_s") is not None else ""
+        lines.append(f"  {bar['desc'] or 'progress'}: {done:,.0f}{of}{rate}{eta}, {clock(bar['elapsed_s'])} so far")
+    if len(stages) > 1:
+        runs = [(key, len(list(group))) for key, group in itertools.groupby(
+            f"{s.get('task')} {s['stage']} {'cached' if s['cached'] else 'computed'}" for s in stages[:-1])]
+        lines.append("earlier: " + "; ".join(key + (f" x{n}" if n > 1 else "") for key, n in runs))
+    return "\n".join(lines)

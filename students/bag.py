@@ -1,0 +1,74 @@
+"""A bag of embeddings (fastText, Joulin et al. 2017; the deep averaging network, Iyyer et al. 2015) as a
+student: the mean of the sentence's word embeddings and of its hashed-bigram embeddings, then the zoo's
+head (dropout -> FC + ReLU -> linear). No recurrence, no convolution: the latency floor of the zoo.
+
+Registered through students/zoo.py: `bag`, `bag_soft`, `bag_tiny` and the pair forms `siamese_bag`,
+`siamese_bag_soft`, `siamese_bag_tiny`.
+
+Bigrams: the pair of word ids (a, b) at positions t, t + 1 of the sentence goes to bucket
+(a * 1,000,003 + b) mod `buckets`, an embedding table of its own (trained from zero, so training starts from
+the mean of the word vectors). The words come from the run's initial vectors (`student.embedding`), in
+one trainable copy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from harness.core.errors import HarnessError
+from students.zoo import add_embeddings, copy_vectors, register, valid_positions
+
+PRIME = 1_000_003
+
+
+@dataclass(frozen=True)
+class BagSettings:
+    """The bag-of-embeddings students' architecture (`student.buckets=32768`, ...)."""
+
+    buckets: int = 32768  # hashed-bigram embeddings; 0: words only
+    fc: int = 200
+    dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.buckets < 0 or self.fc < 1:
+            raise HarnessError("student.buckets must be >= 0 and student.fc >= 1")
+        if not 0 <= self.dropout < 1:
+            raise HarnessError("student.dropout must be in [0, 1)")
+
+
+class BagEncoder(nn.Module):
+    """The mean of the word and hashed-bigram embeddings of each sentence's own tokens."""
+
+    def __init__(self, vocab_size: int, embed_dim: int, buckets: int) -> None:
+        super().__init__()
+        add_embeddings(self, vocab_size, embed_dim, multichannel=False)
+        self.bigrams = nn.Embedding(buckets, embed_dim, sparse=True) if buckets else None
+        if self.bigrams is not None:
+            nn.init.zeros_(self.bigrams.weight)
+        self.buckets = buckets
+        self.out_dim = embed_dim
+
+    def init_embeddings(self, vectors: np.ndarray) -> None:
+        copy_vectors(self, vectors)
+
+    def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """(B, T) ids, (B,) lengths -> (B, D)."""
+        lengths = lengths.to(ids.device)
+        words = valid_positions(lengths, ids.shape[1]).unsqueeze(-1).to(torch.float32)  # (B, T, 1)
+        total, count = (self.embed(ids) * words).sum(1), words.sum(1)
+        if self.bigrams is not None and ids.shape[1] > 1:
+            pairs = valid_positions(lengths - 1, ids.shape[1] - 1).unsqueeze(-1).to(torch.float32)  # (B, T - 1, 1)
+            bucket = (ids[:, :-1] * PRIME + ids[:, 1:]) % self.buckets
+            total, count = total + (self.bigrams(bucket) * pairs).sum(1), count + pairs.sum(1)
+        return total / count.clamp(min=1.0)
+
+
+def encoder(cfg: BagSettings, vocab_size: int, embed_dim: int) -> BagEncoder:
+    return BagEncoder(vocab_size, embed_dim, cfg.buckets)
+
+
+register("bag", encoder, BagSettings, tiny={"buckets": 64, "fc": 8, "epochs": 4})  # at 1 epoch it stays at chance: 4 cost seconds

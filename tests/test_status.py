@@ -1,0 +1,60 @@
+"""`harness status RUN_DIR`: the status file a run keeps (stage, a bar's rows done of total, rate, ETA), what
+`describe` makes of it, a run whose process is gone, and the command's errors."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from cli_runner import harness
+
+from harness.core import progress
+
+
+def test_a_recording_keeps_stage_and_bar(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Inside a recording, a stage and a bar's counts reach the file; the ETA is what is left over the rate."""
+    monkeypatch.setattr(progress, "INTERVAL", 0.0)
+    path = tmp_path / progress.FILE
+    with progress.recording(path):
+        progress.task("sst2")
+        progress.stage("label", "abc123", cached=False)
+        bar = progress.Bar(total=1000, desc="label transfer set", unit="ex", file=io.StringIO())
+        bar.update(250)
+        status = json.loads(path.read_text())
+        assert status["state"] == "running" and status["stages"][-1]["stage"] == "label"
+        assert status["bar"]["done"] == 250 and status["bar"]["total"] == 1000
+        rate = status["bar"]["rate"]
+        assert status["bar"]["eta_s"] == pytest.approx(750 / rate)
+        text = progress.describe(tmp_path)
+        assert "task sst2, stage label (computing, abc123)" in text
+        assert "label transfer set: 250 / 1,000 ex (25.0%)" in text and "ETA" in text and "(running)" in text
+    assert json.loads(path.read_text())["state"] == "finished"
+
+
+def test_a_failed_run_leaves_no_status(tmp_path: Path) -> None:
+    with pytest.raises(RuntimeError), progress.recording(tmp_path / progress.FILE):
+        raise RuntimeError("boom")
+    assert not (tmp_path / progress.FILE).exists()
+
+
+def test_a_killed_run_is_called_stopped(tmp_path: Path) -> None:
+    """`running` in the file, but its process has exited: stopped, and how to resume."""
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    with progress.recording(tmp_path / progress.FILE):
+        pass
+    status = json.loads((tmp_path / progress.FILE).read_text())
+    status.update(state="running", pid=int(gone.stdout))
+    (tmp_path / progress.FILE).write_text(json.dumps(status))
+    assert "stopped: its process is gone" in progress.describe(tmp_path)
+
+
+def test_status_command_errors(tmp_path: Path) -> None:
+    missing = harness("status", str(tmp_path))
+    assert missing.returncode == 2 and "no status.json" in missing.stderr
+    (tmp_path / progress.FILE).write_text("{not json")
+    bad = harness("status", str(tmp_path))
+    assert bad.returncode == 2 and "not a status file" in bad.stderr
