@@ -274,3 +274,14 @@ def test_tables_show_mean_sd_and_mark_significant_gaps() -> None:
     assert ablation["bilstm_soft_noaug"]["vs bilstm"] == "+2.70"  # not its tested pair: a bare difference
     assert rows(accuracy_table("sst2", results["tasks"]["sst2"]["models"]))["bilstm_soft"]["dev accuracy (ours)"] == \
         "85.50 ± 0.71†"
+
+
+def test_speedups_carry_the_range_of_their_passes() -> None:
+    """An offline speed-up shows the range its timed passes give: one model's slowest against the other's fastest."""
+    from harness.results.report import speedup
+
+    slow = {"whole_set_s": 2.5, "whole_set": 10, "items": 10, "pass_s": [2.0, 3.0]}
+    fast = {"whole_set_s": 1.25, "whole_set": 10, "items": 10, "pass_s": [1.0, 1.5]}
+    assert speedup(slow, fast) == "2.0x [1.3-3.0x]"
+    assert speedup({"whole_set_s": 2.5}, {"whole_set_s": 1.25}) == "2.0x"  # runs that kept no passes: the bare ratio
+    assert speedup(None, fast) == "–"

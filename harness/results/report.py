@@ -162,6 +162,22 @@ def ratio(num: float | None, den: float | None, digits: int = 1) -> str:
     return f"{r:,.{digits}f}x" if r >= 1 else f"{r:.2g}x"
 
 
+def pass_times(off: dict) -> list[float]:
+    """An offline timing's whole-set seconds as each timed pass gives them (empty for runs that kept none)."""
+    return [p * off["whole_set"] / off["items"] for p in off.get("pass_s", [])] if off.get("items") else []
+
+
+def speedup(slow: dict | None, fast: dict) -> str:
+    """`slow`'s offline whole-set time over `fast`'s, e.g. `157.1x`, with the range the timed passes give
+    (the slowest pass of one against the fastest of the other, both ways): `157.1x [140-171]`."""
+    text = ratio(slow and slow["whole_set_s"], fast["whole_set_s"])
+    a, b = pass_times(slow or {}), pass_times(fast)
+    if text == "–" or not (a and b):
+        return text
+    low, high = min(a) / max(b), max(a) / min(b)
+    return f"{text} [{ratio(low, 1).rstrip('x')}-{ratio(high, 1)}]"
+
+
 def efficiency_table(models: dict, device: str = "cpu", unit: str = "sentences") -> pd.DataFrame:
     """The paper's comparison, PyTorch fp32 on `device`: sizes, both regimes, and speed-ups of each
     model over BERT-large, ELMo and our teacher (all timed in this run, on this machine). `unit`
@@ -184,7 +200,7 @@ def efficiency_table(models: dict, device: str = "cpu", unit: str = "sentences")
         }
         for ref, label in (("bert_large", "BERT-large"), ("elmo", "ELMo"), ("teacher", "teacher")):
             other = refs[ref]
-            row[f"offline speed-up vs {label}"] = ratio(other and other["offline"]["whole_set_s"], t["offline"]["whole_set_s"])
+            row[f"offline speed-up vs {label}"] = speedup(other and other["offline"], t["offline"])
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -361,8 +377,9 @@ def render(results: dict) -> str:
             "",
             md(efficiency_table(t["models"], unit=unit)),
             "",
-            f"Every ratio above was measured on {env['cpu']}; a transformer's time over an LSTM's moves with the CPU's "
-            "kind (the smoke students' offline speed-up over the teacher was 157x on an AMD EPYC, 60x on an Intel Xeon).",
+            f"Every ratio above was measured on {env['cpu']}; in brackets, the range the timed passes give (one "
+            "model's slowest pass against the other's fastest, both ways). A transformer's time over an LSTM's moves "
+            "with the CPU's kind (the smoke students' offline speed-up over the teacher was 157x on an AMD EPYC, 60x on an Intel Xeon).",
             "",
             *calibration_section(t["models"], env["cpu"]),
             *(["On the GPU:", "", md(efficiency_table(t["models"], "cuda", unit)), ""] if any(
