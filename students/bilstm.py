@@ -25,7 +25,7 @@ from torch import nn
 from harness.core.errors import HarnessError
 from harness.core.registry import STUDENTS, StudentSpec
 from harness.core.settings import added_field
-from students.zoo import add_embeddings, copy_vectors, embed_words
+from students.zoo import add_embeddings, copy_vectors, embed_words, head
 
 CELLS = {"lstm": nn.LSTM, "gru": nn.GRU}
 
@@ -180,7 +180,7 @@ class BiLSTMClassifier(LSTMExport, nn.Module):
                  multichannel: bool = True, dropout: float = 0.0, cell: str = "lstm") -> None:
         super().__init__()
         self.encoder = BiLSTMEncoder(vocab_size, embed_dim, hidden, multichannel, cell)
-        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(2 * hidden, fc), nn.ReLU(), nn.Linear(fc, num_labels))
+        self.head = head(2 * hidden, fc, num_labels, dropout)
 
     def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         return self.head(self.encoder(ids, lengths))  # (B, num_labels)

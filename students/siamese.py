@@ -16,7 +16,7 @@ from torch import nn
 
 from harness.core.registry import STUDENTS, StudentSpec
 from students.bilstm import GRU, BiLSTMEncoder, BiLSTMEncoderTwin, BiLSTMSettings, LSTMExport
-from students.zoo import pair_features
+from students.zoo import head, pair_features
 
 
 class SiameseBiLSTMTwin(nn.Module):
@@ -43,7 +43,7 @@ class SiameseBiLSTM(LSTMExport, nn.Module):
                  multichannel: bool = True, dropout: float = 0.0, cell: str = "lstm") -> None:
         super().__init__()
         self.encoder = BiLSTMEncoder(vocab_size, embed_dim, hidden, multichannel, cell)
-        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(8 * hidden, fc), nn.ReLU(), nn.Linear(fc, num_labels))
+        self.head = head(8 * hidden, fc, num_labels, dropout)
 
     features = staticmethod(pair_features)  # the ONNX export twin uses the same function
 

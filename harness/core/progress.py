@@ -163,7 +163,7 @@ def describe(run: Path, now: float | None = None) -> str:
         done, total, unit = bar["done"], bar["total"], bar["unit"]
         of = f" / {total:,.0f} {unit} ({100 * done / total:.1f}%)" if total else f" {unit}"
         rate = f", {bar['rate']:,.1f} {unit}/s" if bar.get("rate") else ""
-        eta = f", ETA {clock(bar['eta_s'])} (this stage)" if bar.get("eta_s") is not None else ""
+        eta = f", ETA {clock(bar['eta_s'])} for this bar" if bar.get("eta_s") is not None else ""
         lines.append(f"  {bar['desc'] or 'progress'}: {done:,.0f}{of}{rate}{eta}, {clock(bar['elapsed_s'])} so far")
     if len(stages) > 1:
         runs = [(key, len(list(group))) for key, group in itertools.groupby(
