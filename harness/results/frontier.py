@@ -74,8 +74,9 @@ def metric_name(models: dict) -> str:
 def frontier_tasks(results: dict) -> dict[str, list[Point]]:
     """task -> its points, for the tasks with at least MIN_STUDENTS timed students."""
     found = {}
-    for task, t in results["tasks"].items():
-        pts = points(t["models"])
+    order = list(GLUE)
+    for task in sorted(results["tasks"], key=lambda t: order.index(t) if t in order else len(order)):  # GLUE's order
+        pts = points(results["tasks"][task]["models"])
         if len({p.model for p in pts}) >= MIN_STUDENTS:
             found[task] = pts
     return found
@@ -139,6 +140,7 @@ def plot(results: dict, path: Path) -> bool:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     n = len(found)
     cols = min(n, 3)
@@ -155,6 +157,8 @@ def plot(results: dict, path: Path) -> bool:
         for p in front:
             ax.annotate(p.model, (p.latency_ms, p.score), textcoords="offset points", xytext=(3, 3), fontsize=6)
         ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.set_title(GLUE[task].title if task in GLUE else task, fontsize=9)
         ax.set_xlabel("batch-1 p50 ms (log)", fontsize=8)
         ax.set_ylabel(f"dev {metric_name(results['tasks'][task]['models'])}", fontsize=8)
@@ -163,8 +167,9 @@ def plot(results: dict, path: Path) -> bool:
     for ax in list(axes.flat)[n:]:
         ax.axis("off")
     handles = [plt.Line2D([], [], marker=m, ls="", color="grey", label=b) for b, m in markers.items()]
-    fig.legend(handles=handles, loc="lower right", fontsize=7, title="backend", title_fontsize=7)
-    fig.tight_layout()
+    fig.legend(handles=handles, loc="lower center", ncol=3, fontsize=7, title="backend (colour: student)",
+               title_fontsize=7)
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return True

@@ -379,7 +379,8 @@ def render(results: dict) -> str:
             "",
             f"Every ratio above was measured on {env['cpu']}; in brackets, the range the timed passes give (one "
             "model's slowest pass against the other's fastest, both ways). A transformer's time over an LSTM's moves "
-            "with the CPU's kind (the smoke students' offline speed-up over the teacher was 157x on an AMD EPYC, 60x on an Intel Xeon).",
+            "with the CPU's kind (the smoke students' offline speed-up over the teacher was 157x on an AMD EPYC, 60x on an "
+            "Intel Xeon).",
             "",
             *calibration_section(t["models"], env["cpu"]),
             *(["On the GPU:", "", md(efficiency_table(t["models"], "cuda", unit)), ""] if any(
