@@ -90,8 +90,7 @@ ROLE_CHANGES = {"label-only": LABELS_ONLY, "distilled": FULL_METHOD}  # a studen
 
 def dev_score(m: dict | None) -> tuple[str, float] | None:
     """A model's first dev metric and its value."""
-    dev = (m or {}).get("scores", {}).get("dev")
-    return next(iter(dev.items())) if dev else None
+    return frontier.first_dev((m or {}).get("scores", {}))
 
 
 def ablation_table(models: dict) -> pd.DataFrame:
