@@ -10,7 +10,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from harness.core import progress
+from harness.core import memory, progress
 from harness.core.config import RunConfig
 from harness.core.errors import HarnessError, watched, writing
 from harness.core.registry import STUDENTS, TASKS, TEACHERS
@@ -284,6 +284,7 @@ def run(cfg: RunConfig, suite_info: dict, out: Path, cache_dir: Path, data_dir: 
                 **({"not_run": not_run} if not_run else {}),
             }
             results["wall_seconds"] = round(time.perf_counter() - start, 2)
+            results["peak_rss_gb"] = memory.run_peak_gb()  # this process's, across every stage (harness/core/memory.py)
             if rt.main:
                 out_still_there()  # not removed (and made again by a later write) while the run went on
                 write_json_atomic(out / "results.json", results)

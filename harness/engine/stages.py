@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from harness.core import progress
+from harness.core import memory, progress
 from harness.core.config import KEY_IF_CHANGED, AugmentConfig, RunConfig, TeacherConfig
 from harness.core.errors import HarnessError, writing
 from harness.core.metrics import predictions
@@ -120,12 +120,14 @@ def cached(store: Store, stage: str, key: str, build, shared: bool = False) -> t
             work = store.partial(stage, key) if rt.main else store.root / stage / f"{key}{PARTIAL}"
             device.barrier()
             if shared or rt.main:
-                start = time.perf_counter()
+                start, own_peak = time.perf_counter(), memory.reset_peak()
                 try:
                     with writing(work, "--cache-dir"):
                         meta = build(work)
                         if rt.main:
-                            meta = {**meta, "seconds": round(time.perf_counter() - start, 2), "key": key}
+                            used = memory.peak(own_peak)
+                            meta = {**meta, "seconds": round(time.perf_counter() - start, 2), "key": key,
+                                    "peak_rss_gb": used["peak_rss_gb"], "peak_rss_scope": used["scope"]}
                             write_json_atomic(work / "meta.json", meta)
                             store.commit(stage, key)
                 except Exception:

@@ -273,9 +273,18 @@ def backend_table(models: dict) -> pd.DataFrame:
 
 
 def stage_table(stages: dict) -> pd.DataFrame:
-    rows = [{"stage": name, "wall s": fmt(meta.get("seconds")), "reused from cache": "yes" if meta.get("cached") else "no",
-             "key": meta.get("key", "")} for name, meta in stages.items()]
+    rows = [{"stage": name, "wall s": fmt(meta.get("seconds")), "peak memory GB": peak_words(meta),
+             "reused from cache": "yes" if meta.get("cached") else "no", "key": meta.get("key", "")}
+            for name, meta in stages.items()]
     return pd.DataFrame(rows)
+
+
+def peak_words(meta: dict) -> str:
+    """A stage's peak resident memory as recorded when it was computed (harness/core/memory.py); where the
+    platform could not reset the peak per stage it is the run's peak so far, and says so."""
+    if meta.get("peak_rss_gb") is None:
+        return "–"
+    return fmt(meta["peak_rss_gb"]) + (" (run so far)" if meta.get("peak_rss_scope") == "process" else "")
 
 
 def md(df: pd.DataFrame) -> str:
@@ -338,7 +347,8 @@ def render(results: dict) -> str:
         f"GPU: {env['gpu'] or 'none'}",
         f"- Software: torch {env['packages']['torch']}, transformers {env['packages']['transformers']}; "
         f"commit {env['git_commit']}",
-        f"- {seeds_words(results)}; whole run {fmt(results['wall_seconds'], 0)} s",
+        f"- {seeds_words(results)}; whole run {fmt(results['wall_seconds'], 0)} s"
+        + (f", peak resident memory {fmt(results['peak_rss_gb'])} GB" if results.get("peak_rss_gb") else ""),
         f"- Teacher: {teacher_words(results['config'])}; student embeddings: `{results['config']['student']['embedding']}`",
         "",
         *glue_section(results),
@@ -401,9 +411,13 @@ def render(results: dict) -> str:
             md(pd.DataFrame([{"model": m, "params (reported)": f"{p:,}", "seconds (reported)": s}
                              for m, p, s in PAPER_EFFICIENCY])),
             "",
-            "### Stage wall times",
+            "### Stage wall times and peak memory",
             "",
             md(stage_table(t["stages"])),
+            "",
+            "Peak memory is the most this process held resident while the stage ran (what earlier stages left in "
+            "memory included), as recorded when the stage was computed: a stage reused from the cache shows its "
+            "first run's figure.",
             "",
         ]
     busy = busy_timings(results)
