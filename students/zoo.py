@@ -73,7 +73,7 @@ class PairStudent(Student):
         return self.head(pair_features(self.encoder(ids_a, lengths_a), self.encoder(ids_b, lengths_b)))
 
 
-def register(family: str, encoder: Callable, settings: type, tiny: dict) -> None:
+def register(family: str, encoder: Callable, settings: type, tiny: dict, version: int = 0) -> None:
     """Register a family's six students (module docstring).
 
     Args:
@@ -82,6 +82,7 @@ def register(family: str, encoder: Callable, settings: type, tiny: dict) -> None
         encoder: (settings, vocab_size, embed_dim) -> a sentence encoder.
         settings: the family's settings dataclass; it has `fc` and `dropout`, used by the head.
         tiny: the tiny variant's overrides (architecture or training settings).
+        version: the family's StudentSpec.version: bump it when its code changes what it trains.
     """
 
     def single(cfg, vocab_size: int, embed_dim: int, num_labels: int) -> SentenceStudent:
@@ -92,10 +93,10 @@ def register(family: str, encoder: Callable, settings: type, tiny: dict) -> None
 
     for prefix, build, columns in (("", single, 1), ("siamese_", pair, 2)):
         arch = f"{prefix}{family}"
-        STUDENTS.add(arch, StudentSpec(arch, build, settings, distill=False, transfer=False, columns=columns))
-        STUDENTS.add(f"{arch}_soft", StudentSpec(arch, build, settings, distill=True, transfer=True, columns=columns))
-        STUDENTS.add(f"{arch}_tiny", StudentSpec(arch, build, settings, distill=True, transfer=True, columns=columns,
-                                                 overrides=tiny))
+        common = {"columns": columns, "version": version}
+        STUDENTS.add(arch, StudentSpec(arch, build, settings, distill=False, transfer=False, **common))
+        STUDENTS.add(f"{arch}_soft", StudentSpec(arch, build, settings, distill=True, transfer=True, **common))
+        STUDENTS.add(f"{arch}_tiny", StudentSpec(arch, build, settings, distill=True, transfer=True, overrides=tiny, **common))
 
 
 def add_embeddings(module: nn.Module, vocab_size: int, embed_dim: int, multichannel: bool) -> int:

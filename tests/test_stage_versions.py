@@ -121,7 +121,9 @@ def problems(pinned: dict[str, dict], now: dict[str, dict]) -> list[str]:
                              if old["sources"].get(e) != new["sources"].get(e))
             out.append(f"stage {stage}'s code changed ({', '.join(changed)}) but VERSIONS['{stage}'] is still "
                        f"{new['version']}: if its outputs change, bump VERSIONS['{stage}'] in engine/stages.py (old cache "
-                       f"entries are then recomputed), then run `{UPDATE}`; if they do not, just run `{UPDATE}`")
+                       f"entries are then recomputed), then run `{UPDATE}`; if they do not, just run `{UPDATE}`"
+                       + ("; a student plugin's own file changes only its students: bump its StudentSpec version "
+                          "(students/bag.py's register(..., version=)) instead" if stage == "student" else ""))
     return out
 
 

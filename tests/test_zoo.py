@@ -75,3 +75,23 @@ def test_onnx_export_matches_and_quantises(arch: str, columns: int, texts: dict,
     int8 = ort.OrtStudent.from_predictor(predictor, ort.quantize_int8(path, tmp_path / "model.int8.onnx"))
     agree = np.mean(int8.logits(sample, 32).argmax(1) == predictor.logits(sample, 32).argmax(1))
     assert agree >= 0.8, (arch, agree)
+
+
+def test_the_bag_is_the_mean_of_its_sentences_word_and_bigram_rows() -> None:
+    """students/bag.py sums every position (padding and pairs past the end go to zero rows): the result is
+    still each sentence's mean of its own words' and bigrams' rows, computed here one sentence at a time."""
+    from students.bag import PRIME
+
+    encoder = build("bag").encoder
+    with torch.no_grad():
+        encoder.bigrams.weight.normal_()
+        encoder.bigrams.weight[encoder.buckets].zero_()  # as built: the padding row
+    rng = np.random.default_rng(1)
+    sentences = [rng.integers(1, 50, size=n) for n in (1, 6, 3, 2)]
+    ids = torch.nn.utils.rnn.pad_sequence([torch.from_numpy(s) for s in sentences], batch_first=True)
+    with torch.no_grad():
+        got = encoder(ids, torch.tensor([len(s) for s in sentences])).numpy()
+    words, bigrams = encoder.embed.weight.detach().numpy(), encoder.bigrams.weight.detach().numpy()
+    for row, s in zip(got, sentences):
+        rows = [words[w] for w in s] + [bigrams[(a * PRIME + b) % encoder.buckets] for a, b in zip(s[:-1], s[1:])]
+        np.testing.assert_allclose(row, np.mean(rows, axis=0), atol=1e-5)
