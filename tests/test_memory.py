@@ -46,3 +46,17 @@ def test_without_a_reset_the_figure_is_the_processes_peak() -> None:
     seen = memory.peak(since_reset=False)
     del block
     assert seen["scope"] == "process" and seen["peak_rss_gb"] >= SIZE_GB
+
+
+def test_the_report_names_each_peak() -> None:
+    """The stage table's column says when a figure is the run's so far; the timing line takes each model's largest."""
+    from harness.results.report import peak_words, timing_memory_words
+
+    assert peak_words({"peak_rss_gb": 1.5, "peak_rss_scope": "stage"}) == "1.50"
+    assert peak_words({"peak_rss_gb": 1.5, "peak_rss_scope": "process"}) == "1.50 (run so far)"
+    assert peak_words({"seconds": 3}) == "–"  # results.json from before the field
+    models = {"teacher": {"speed": [{"backend": "torch", "peak_rss_gb": 2.0}, {"backend": "onnx", "peak_rss_gb": 3.1}]},
+              "bilstm": {"speed": [{"backend": "torch", "peak_rss_gb": 1.2}]}, "noaug": {"scores": {}}}
+    assert timing_memory_words(models) == (" Timing each model (its exports, timed passes and backend scores) peaked at "
+                                           "teacher 3.10 GB (onnx), bilstm 1.20 GB (torch).")
+    assert timing_memory_words({"bilstm": {"speed": [{"backend": "torch"}]}}) == ""

@@ -70,6 +70,7 @@ def test_results_cover_every_model(smoke: SmokeRun, data_root: Path) -> None:
         for timing in model["speed"]:
             assert 0 < timing["interactive"]["p50_ms"] <= timing["interactive"]["p99_ms"], name
             assert timing["offline"]["sentences_per_s"] > 0, name
+            assert timing["peak_rss_gb"] >= 0.1, name  # this process: Python, torch and the run's data at the least
         folder = smoke.out / "models" / "sst2" / name
         if model["kind"] != "reference":
             assert model["scores"]["dev"]["accuracy"] == pytest.approx(saved_accuracy(folder, dev.texts, dev.labels)), name
@@ -82,6 +83,9 @@ def test_results_cover_every_model(smoke: SmokeRun, data_root: Path) -> None:
     assert abs(onnx - sst2["models"]["bilstm"]["scores"]["dev"]["accuracy"]) <= 1.0
     env = smoke.results["environment"]
     assert env["cpu"] and env["torch_threads"] == 1
+    computed = [m for m in sst2["stages"].values() if not m.get("cached")]
+    assert computed and all(m["peak_rss_gb"] >= 0.1 for m in computed)
+    assert smoke.results["peak_rss_gb"] >= max(m["peak_rss_gb"] for m in computed)
 
 
 def test_report_and_plot(smoke: SmokeRun) -> None:

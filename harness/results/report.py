@@ -279,6 +279,16 @@ def stage_table(stages: dict) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def timing_memory_words(models: dict) -> str:
+    """The peak resident memory while each model was exported, timed and scored: its largest backend's."""
+    peaks = {name: max((e["peak_rss_gb"], e["backend"]) for e in m["speed"] if e.get("peak_rss_gb") is not None)
+             for name, m in models.items() if any(e.get("peak_rss_gb") is not None for e in m.get("speed", []))}
+    if not peaks:
+        return ""
+    return " Timing each model (its exports, timed passes and backend scores) peaked at " + \
+        ", ".join(f"{name} {fmt(gb)} GB ({backend})" for name, (gb, backend) in peaks.items()) + "."
+
+
 def peak_words(meta: dict) -> str:
     """A stage's peak resident memory as recorded when it was computed (harness/core/memory.py); where the
     platform could not reset the peak per stage it is the run's peak so far, and says so."""
@@ -417,7 +427,7 @@ def render(results: dict) -> str:
             "",
             "Peak memory is the most this process held resident while the stage ran (what earlier stages left in "
             "memory included), as recorded when the stage was computed: a stage reused from the cache shows its "
-            "first run's figure.",
+            "first run's figure." + timing_memory_words(t["models"]),
             "",
         ]
     busy = busy_timings(results)

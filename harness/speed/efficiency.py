@@ -14,6 +14,7 @@ from pathlib import Path
 import onnxruntime
 import torch
 
+from harness.core import memory
 from harness.core.config import MeasureConfig
 from harness.data.tasks import Split
 from harness.engine import manifest
@@ -130,11 +131,13 @@ def measure_model(name: str, kind: str, predictor, cfg: MeasureConfig, dev: Spli
     for backend, device, dtype in variants(kind, predictor, cfg):
         print(f"[measure] {name} {backend}/{device}/{dtype}: batch 1 x {min(n_inter, len(dev))}, "
               f"batch {cfg.offline_batch} x {min(n_off, len(train))}", flush=True)
+        own_peak = memory.reset_peak()
         runner = on_device(backend_predictor(predictor, kind, backend, folder, dev.texts), device, dtype)
         entry = {"backend": backend, "device": device, "dtype": dtype,  # calibrated: PyTorch, the gate's speeds
                  **time_one(runner, device, dev, train, kind, cfg, calibrated=backend == "torch")}
         if backend != "torch" and score is not None:
             entry["scores"] = score(runner)
+        entry["peak_rss_gb"] = memory.peak(own_peak)["peak_rss_gb"]  # its export, timing and scoring, with the run's data
         speed.append(entry)
     predictor.to("cpu")
     return {"params_total": total, "params_non_embedding": non_emb, "threads": torch.get_num_threads(), "speed": speed}
