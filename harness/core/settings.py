@@ -147,6 +147,9 @@ class StudentConfig:
     loss: str = added_field("mse")  # distillation term: mse | kl (T-softened, x T^2) | hard (CE on argmax)
     temperature: float = added_field(1.0)  # kl only
     precision: str = added_field("fp32")  # bf16: training steps under bfloat16 autocast (weights, checkpoint choice fp32)
+    # N > 0: the initial vectors' top N principal components, an N-wide table (trained as any other); 0: their own width.
+    # 300 is the paper's word2vec width: with it the default BiLSTM has the paper's 963,002 weights outside embeddings.
+    project: int = added_field(0)
     arch: dict = field(default_factory=dict, metadata={KEY_IF_CHANGED: True})  # architecture settings, e.g. {hidden: 150}
 
     def __post_init__(self) -> None:
@@ -161,6 +164,7 @@ class StudentConfig:
         _check(self.batch_size >= 1, "student.batch_size must be >= 1")
         _at_least("student.max_tokens", self.max_tokens, STUDENT_MIN_TOKENS, "a few words; at 1 the student sees only the first")
         _at_least("student.embed_dim", self.embed_dim, 1, "the width of `random` embeddings")
+        _check(self.project >= 0, f"student.project={self.project}: must be >= 0 (0 = the vectors' own width)")
         _check(self.lr > 0, f"student.lr={self.lr}: must be > 0 (Adadelta's step scale; the paper's is 1.0)")
         _check(0 <= self.rho < 1, f"student.rho={self.rho}: must be in [0, 1) (Adadelta's decay; at 1 its averages "
                "never move; the paper's is 0.95)")

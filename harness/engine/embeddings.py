@@ -65,3 +65,23 @@ def initial_vectors(kind: str, words: list[str], dim: int, seed: int, teacher=No
         raise HarnessError(f"unknown embedding {kind!r} (known: glove50, teacher, random)")
     vectors[0] = 0.0
     return vectors, vectors_meta(kind, vectors, coverage)
+
+
+def project(vectors: np.ndarray, width: int, meta: dict) -> tuple[np.ndarray, dict]:
+    """`student.project`: the vectors on their top `width` principal components (found over every word but
+    padding, centred; the projection itself is not, so padding's row stays zero), and `meta` with the width
+    it came from and the share of the variance kept.
+
+    Raises:
+        HarnessError: `width` is not below the vectors' own width, or the vocabulary has fewer words.
+    """
+    words, dim = vectors[1:], vectors.shape[1]
+    if not 0 < width < min(dim, len(words) + 1):
+        raise HarnessError(f"student.project={width} must be below the initial vectors' width ({dim}) and the "
+                           f"vocabulary's size ({len(words)} words)")
+    centred = words - words.mean(0)
+    _, singular, components = np.linalg.svd(centred.astype(np.float64), full_matrices=False)  # rows: directions
+    out = (vectors.astype(np.float64) @ components[:width].T).astype(np.float32)
+    out[0] = 0.0
+    kept = float((singular[:width] ** 2).sum() / (singular**2).sum())
+    return out, {**meta, "dim": width, "projected_from": dim, "variance_kept": round(kept, 4)}

@@ -36,7 +36,7 @@ from harness.core.variants import StudentJob
 from harness.data import augment
 from harness.data.batching import TokenIds
 from harness.data.tasks import Split, Task
-from harness.engine import device, label, label_backends, manifest, transfer
+from harness.engine import device, embeddings, label, label_backends, manifest, transfer
 from harness.engine.cache import PARTIAL, Store, content_key, reserve, write_json_atomic
 from harness.engine.distill import train_student
 from harness.engine.embeddings import initial_vectors
@@ -417,6 +417,8 @@ def student_stage(store: Store, job: StudentJob, task: Task, cfg: RunConfig, sel
         else:
             teacher = load_teacher(teacher_dir, cfg) if scfg.embedding == "teacher" else None
             vectors, emb_meta = initial_vectors(scfg.embedding, vocab.itos, scfg.embed_dim, cfg.seed, teacher)
+        if scfg.project:
+            vectors, emb_meta = embeddings.project(vectors, scfg.project, emb_meta)
         torch.manual_seed(cfg.seed)  # initial weights
         model = spec.build(job.settings, len(vocab), vectors.shape[1], task.num_labels)
         if hasattr(model, "init_embeddings"):  # optional (harness/core/protocols.py)
