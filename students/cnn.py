@@ -9,6 +9,11 @@ Registered through students/zoo.py: `cnn`, `cnn_soft`, `cnn_tiny` and the pair f
 Max over time sees only windows that start inside the sentence and end at or before its last token
 (padding never wins the max); a sentence shorter than the widest filter gets its one window starting at
 its first token, padded with zero vectors, as a sentence padded to the filter's width would.
+
+Exported to ONNX, each convolution is written as one MatMul over each window's stacked rows (`as_matmul`), the
+same sums in another order: ONNX Runtime's CPU Conv ran it at the speed of PyTorch's and its int8 ConvInteger
+at half that, while the MatMul form ran 2.5x (fp32) and 7x (int8, MatMulInteger) faster than Conv on SST-2
+batches of 512 (4,096 sentences, 2 cores). PyTorch keeps Conv1d (oneDNN), which is faster there.
 """
 
 from __future__ import annotations
@@ -57,14 +62,25 @@ class CNNEncoder(nn.Module):
     def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """(B, T) ids, (B,) lengths -> (B, filters x widths)."""
         x = F.pad(embed_words(self, ids).transpose(1, 2), (0, max(self.widths) - 1))  # (B, D, T + w - 1): room for every width
+        rows = x.transpose(1, 2) if torch.onnx.is_in_onnx_export() else None  # (B, T + w - 1, D): as_matmul's layout
         lengths = lengths.to(ids.device)
         pooled = []
         for width, conv in zip(self.widths, self.convs):
-            h = torch.relu(conv(x))  # (B, F, T + max_w - w): window t covers tokens t .. t + w - 1
+            h = torch.relu(conv(x) if rows is None else as_matmul(rows, width, conv))  # (B, F, T + max_w - w): window t
+            # covers tokens t .. t + w - 1
             starts = torch.arange(h.shape[2], device=ids.device).unsqueeze(0)
             inside = starts <= (lengths - width).clamp(min=0).unsqueeze(1)  # (B, windows)
             pooled.append(h.masked_fill(~inside.unsqueeze(1), float("-inf")).amax(dim=2))
         return torch.cat(pooled, dim=-1)
+
+
+def as_matmul(rows: torch.Tensor, width: int, conv: nn.Conv1d) -> torch.Tensor:
+    """`conv` on (B, T, D) `rows` as one MatMul: each window's `width` rows side by side (B, n, width x D) times
+    the kernel laid out to match (width x D, F). Returns (B, F, n), as conv would."""
+    n = rows.shape[1] - width + 1
+    windows = torch.cat([rows[:, k : k + n] for k in range(width)], dim=-1)  # (B, n, width x D)
+    kernel = conv.weight.permute(2, 1, 0).reshape(-1, conv.out_channels)  # row k x D + d: weight[:, d, k]
+    return (windows @ kernel + conv.bias).transpose(1, 2)
 
 
 def encoder(cfg: CNNSettings, vocab_size: int, embed_dim: int) -> CNNEncoder:

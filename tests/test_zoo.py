@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import onnx
 import pytest
 import torch
 
@@ -75,6 +76,19 @@ def test_onnx_export_matches_and_quantises(arch: str, columns: int, texts: dict,
     int8 = ort.OrtStudent.from_predictor(predictor, ort.quantize_int8(path, tmp_path / "model.int8.onnx"))
     agree = np.mean(int8.logits(sample, 32).argmax(1) == predictor.logits(sample, 32).argmax(1))
     assert agree >= 0.8, (arch, agree)
+    if "cnn" in arch:  # students/cnn.py exports its convolutions as MatMuls (ORT runs Conv slowly)
+        ops = {node.op_type for node in onnx.load(str(path)).graph.node}
+        assert "Conv" not in ops and "MatMul" in ops, ops
+
+
+def test_the_cnns_matmul_form_is_its_convolution() -> None:
+    """students/cnn.py's export form (as_matmul) gives what Conv1d gives, window by window."""
+    from students.cnn import as_matmul
+
+    conv = torch.nn.Conv1d(6, 4, 3)
+    rows = torch.randn(2, 9, 6)  # (B, T, D)
+    with torch.no_grad():
+        torch.testing.assert_close(as_matmul(rows, 3, conv), conv(rows.transpose(1, 2)), atol=1e-5, rtol=1e-5)
 
 
 def test_the_bag_is_the_mean_of_its_sentences_word_and_bigram_rows() -> None:
