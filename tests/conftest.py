@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
+from smoke_cache import SMOKE_SST2
 
 from harness.core import plugins
 from harness.data.augment import use_nltk_data
@@ -62,3 +64,19 @@ def hub_not_yet_tried() -> Iterator[None]:
     tasks._HUB_UNREACHABLE.clear()
     yield
     tasks._HUB_UNREACHABLE.clear()
+
+
+
+@pytest.fixture(scope="session")
+def smoke_sst2_cache(tmp_path_factory: pytest.TempPathFactory, data_root: Path) -> Path:
+    """A cache holding SMOKE_SST2's stages (tests/smoke_cache.py), computed once per test session: under pytest-xdist
+    once for all workers (it lives beside their temp folders, and the cache's entry locks make a second worker
+    wait for the first's entries and reuse them). `$KD_HARNESS_TEST_CACHE` names another cache to fill and read
+    instead (.ci/run: its smoke run's, which holds them already). Tests copy from it (`seed_cache`), never write to it."""
+    from harness import cli
+
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    cache = Path(os.environ.get("KD_HARNESS_TEST_CACHE") or shared / "smoke-sst2-cache")
+    assert cli.main([*SMOKE_SST2, "--out", str(tmp_path_factory.mktemp("smoke-sst2")), "--cache-dir", str(cache)]) == 0
+    return cache

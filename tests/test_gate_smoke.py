@@ -9,6 +9,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from smoke_cache import SMOKE_SST2, seed_cache
 
 from harness import cli
 from harness.data.tasks import REPO_ROOT
@@ -21,9 +22,7 @@ ROW = ("sst2", "bilstm", "dev accuracy")
 
 def smoke_bilstm(out: Path, cache: Path) -> dict:
     """CI's smoke preset for SST-2's label-only student alone (not timed: only accuracy is judged here)."""
-    code = cli.main(["run", "--suite", "glue", "--preset", "smoke", "--tasks", "sst2", "--students", "bilstm",
-                     "--set", "ablations=", "--set", "measure.enabled=false", "--out", str(out), "--cache-dir", str(cache)])
-    assert code == 0
+    assert cli.main([*SMOKE_SST2, "--out", str(out), "--cache-dir", str(cache)]) == 0
     return json.loads((out / "results.json").read_text())
 
 
@@ -35,8 +34,9 @@ def status(results: dict) -> str:
 
 @pytest.mark.slow
 def test_a_broken_label_only_student_fails_the_committed_baseline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                                   data_root: Path) -> None:
+                                                                   smoke_sst2_cache: Path) -> None:
     cache = tmp_path / "cache"
+    seed_cache(smoke_sst2_cache, cache)  # the teacher and data, computed once for the session; the student trains here
     sound = smoke_bilstm(tmp_path / "sound", cache)
     assert status(sound) == "ok"
     shutil.rmtree(cache / "student")  # the teacher and data stay cached; the student is trained again, broken

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from smoke_cache import seed_cache
 
 from harness import api
 from harness.core import metrics, plugins
@@ -216,12 +217,14 @@ def test_the_engine_names_no_student() -> None:
 
 
 @pytest.mark.slow
-def test_external_student_end_to_end(tmp_path: Path) -> None:
+def test_external_student_end_to_end(tmp_path: Path, smoke_sst2_cache: Path) -> None:
     """The README's example as a user runs it, outside the repo: its package installed (here into a folder
     of its own, PIP_TARGET, so the test leaves the environment as it was), the smoke preset's SST-2 run with
     its students. They get scores, ONNX and int8 timings checked against PyTorch, and rows in the report,
-    the GLUE table and `compare`."""
+    the GLUE table and `compare`. The run's cache (runs/cache, the default) starts with the smoke teacher and
+    transfer set the session computed once (conftest.smoke_sst2_cache)."""
     example = write_package(tmp_path)
+    seed_cache(smoke_sst2_cache, tmp_path / "runs" / "cache")
     (tmp_path / ".venv").symlink_to(ROOT / ".venv")
     site = tmp_path / "site"
     env = {**os.environ, "PIP_TARGET": str(site), "PYTHONPATH": str(site), "HARNESS_DATA": str(ROOT.parent / "shared" / "data"),
