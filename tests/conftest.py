@@ -66,7 +66,6 @@ def hub_not_yet_tried() -> Iterator[None]:
     tasks._HUB_UNREACHABLE.clear()
 
 
-
 @pytest.fixture(scope="session")
 def smoke_sst2_cache(tmp_path_factory: pytest.TempPathFactory, data_root: Path) -> Path:
     """A cache holding SMOKE_SST2's stages (tests/smoke_cache.py), computed once per test session: under pytest-xdist
