@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
@@ -288,7 +289,8 @@ def run(cfg: RunConfig, suite_info: dict, out: Path, cache_dir: Path, data_dir: 
             if rt.main:
                 out_still_there()  # not removed (and made again by a later write) while the run went on
                 write_json_atomic(out / "results.json", results)
-                write_report(results, out)
+                # rendered from the file as written (its keys sorted), so `harness report` on it renders the same
+                write_report(json.loads((out / "results.json").read_text()), out)
             device.barrier()  # the others end when rank 0 has written everything
     except BaseException:  # an error or an interrupt: a folder this run made holds nothing finished (the cache does)
         if created:

@@ -17,6 +17,7 @@ from harness.data.augment import tokenize
 from harness.data.split import Split, selection_split
 from harness.data.tasks import read_tsv
 from harness.engine.label import read_transfer_set
+from harness.results.report import render
 
 TRAIN_LIMIT = 300
 
@@ -93,6 +94,7 @@ def test_report_and_plot(smoke: SmokeRun) -> None:
     assert "SST-2" in smoke.report and "reported, not measured" in smoke.report
     assert "offline speed-up vs ELMo" in smoke.report and "dynamic int8" in smoke.report
     assert (smoke.out / "plot.png").stat().st_size > 0
+    assert render(smoke.results) == smoke.report  # what `harness report` renders from results.json alone, rows in order
 
 
 def test_models_are_saved(smoke: SmokeRun) -> None:
