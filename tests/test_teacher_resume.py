@@ -17,9 +17,9 @@ import teachers.hf
 from harness.core.config import RunConfig, TeacherConfig
 from harness.core.registry import TASKS, TEACHERS
 from harness.data.tasks import Split, load_task
+from harness.engine import train_state
 from harness.engine.cache import Store
 from harness.engine.stages import teacher_stage
-from teachers import train_state
 from teachers.hf import HFTeacher
 
 N_TRAIN, N_DEV = 200, 100

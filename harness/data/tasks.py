@@ -21,8 +21,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import datasets
-
 from harness.core.errors import HarnessError
 from harness.core.registry import TASKS
 from harness.data.gold_labels import parse_labels
@@ -235,7 +233,10 @@ def read_glue_folder(task: Task, folder: Path) -> dict[str, Split]:
 
 
 def load_from_hub(task: Task) -> dict[str, Split]:
-    """The task's splits from the Hugging Face hub (GLUE's own split), columns found by alias."""
+    """The task's splits from the Hugging Face hub (GLUE's own split), columns found by alias. `datasets` is
+    imported here: only runs that read the hub need it."""
+    import datasets
+
     ds = datasets.load_dataset(*task.hub)
     hub_names = dict(task.hub_splits)
     out = {}

@@ -17,17 +17,23 @@ model stay fp32.
 from __future__ import annotations
 
 import copy
+import json
 import time
+from dataclasses import asdict
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from harness.core.config import StudentConfig
+from harness.core.errors import HarnessError
 from harness.core.metrics import improved, score_outputs, worst
 from harness.core.progress import Bar
 from harness.data.batching import TokenIds, bucketed_batches
-from harness.engine import device
+from harness.engine import device, train_state
+
+SAVE_EVERY_S = 60.0  # a training state at the first evaluation this long after the last one (train_student)
 
 
 def distill_loss(student: torch.Tensor, targets: torch.Tensor, teacher: torch.Tensor | None, alpha: float,
@@ -75,6 +81,7 @@ def train_student(
     predict,
     seed: int,
     name: str,
+    state_dir: Path | None = None,
 ) -> dict:
     """Train `model` in place, restore its best state on `select`, and return the training history.
 
@@ -86,6 +93,10 @@ def train_student(
             split, or dev under `selection.on=dev`), with `select_labels`.
         predict: (list[TokenIds]) -> outputs, used to score `select`.
         metrics: the task's metrics; the first one selects the checkpoint, in its direction.
+        state_dir: where a training state is kept (harness/engine/train_state.py), at the evaluations at least
+            SAVE_EVERY_S apart: weights, optimizers, generators, the best weights so far and the history. A run
+            killed at any point resumes from it and ends with the same weights and history as an uninterrupted
+            one (a paper-size SST-2 student trains for hours on a CPU). Deleted when training ends.
     """
     rt = device.current()
     torch.manual_seed(seed)  # every rank alike: dropout draws one process's masks (device.shared_dropout)
@@ -93,13 +104,24 @@ def train_student(
     opts = optimizers(model, cfg)
     lengths = sum(t.lengths for t in train)
     stopper = EarlyStopping(cfg.patience, metrics[0])
-    history, t0 = [], time.perf_counter()
+    run = json.loads(json.dumps({"seed": seed, "examples": len(lengths), "tokens": int(np.sum(lengths)),
+                                 "config": asdict(cfg)}))  # as read back from state.json (tuples as lists)
+    done = resume(state_dir, run, model, opts, stopper, name) if state_dir else None
+    history = done["history"] if done else []
+    t0, saved_at = time.perf_counter() - (done["seconds"] if done else 0.0), time.perf_counter()
     for epoch in range(cfg.epochs):
+        epoch_rng = rng.bit_generator.state
         batches = bucketed_batches(lengths, cfg.batch_size, rng)
+        if done and epoch < done["epoch"]:
+            continue  # finished before the interruption: drawing its batches replays the rng
+        skip = done["step"] if done and epoch == done["epoch"] else 0
+        if skip and epoch_rng != done["numpy_rng"]:
+            raise HarnessError(f"{state_dir} does not replay to the same batches (code changed?): delete it")
         eval_at = {round(len(batches) * (k + 1) / cfg.evals_per_epoch) for k in range(cfg.evals_per_epoch)}
         model.train()
-        bar = Bar(batches, desc=f"{name} epoch {epoch + 1}/{cfg.epochs}", unit="batch", mininterval=2)
-        for step, idx in enumerate(bar, start=1):
+        bar = Bar(batches[skip:], desc=f"{name} epoch {epoch + 1}/{cfg.epochs}", unit="batch", mininterval=2,
+                  initial=skip, total=len(batches))
+        for step, idx in enumerate(bar, start=skip + 1):
             mine = device.shard(idx)  # this rank's share of the batch (all of it in one process)
             for opt in opts:
                 opt.zero_grad()
@@ -128,11 +150,40 @@ def train_student(
             Bar.write(f"{name} [select] {metrics[0]} {scores[metrics[0]]:.2f} at epoch {at:.2f}")
             if stopper.update(scores[metrics[0]], model):
                 break
+            if state_dir and time.perf_counter() - saved_at >= SAVE_EVERY_S:
+                progress = {"epoch": epoch, "step": step, "history": history, "seconds": time.perf_counter() - t0,
+                            "numpy_rng": epoch_rng, "best": stopper.best, "bad": stopper.bad, "run": run}
+                if rt.main:
+                    train_state.save(state_dir, model, opts, None, progress, extra={"best": stopper.state})
+                saved_at = time.perf_counter()
         if stopper.stop:
             break
     stopper.restore(model)
     model.eval()
+    if state_dir and rt.main:
+        train_state.clear(state_dir)
     return {"history": history, "best_select": stopper.best, "epochs_run": history[-1]["epoch"] if history else 0}
+
+
+def resume(state_dir: Path, run: dict, model: torch.nn.Module, opts: list[torch.optim.Optimizer],
+           stopper: EarlyStopping, name: str) -> dict | None:
+    """Restore the state an interrupted `train_student` of the same `run` saved in `state_dir` into the model,
+    its optimizers, torch's generator and `stopper`, and return its progress (None, and any state of another
+    run deleted, when there is none to resume)."""
+    path = train_state.find(state_dir)
+    done = train_state.read_progress(path) if path else None
+    device.barrier()  # every rank has read it before rank 0 may clear it
+    if done is None or done["run"] != run:
+        if path:
+            print(f"[student] ignoring the training state in {state_dir}: it is of another run", flush=True)
+        if device.current().main:
+            train_state.clear(state_dir)
+        return None
+    train_state.restore(path, model, opts, None)
+    stopper.best, stopper.bad, stopper.state = done["best"], done["bad"], train_state.extra(path, "best")
+    print(f"[student] {name}: resuming from {path}: epoch {done['epoch'] + 1}/{run['config']['epochs']}, after step "
+          f"{done['step']} (best so far {done['best']:.2f})", flush=True)
+    return done
 
 
 def optimizers(model: torch.nn.Module, cfg: StudentConfig) -> list[torch.optim.Optimizer]:

@@ -52,7 +52,7 @@ VERSIONS = {"teacher": 1, "augment": 1, "label": 1, "ensemble": 1, "import": 1, 
 _HERE = "harness/engine/stages.py::"
 SOURCES = {
     "teacher": [f"{_HERE}teacher_stage", f"{_HERE}checkpoint_key", f"{_HERE}sample", f"{_HERE}on_runtime", f"{_HERE}seal_model",
-                "teachers/hf.py", "teachers/train_state.py", "harness/data/batching.py", "harness/core/metrics.py",
+                "teachers/hf.py", "harness/engine/train_state.py", "harness/data/batching.py", "harness/core/metrics.py",
                 "harness/engine/device.py"],
     "augment": [f"{_HERE}augment_stage", f"{_HERE}sample", "harness/data/augment.py", "harness/data/text.py"],
     "label": [f"{_HERE}label_stage", f"{_HERE}label_batch", f"{_HERE}load_teacher", f"{_HERE}on_runtime",
@@ -430,7 +430,8 @@ def student_stage(store: Store, job: StudentJob, task: Task, cfg: RunConfig, sel
         predictor = StudentPredictor(model, vocab, meta)
         train_ids = [TokenIds.from_lists([vocab.encode(s.split(" "), scfg.max_tokens) for s in col]) for col in columns]
         result = train_student(model, scfg, train_ids, targets, soft, predictor.encode(select.texts), select.labels,
-                               task.metrics, lambda ids: predictor.logits_from_ids(ids, 256), cfg.seed, job.name)
+                               task.metrics, lambda ids: predictor.logits_from_ids(ids, 256), cfg.seed, job.name,
+                               state_dir=work / "train_state")
         if device.current().main:
             predictor.to("cpu").save(work / "model")
             seal_model(work / "model", "student", job.base, task.name)
