@@ -336,15 +336,10 @@ class HFTeacher:
         the steps done in it, history, best and seconds so far. A fresh start's progress when there is
         no such state (one of another run is deleted); its best-so-far is the worst value of `metric`."""
         fresh = {"epoch": 0, "step": 0, "history": [], "best": worst(metric), "seconds": 0.0}
-        path = train_state.find(state_dir)
-        done = train_state.read_progress(path) if path else None
-        device.barrier()  # every rank has read it before rank 0 may clear it
-        if done is None or done["run"] != run:
-            if path:
-                print(f"[teacher] ignoring the training state in {state_dir}: it is of another run", flush=True)
-            if device.current().main:
-                train_state.clear(state_dir)
+        found = train_state.resumable(state_dir, run, "teacher")
+        if found is None:
             return fresh
+        path, done = found
         train_state.restore(path, self.model, opt, sched)  # rank 0's generator, which every rank shares
         print(f"[teacher] resuming from {path}: epoch {done['epoch'] + 1}/{run['config']['epochs']}, "
               f"after step {done['step']}/{run['steps_per_epoch']} (best so far {done['best']:.2f})", flush=True)

@@ -170,15 +170,10 @@ def resume(state_dir: Path, run: dict, model: torch.nn.Module, opts: list[torch.
     """Restore the state an interrupted `train_student` of the same `run` saved in `state_dir` into the model,
     its optimizers, torch's generator and `stopper`, and return its progress (None, and any state of another
     run deleted, when there is none to resume)."""
-    path = train_state.find(state_dir)
-    done = train_state.read_progress(path) if path else None
-    device.barrier()  # every rank has read it before rank 0 may clear it
-    if done is None or done["run"] != run:
-        if path:
-            print(f"[student] ignoring the training state in {state_dir}: it is of another run", flush=True)
-        if device.current().main:
-            train_state.clear(state_dir)
+    found = train_state.resumable(state_dir, run, "student")
+    if found is None:
         return None
+    path, done = found
     train_state.restore(path, model, opts, None)
     stopper.best, stopper.bad, stopper.state = done["best"], done["bad"], train_state.extra(path, "best")
     print(f"[student] {name}: resuming from {path}: epoch {done['epoch'] + 1}/{run['config']['epochs']}, after step "

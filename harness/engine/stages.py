@@ -63,7 +63,7 @@ SOURCES = {
     "student": [f"{_HERE}student_stage", f"{_HERE}training_rows", f"{_HERE}TransferData", f"{_HERE}seal_model",
                 "harness/engine/distill.py", "harness/engine/wordmodel.py", "harness/engine/embeddings.py",
                 "harness/data/text.py", "harness/data/batching.py", "harness/core/metrics.py", "harness/engine/device.py",
-                "harness/engine/label.py",
+                "harness/engine/label.py", "harness/engine/train_state.py",
                 "harness/engine/transfer.py::imported_vectors", f"{_HERE}student_key_view"],
     # the built-in students' files are added by tests/test_stage_versions.py (from pyproject.toml's entry points);
     # another package's student bumps its StudentSpec.version

@@ -21,6 +21,8 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, load_model, save_file, save_model
 
+from harness.engine import device
+
 Optimizers = torch.optim.Optimizer | list[torch.optim.Optimizer]
 
 FORMAT = 2  # 2: a list of optimizers' param groups (1 held one optimizer's)
@@ -75,6 +77,21 @@ def find(folder: Path) -> Path | None:
         if all((path / name).is_file() for name in FILES):
             return path
     return None
+
+
+def resumable(folder: Path, run: dict[str, Any], who: str) -> tuple[Path, dict[str, Any]] | None:
+    """The state folder and progress that an interrupted training of the same `run` saved in `folder`; None when
+    there is none (a state of another run is deleted, saying so). Every rank has read it before rank 0 may delete it."""
+    path = find(folder)
+    done = read_progress(path) if path else None
+    device.barrier()
+    if done is None or done["run"] != run:
+        if path:
+            print(f"[{who}] ignoring the training state in {folder}: it is of another run", flush=True)
+        if device.current().main:
+            clear(folder)
+        return None
+    return path, done
 
 
 def read_progress(path: Path) -> dict[str, Any] | None:
