@@ -9,11 +9,11 @@
 #
 # Usage, on the GPU machine, from the repository root: bash scripts/gpu-paper-sst2.sh setup|run
 #   STAGE  folder holding whl/ (nltk, defusedxml), data/ (SST-2, nltk_data), model/ (the model folder's small
-#          files) and chunks/ (model.safetensors split in pieces); default /root/stage
+#          files) and chunks/ (model.safetensors split in pieces); default $HOME/stage
 #   OUT    where the results go (the folder returned to the caller)
 set -euo pipefail
-STAGE=${STAGE:-/root/stage}
-WORK=${WORK:-/root/kd}
+STAGE=${STAGE:-$HOME/stage}
+WORK=${WORK:-$HOME/kd}
 SHA=78c0197b6159d92658e319bc1d72e4c73a9a03dd03815e70e555c5ef05615658  # all-mpnet-base-v2's model.safetensors
 export HARNESS_MODELS=$WORK/models HARNESS_DATA=$STAGE/data PYTHONUNBUFFERED=1 PYTHONPATH=/tmp/site
 py=python3
