@@ -328,7 +328,7 @@ class HFTeacher:
                     saved_step, saved_time = global_step, time.perf_counter()
         if rt.main:
             train_state.clear(state_dir)
-        return {"history": history, "best_select": best}
+        return {"history": history, "best_select": best, "earlier_seconds": round(done["seconds"], 2)}
 
     def resume(self, state_dir: Path, run: dict, opt: torch.optim.Optimizer, sched: object, metric: str) -> dict:
         """Restore the training state saved in `state_dir` by an interrupted `finetune` of the same

@@ -75,3 +75,10 @@ def test_cached_resumes_from_killed_run(tmp_path: Path) -> None:
     assert seen == [True] and meta["cached"] is False
     assert (path / "chunk0.npy").read_text() == "half done"
     assert not (tmp_path / "label" / "key.partial").exists()
+
+
+def test_a_resumed_stage_counts_the_killed_runs_time(tmp_path: Path) -> None:
+    """A build that resumed a training returns the killed runs' `earlier_seconds`: the stage's wall time adds
+    them (the time of this process alone understated a paper student resumed three times by 2,600 s)."""
+    _, meta = cached(Store(tmp_path), "student", "key", lambda work: {"earlier_seconds": 500.0})
+    assert 500.0 <= meta["seconds"] < 560.0 and "earlier_seconds" not in meta

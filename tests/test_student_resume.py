@@ -67,6 +67,7 @@ def test_killed_run_resumes_to_the_same_weights_and_history(tmp_path: Path, caps
     assert path is not None
     assert len(train_state.read_progress(path)["history"]) == 3
     assert (path / "best.safetensors").is_file()
+    saved_seconds = train_state.read_progress(path)["seconds"]
     resumed = model()
     result = train(resumed, state)
     assert "resuming from" in capsys.readouterr().out
@@ -74,6 +75,7 @@ def test_killed_run_resumes_to_the_same_weights_and_history(tmp_path: Path, caps
     assert scores(result) == scores(expected)
     assert result["best_select"] == expected["best_select"]
     assert result["epochs_run"] == expected["epochs_run"]
+    assert result["earlier_seconds"] == round(saved_seconds, 2) and expected["earlier_seconds"] == 0.0  # the killed run's time
     for (name, a), (_, b) in zip(whole.state_dict().items(), resumed.state_dict().items(), strict=True):
         assert torch.equal(a, b), name
     assert not state.exists()  # cleared once training ends

@@ -83,7 +83,8 @@ def train_student(
     name: str,
     state_dir: Path | None = None,
 ) -> dict:
-    """Train `model` in place, restore its best state on `select`, and return the training history.
+    """Train `model` in place, restore its best state on `select`, and return the training history (and
+    `earlier_seconds`: the training time of the killed runs this one resumed, up to their last saved state).
 
     Args:
         train: token ids per text column.
@@ -162,7 +163,8 @@ def train_student(
     model.eval()
     if state_dir and rt.main:
         train_state.clear(state_dir)
-    return {"history": history, "best_select": stopper.best, "epochs_run": history[-1]["epoch"] if history else 0}
+    return {"history": history, "best_select": stopper.best, "epochs_run": history[-1]["epoch"] if history else 0,
+            "earlier_seconds": round(done["seconds"], 2) if done else 0.0}
 
 
 def resume(state_dir: Path, run: dict, model: torch.nn.Module, opts: list[torch.optim.Optimizer],

@@ -93,7 +93,8 @@ def key_of(stage: str, optional: dict[str, Any] | None = None, **parts: Any) -> 
 
 def cached(store: Store, stage: str, key: str, build, shared: bool = False) -> tuple[Path, dict]:
     """Reuse `stage/key` when it is there and matches its manifest; else run build(work_dir) -> meta,
-    then commit. A damaged entry is discarded with a one-line warning naming the file; a build that
+    then commit (its `seconds` add the `earlier_seconds` a build may return: the time of killed runs it resumed).
+    A damaged entry is discarded with a one-line warning naming the file; a build that
     raises removes its work folder (a killed one keeps it, to resume). A full, read-only or vanished
     cache folder is a one-line `DiskFault` (harness/core/errors.py).
 
@@ -126,7 +127,8 @@ def cached(store: Store, stage: str, key: str, build, shared: bool = False) -> t
                         meta = build(work)
                         if rt.main:
                             used = memory.peak(own_peak)
-                            meta = {**meta, "seconds": round(time.perf_counter() - start, 2), "key": key,
+                            earlier = meta.pop("earlier_seconds", 0.0)  # training done by killed runs it resumed
+                            meta = {**meta, "seconds": round(time.perf_counter() - start + earlier, 2), "key": key,
                                     "peak_rss_gb": used["peak_rss_gb"], "peak_rss_scope": used["scope"]}
                             write_json_atomic(work / "meta.json", meta)
                             store.commit(stage, key)
