@@ -68,6 +68,18 @@ def test_offline_times_a_small_sample_again_and_keeps_the_median_pass(monkeypatc
     assert measure.offline(lambda batch, bs: None, texts, batch_size=512, min_calls=8, max_s=3)["passes"] == 2
 
 
+
+def test_offline_times_a_fast_sample_until_min_s(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Many calls, but a pass of 0.3 s: passes go on until 1 s is timed (3 passes), and the median pass counts,
+    not the one slowed by load from elsewhere."""
+    pass_times = iter([[0.01] * 30, [0.02] * 30, [0.0105] * 30, [5.0] * 30])
+    monkeypatch.setattr(measure, "time_calls", lambda fn, batches, warmup, device: next(pass_times))
+    stats = measure.offline(lambda batch, bs: None, [("a b",)] * 30, batch_size=1, min_calls=8, min_s=1.0, max_s=60)
+    assert stats["passes"] == 3 and stats["total_s"] == pytest.approx(0.315)
+    pass_times = iter([[0.01] * 30])
+    assert measure.offline(lambda batch, bs: None, [("a b",)] * 30, batch_size=1, min_calls=8, max_s=60)["passes"] == 1
+
+
 class FakeTeacher:
     autocast = None
 

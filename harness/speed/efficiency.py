@@ -102,7 +102,7 @@ def time_one(predictor, device: str, dev: Split, train: Split, kind: str, cfg: M
 def time_offline(predictor, texts: list, kind: str, device: str, cfg: MeasureConfig) -> dict:
     """The offline regime as `cfg` sets it; references (the slowest models) warm up on 64 sentences."""
     return measure.offline(predictor.logits, texts, cfg.offline_batch, warmup_n=64 if kind == "reference" else None,
-                           device=device, min_calls=cfg.offline_min_calls, max_s=cfg.offline_max_s)
+                           device=device, min_calls=cfg.offline_min_calls, min_s=cfg.offline_min_s, max_s=cfg.offline_max_s)
 
 
 def sizes(kind: str, cfg: MeasureConfig, train: Split) -> tuple[int, int]:

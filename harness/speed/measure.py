@@ -131,21 +131,21 @@ def interactive(logits: Callable[[list, int], np.ndarray], texts: Sequence[tuple
 
 def offline(logits: Callable[[list, int], np.ndarray], texts: Sequence[tuple], batch_size: int,
             whole_set: int = SST2_TRAIN_SENTENCES, warmup_n: int | None = None, device: str = "cpu",
-            min_calls: int = 1, max_s: float = 0.0) -> dict:
+            min_calls: int = 1, min_s: float = 0.0, max_s: float = 0.0) -> dict:
     """The paper's regime: `texts` in batches of `batch_size`; the time for `whole_set` sentences is
     measured when all of them were timed and projected from the rate otherwise. Warm-up runs the
     first `warmup_n` sentences (default one whole batch) untimed.
 
-    A small sample (a few batches) is timed again, whole passes at a time, while fewer than
-    `min_calls` calls have been timed and the passes so far took under `max_s` seconds; the time of
-    a pass is then the median pass (`total_s`; every pass in `pass_s`), so one pass slowed by load
-    from elsewhere does not move it. A large sample is timed once: its many calls average out."""
+    A small or fast sample is timed again, whole passes at a time, while fewer than `min_calls` calls
+    have been timed or the passes so far took under `min_s` seconds, and they took under `max_s`; the
+    time of a pass is then the median pass (`total_s`; every pass in `pass_s`), so one pass slowed by
+    load from elsewhere does not move it. A large, slow sample is timed once: its many calls average out."""
     batches = [list(texts[i : i + batch_size]) for i in range(0, len(texts), batch_size)]
     warmup = [list(texts[: warmup_n or batch_size])]
     call = lambda b: logits(b, batch_size)  # noqa: E731
     times = time_calls(call, batches, warmup, device)
     pass_s = [sum(times)]
-    while len(times) < min_calls and sum(pass_s) < max_s:
+    while (len(times) < min_calls or sum(pass_s) < min_s) and sum(pass_s) < max_s:
         again = time_calls(call, batches, [], device)
         times += again
         pass_s.append(sum(again))
