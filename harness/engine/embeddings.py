@@ -78,7 +78,7 @@ def project(vectors: np.ndarray, width: int, meta: dict) -> tuple[np.ndarray, di
     words, dim = vectors[1:], vectors.shape[1]
     if not 0 < width < min(dim, len(words) + 1):
         raise HarnessError(f"student.project={width} must be below the initial vectors' width ({dim}) and the "
-                           f"vocabulary's size ({len(words)} words)")
+                           f"vocabulary's size ({len(words)} words); student.project=0 keeps their own width")
     centred = words - words.mean(0)
     _, singular, components = np.linalg.svd(centred.astype(np.float64), full_matrices=False)  # rows: directions
     out = (vectors.astype(np.float64) @ components[:width].T).astype(np.float32)
