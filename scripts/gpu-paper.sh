@@ -19,7 +19,7 @@ set -euo pipefail
 STAGE=${STAGE:-$HOME/stage}
 WORK=${WORK:-$HOME/kd}
 SHA=78c0197b6159d92658e319bc1d72e4c73a9a03dd03815e70e555c5ef05615658  # all-mpnet-base-v2's model.safetensors
-export HARNESS_MODELS=$WORK/models HARNESS_DATA=$STAGE/data PYTHONUNBUFFERED=1 PYTHONPATH=/tmp/site
+export HARNESS_MODELS=$WORK/models HARNESS_DATA=$STAGE/data PYTHONUNBUFFERED=1 PYTHONPATH=$WORK/site
 py=python3
 TASK=${TASK:-sst2}
 case $TASK in
@@ -30,7 +30,7 @@ case $TASK in
 esac
 
 setup() {
-    $py -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site "$STAGE"/whl/*.whl
+    $py -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target "$WORK/site" "$STAGE"/whl/*.whl
     $py -m pip install -q --no-index --no-deps --no-build-isolation -e .   # the entry points of the built-in plugins
     $py -c "import sys, torch, transformers, pyarrow, nltk; print(sys.version.split()[0], torch.__version__, transformers.__version__, pyarrow.__version__, nltk.__version__, torch.cuda.get_device_name(0))"
     $py -m harness ls students | head -5
