@@ -206,8 +206,8 @@ class MeasureConfig:
     offline_n: int = 0  # sentences timed in the offline regime; 0 = all training sentences
     teacher_offline_n: int = 2048  # the teacher is too slow for all of them on a CPU: projected
     offline_min_calls: int = 8  # a sample of fewer batches is timed again, whole passes, up to...
-    # ...and one timed in under offline_min_s seconds too (a single pass of a fast student, 0.14 s for the bag's 8,192
-    # SST-2 sentences, moved 1.6x between two runs of one architecture), up to...
+    # ...and one timed in under offline_min_s seconds too (with a single 0.6-1 s pass each, two BiLSTMs of the zoo timed
+    # 1.6x apart on int8 in one run; with two passes, 1.1x), up to...
     offline_min_s: float = 1.0
     offline_max_s: float = 10.0  # ...this many seconds of passes; the median pass counts
     backends: tuple[str, ...] = ("torch", "onnx", "onnx-int8")  # int8 applies to students only
