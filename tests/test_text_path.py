@@ -140,6 +140,17 @@ def test_predictor_and_onnx_encode_use_it() -> None:
     assert predictor.encode([]) == []
 
 
+def test_pad_rows_in_any_order() -> None:
+    """TokenIds.pad: each chosen sequence in its row, in the order asked, padded to the longest; lengths."""
+    seqs = [[5, 6, 7], [8], [9, 10, 11, 12, 13], [14, 15]]
+    ids = TokenIds.from_lists(seqs)
+    padded, lengths = ids.pad([2, 0, 1], pad_id=-1)
+    assert padded.tolist() == [[9, 10, 11, 12, 13], [5, 6, 7, -1, -1], [8, -1, -1, -1, -1]]
+    assert lengths.tolist() == [5, 3, 1] and padded.dtype == lengths.dtype == torch.int64
+    padded, lengths = ids.pad(np.array([3]))
+    assert padded.tolist() == [[14, 15]] and lengths.tolist() == [2]
+
+
 def test_augmentation_unchanged(nltk_tagger, monkeypatch) -> None:
     """A transfer set generated with the new tokenize equals the one generated with NLTK's."""
     train = load_task("sst2")["train"]
