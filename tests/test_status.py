@@ -33,6 +33,7 @@ def test_a_recording_keeps_stage_and_bar(tmp_path: Path, monkeypatch: pytest.Mon
         assert "task sst2, stage label (computing, abc123)" in text
         assert "label transfer set: 250 / 1,000 ex (25.0%)" in text and "ETA" in text and "(running)" in text
     assert json.loads(path.read_text())["state"] == "finished"
+    assert "task sst2, last stage label (computed, abc123)" in progress.describe(tmp_path)
 
 
 def test_a_failed_run_leaves_no_status(tmp_path: Path) -> None:
@@ -45,11 +46,12 @@ def test_a_killed_run_is_called_stopped(tmp_path: Path) -> None:
     """`running` in the file, but its process has exited: stopped, and how to resume."""
     gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
     with progress.recording(tmp_path / progress.FILE):
-        pass
+        progress.stage("teacher", "def456", cached=False)
     status = json.loads((tmp_path / progress.FILE).read_text())
     status.update(state="running", pid=int(gone.stdout))
     (tmp_path / progress.FILE).write_text(json.dumps(status))
-    assert "stopped: its process is gone" in progress.describe(tmp_path)
+    text = progress.describe(tmp_path)
+    assert "stopped: its process is gone" in text and "last stage teacher (stopped while computing, def456)" in text
 
 
 def test_status_command_errors(tmp_path: Path) -> None:

@@ -155,9 +155,11 @@ def describe(run: Path, now: float | None = None) -> str:
              f"updated {clock(now - updated)} ago"]
     stages = status.get("stages") or []
     if stages:
-        last = stages[-1]
-        lines.append(f"task {last.get('task') or status.get('task')}, stage {last['stage']} "
-                     f"({'from the cache' if last['cached'] else 'computing'}, {last['key']})")
+        last, ended = stages[-1], state != "running"  # a finished or stopped run's last stage is not computing now
+        doing = ("from the cache" if last["cached"] else "computed" if state == "finished"
+                 else "stopped while computing" if ended else "computing")
+        lines.append(f"task {last.get('task') or status.get('task')}, {'last stage' if ended else 'stage'} "
+                     f"{last['stage']} ({doing}, {last['key']})")
     bar = status.get("bar")
     if bar and state == "running":
         done, total, unit = bar["done"], bar["total"], bar["unit"]
