@@ -5,6 +5,7 @@ its scores (the means over seeds, with their spread, intervals and paired tests)
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -34,12 +35,6 @@ def output_splits(task: Task, splits: dict[str, Split]) -> list[tuple[str, Split
     and a test split without labels (its predictions are kept, for GLUE's submission)."""
     named = [(name, splits.get(name)) for name in ("selection", *task.eval_splits)]
     return [(score_name(name), split) for name, split in named if split is not None]
-
-
-def evaluate(predictor, task: Task, splits: dict[str, Split]) -> dict[str, dict[str, float]]:
-    """Scores on every evaluation split (scored_splits), once, after training."""
-    return {name: score_outputs(task.metrics, split.labels, predictor.logits(split.texts, model_card.SCORE_BATCH))
-            for name, split in scored_splits(task, splits)}
 
 
 def model_outputs(predictor, task: Task, splits: dict[str, Split]) -> tuple[dict[str, np.ndarray], list[dict] | None]:
@@ -82,7 +77,7 @@ def score_models(task: Task, splits: dict[str, Split], cfg: RunConfig, predictor
         first = next(iter(by_seed))
         timed_dir = model_dir(models_out, model_name, first, per_seed_teacher if model_name == "teacher" else several)
         entry = score_and_time(model_name, by_seed[first], task, splits, cfg, timed_dir, variants.get(model_name),
-                               significance.mean_scores(per_seed))
+                               significance.mean_scores(per_seed), outputs[first]["dev"])
         if len(per_seed) > 1:
             entry["seeds"] = {str(s): scores for s, scores in per_seed.items()}
             entry["spread"] = significance.spread(per_seed)
@@ -118,17 +113,35 @@ def pairs(models: dict, variants: dict) -> dict[str, str]:
 
 
 def score_and_time(name: str, predictor, task: Task, splits: dict[str, Split], cfg: RunConfig, folder: Path,
-                   variant: dict | None, scores: dict) -> dict:
+                   variant: dict | None, scores: dict, dev_outputs: np.ndarray) -> dict:
     """A trained model's entry: its scores and, unless it is an ablation variant (timed as its base), its
-    size and speed (ONNX exports go into `folder`, the saved model's)."""
+    size and speed (ONNX exports go into `folder`, the saved model's), each ONNX backend with its dev scores
+    against `dev_outputs`, the timed (first seed's) PyTorch model's."""
     entry = {"kind": "teacher" if name == "teacher" else "student", "scores": scores}
     print(f"[evaluate] {name}: {entry['scores']}", flush=True)
     if variant is not None:
         entry["variant"] = variant
     elif cfg.measure.enabled:
         entry.update(efficiency.measure_model(name, entry["kind"], predictor, cfg.measure, splits["validation"],
-                                              splits["train"], folder, lambda p: evaluate(p, task, splits)["dev"]))
+                                              splits["train"], folder, backend_dev(task, splits["validation"], dev_outputs, cfg)))
     return entry
+
+
+def backend_dev(task: Task, dev: Split, fp32_dev: np.ndarray, cfg: RunConfig) -> Callable[[object], dict]:
+    """What a model's other backend (ONNX fp32, int8) records beside its timing: its `scores` on dev and,
+    when the run tests (`stats.resamples`), its paired `test` on the same dev examples against `fp32_dev`, the
+    same model's PyTorch fp32 outputs: what int8 costs in points, and whether that is more than noise."""
+    labels = {"dev": np.asarray(dev.labels)}
+
+    def score(runner) -> dict:
+        outputs = runner.logits(dev.texts, model_card.SCORE_BATCH)
+        entry = {"scores": score_outputs(task.metrics, dev.labels, outputs)}
+        if cfg.stats.resamples:
+            entry["test"] = significance.paired(task.metrics, labels, {"dev": predictions(outputs)},
+                                                {"dev": predictions(fp32_dev)}, "torch fp32", cfg.stats.resamples, cfg.seed)
+        return entry
+
+    return score
 
 
 def time_reference(name: str, task: Task, cfg: RunConfig, dev: Split, train: Split) -> dict:

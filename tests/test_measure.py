@@ -3,10 +3,14 @@ projections and ratios computed from given numbers)."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
-from harness.core.config import MeasureConfig
+from harness.core.config import MeasureConfig, RunConfig, StatsConfig
+from harness.core.registry import TASKS
+from harness.data.split import Split
 from harness.results.report import efficiency_table, int8_lines
+from harness.scoring import backend_dev
 from harness.speed import efficiency, measure
 
 
@@ -122,5 +126,44 @@ def test_efficiency_table_ratios_come_from_the_same_run() -> None:
     assert row["offline speed-up vs teacher"] == "20.0x"
     assert row["BERT-large params / these (excl. emb.)"] == "335x"
     assert int8_lines(models) == ["- `bilstm_soft` dynamic int8 (ONNX Runtime): dev accuracy 85.00 vs fp32 86.00 (-1.00)"]
+    # with its paired test (against the timed seed's fp32 outputs, not the seeds' mean): the test's difference and p
+    models["bilstm_soft"]["speed"][1]["test"] = {"against": "torch fp32", "dev": {"accuracy": {
+        "difference": 1.5, "p": 0.0412, "test": "McNemar exact", "significant": True}}}
+    assert int8_lines(models) == ["- `bilstm_soft` dynamic int8 (ONNX Runtime): dev accuracy 85.00 vs fp32 83.50 "
+                                  "(+1.50; McNemar exact, p = 0.0412: more than noise)"]
     assert "67,349 sentences, batch 512, s" in row.index
     assert "67,349 pairs, batch 512, s" in efficiency_table(models, unit="pairs").columns
+
+
+class FixedOutputs:
+    """A backend whose dev logits are given: `logits` returns them, whatever the texts."""
+
+    def __init__(self, logits: np.ndarray) -> None:
+        self.out = logits
+
+    def logits(self, texts: list, batch_size: int) -> np.ndarray:
+        assert len(texts) == len(self.out)
+        return self.out
+
+
+def test_a_backend_is_tested_against_its_pytorch_outputs() -> None:
+    """An ONNX backend's dev scores and its paired test against the same model's PyTorch fp32 outputs, on the
+    same examples: identical answers differ by 0 (p = 1); 20 of 200 right answers turned wrong are a
+    significant loss of 10 points; without resamples there is no test."""
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, 200)
+    dev = Split([(f"s{i}",) for i in range(200)], labels.tolist(), "dev")
+    fp32 = np.eye(2, dtype=np.float32)[labels]  # right on every example
+    score = backend_dev(TASKS.get("sst2"), dev, fp32, RunConfig())
+    same = score(FixedOutputs(fp32.copy()))
+    assert same["scores"]["accuracy"] == 100.0
+    assert same["test"]["against"] == "torch fp32"
+    assert same["test"]["dev"]["accuracy"]["difference"] == 0 and same["test"]["dev"]["accuracy"]["p"] == 1
+    worse = fp32.copy()
+    worse[:20] = worse[:20, ::-1]  # the first 20 answers flipped
+    tested = score(FixedOutputs(worse))
+    assert tested["scores"]["accuracy"] == 90.0
+    test = tested["test"]["dev"]["accuracy"]
+    assert test["difference"] == pytest.approx(-10.0) and test["significant"] and test["test"] == "McNemar exact"
+    untested = backend_dev(TASKS.get("sst2"), dev, fp32, RunConfig(stats=StatsConfig(resamples=0)))(FixedOutputs(worse))
+    assert untested == {"scores": {"accuracy": 90.0}}

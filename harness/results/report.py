@@ -126,14 +126,21 @@ def ablation_section(models: dict) -> list[str]:
 
 
 def int8_lines(models: dict) -> list[str]:
-    """One line per model timed as int8: its dev score against the PyTorch fp32 one."""
+    """One line per model timed as int8: its dev score against the PyTorch fp32 one and, where the run tested
+    them on the same examples (the timed seed's fp32 outputs), the paired test's p."""
     lines = []
     for name, m in models.items():
         int8 = timing(m, "onnx-int8", dtype="int8")
         if int8 and int8.get("scores") and m["scores"].get("dev"):
             metric, fp32 = next(iter(m["scores"]["dev"].items()))
             q = int8["scores"][metric]
-            lines.append(f"- `{name}` dynamic int8 (ONNX Runtime): dev {metric} {q:.2f} vs fp32 {fp32:.2f} ({q - fp32:+.2f})")
+            test = ((int8.get("test") or {}).get("dev") or {}).get(metric)
+            if test and test.get("difference") is not None:
+                verdict = "more than noise" if test["significant"] else "within noise"
+                lines.append(f"- `{name}` dynamic int8 (ONNX Runtime): dev {metric} {q:.2f} vs fp32 {q - test['difference']:.2f} "
+                             f"({test['difference']:+.2f}; {test['test']}, p = {test['p']:.3g}: {verdict})")
+            else:
+                lines.append(f"- `{name}` dynamic int8 (ONNX Runtime): dev {metric} {q:.2f} vs fp32 {fp32:.2f} ({q - fp32:+.2f})")
     return lines
 
 

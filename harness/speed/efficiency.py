@@ -123,7 +123,8 @@ def measure_model(name: str, kind: str, predictor, cfg: MeasureConfig, dev: Spli
         kind: teacher, student or reference.
         predictor: the PyTorch predictor (logits, num_params, to).
         folder: where ONNX exports go (the saved model's folder); None for references.
-        score: predictor -> dev scores, recorded for non-torch backends (int8 accuracy).
+        score: predictor -> fields recorded beside a non-torch backend's timing: its dev `scores` (int8's
+            accuracy) and, from scoring, its paired `test` against PyTorch fp32.
     """
     total, non_emb = predictor.num_params()
     n_inter, n_off = sizes(kind, cfg, train)
@@ -136,7 +137,7 @@ def measure_model(name: str, kind: str, predictor, cfg: MeasureConfig, dev: Spli
         entry = {"backend": backend, "device": device, "dtype": dtype,  # calibrated: PyTorch, the gate's speeds
                  **time_one(runner, device, dev, train, kind, cfg, calibrated=backend == "torch")}
         if backend != "torch" and score is not None:
-            entry["scores"] = score(runner)
+            entry.update(score(runner))
         entry["peak_rss_gb"] = memory.peak(own_peak)["peak_rss_gb"]  # its export, timing and scoring, with the run's data
         speed.append(entry)
     predictor.to("cpu")
