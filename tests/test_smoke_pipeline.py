@@ -164,4 +164,4 @@ def test_status_after_the_run(smoke: SmokeRun) -> None:
     assert all(s["cached"] and s["task"] == "sst2" for s in status["stages"])  # the rerun's: all from the cache
     shown = harness("status", str(smoke.out))
     assert shown.returncode == 0 and f"{smoke.out}: finished" in shown.stdout
-    assert "task sst2, stage student (from the cache" in shown.stdout
+    assert "task sst2, last stage student (from the cache" in shown.stdout
