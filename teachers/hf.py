@@ -54,8 +54,11 @@ CHECKPOINT_EVERY_SECONDS = 600.0
 
 
 def run_fingerprint(cfg: TeacherConfig, seed: int, lengths: list[int], labels: np.ndarray, select_size: int) -> dict:
-    """What a saved training state must match to be resumed: the settings and the training data."""
+    """What a saved training state must match to be resumed: the settings and the training data. How the teacher
+    will label (`label_backend`, `label_batch_size`) is not a fine-tuning setting: it counts as the defaults, so a
+    run resumed with another labelling backend keeps its training state."""
     data = hashlib.sha256(np.asarray(lengths, dtype=np.int64).tobytes() + labels.tobytes())  # int64 or float64 labels
+    cfg = dataclasses.replace(cfg, label_backend="torch", label_batch_size=0)
     run = {"config": dataclasses.asdict(cfg), "seed": seed, "examples": len(lengths), "data": data.hexdigest()[:20],
            "steps_per_epoch": math.ceil(len(lengths) / cfg.batch_size), "select_examples": select_size}
     return json.loads(json.dumps(run))  # as read back from a state (tuples become lists)

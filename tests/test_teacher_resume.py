@@ -7,6 +7,7 @@ import ast
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors import safe_open
@@ -228,3 +229,13 @@ def test_teacher_stage_resumes_in_its_partial_folder(tmp_path: Path, splits: tup
     assert without_seconds(meta["history"]) == without_seconds(uninterrupted[2]["history"])
     best_a, best_b = (load_file(w / "model" / "model.safetensors") for w in (uninterrupted[0], folder))
     assert all(torch.equal(best_a[k], best_b[k]) for k in best_a)
+
+
+def test_labelling_settings_do_not_change_what_resumes() -> None:
+    """A state saved before `--set teacher.label_backend=onnx` (or another label batch) still resumes: labelling is
+    not fine-tuning; the learning rate is."""
+    lengths, labels = [5, 7, 3], np.array([0, 1, 0])
+    base = teachers.hf.run_fingerprint(TeacherConfig(), 13, lengths, labels, 10)
+    labelling = TeacherConfig(label_backend="onnx", label_batch_size=64)
+    assert teachers.hf.run_fingerprint(labelling, 13, lengths, labels, 10) == base
+    assert teachers.hf.run_fingerprint(TeacherConfig(lr=1e-4), 13, lengths, labels, 10) != base
