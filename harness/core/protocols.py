@@ -40,7 +40,7 @@ class StudentModel(Protocol):
 
     Optional methods (the engine checks with hasattr):
     - `init_embeddings(vectors)`: the run's initial word vectors, (vocab_size, embed_dim) float32, row 0
-      padding (`student.embedding`: glove50, teacher, random). Without it, the model keeps its own.
+      padding (`student.embedding`: glove50, teacher, random, a vectors file). Without it, the model keeps its own.
     - `export_module() -> nn.Module`: what to export to ONNX, with the same inputs and output, when the
       model itself does not export as it is (e.g. a twin sharing its parameters). Default: the model.
     - `finish_onnx(path, input_names)`: edit the exported file in place (e.g. feed sequence lengths to

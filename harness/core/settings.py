@@ -9,6 +9,7 @@ import dataclasses
 import difflib
 import typing
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from harness.core.errors import HarnessError
@@ -134,7 +135,7 @@ class StudentConfig:
     there. `harness.core.variants.check_registered` refuses a field no registered student has.
     """
 
-    embedding: str = "glove50"  # glove50 | teacher | random
+    embedding: str = "glove50"  # glove50 | teacher | random | a vectors file (harness/engine/embeddings.py)
     embed_dim: int = 300  # used by `random` only; the others bring their own width
     alpha: float = 0.0
     lr: float = 1.0
@@ -157,7 +158,11 @@ class StudentConfig:
         _check(self.loss in LOSSES, f"student.loss must be one of {', '.join(LOSSES)}")
         _check(self.temperature == 1 or (self.temperature > 0 and self.loss == "kl"),
                "student.temperature must be > 0 and applies to student.loss=kl only")
-        _check(self.embedding in EMBEDDINGS, f"student.embedding must be one of {', '.join(EMBEDDINGS)}")
+        _check(self.embedding in EMBEDDINGS or Path(self.embedding).suffix in VECTOR_FILES,
+               f"student.embedding={self.embedding}: must be one of {', '.join(EMBEDDINGS)}, or a file of word vectors "
+               f"({', '.join(VECTOR_FILES)}: a word and vector table, or word2vec/GloVe text)")
+        _check(self.embedding in EMBEDDINGS or Path(self.embedding).is_file(),
+               f"student.embedding={self.embedding}: no such file")
         _check(0 <= self.alpha <= 1, "student.alpha must be in [0, 1]")
         _check(min(self.epochs, self.patience, self.evals_per_epoch) >= 1,
                "student.epochs, student.patience and student.evals_per_epoch must be >= 1")
@@ -178,6 +183,7 @@ def settings_of(settings_type: type, arch: dict, source: str) -> Any:
 
 
 EMBEDDINGS = ("glove50", "teacher", "random")
+VECTOR_FILES = (".parquet", ".txt", ".vec")  # student.embedding may also name such a file
 LOSSES = ("mse", "kl", "hard")
 
 

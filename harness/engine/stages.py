@@ -383,8 +383,12 @@ def training_rows(data: TransferData, n_originals: int, transfer: bool) -> tuple
 
 def student_key_view(job: StudentJob) -> dict:
     """A student's settings as its cache key holds them: training and architecture side by side (as one
-    StudentConfig held them before architectures had their own settings, so the keys stayed the same)."""
-    return {**cache_view(job.student), **cache_view(job.settings)}
+    StudentConfig held them before architectures had their own settings, so the keys stayed the same). A vectors
+    file counts by its content (sha256), not its path."""
+    view = {**cache_view(job.student), **cache_view(job.settings)}
+    if embeddings.is_file(job.student.embedding):
+        view["embedding"] = "file:" + embeddings.file_digest(job.student.embedding)
+    return view
 
 
 def student_stage(store: Store, job: StudentJob, task: Task, cfg: RunConfig, select: Split, n_train: int,
