@@ -126,6 +126,21 @@ def test_generate_is_deterministic(nltk_tagger: None) -> None:
     assert first != list(generate(texts, LABELS, c, seed=8))
 
 
+def test_tagging_in_chunks_gives_one_calls_tags(nltk_tagger: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """tag_corpus tags a chunk at a time (for its progress bar): the tokens and tags are those of one
+    nltk.pos_tag_sents call over NLTK's own tokenisation, pairs split back by side."""
+    import nltk
+
+    monkeypatch.setattr(augment, "TAG_CHUNK", 3)
+    pairs = [(a, b) for a, b in zip(SENTENCES, SENTENCES[1:] + SENTENCES[:1])]
+    flat = [nltk.word_tokenize(s, preserve_line=True) for pair in pairs for s in pair]
+    tags = nltk.pos_tag_sents(flat)
+    expected = [([[w for w, _ in s] for s in tags[2 * i : 2 * i + 2]], [[t for _, t in s] for s in tags[2 * i : 2 * i + 2]])
+                for i in range(len(pairs))]
+    assert len(flat) > 3 * augment.TAG_CHUNK
+    assert augment.tag_corpus(pairs) == expected
+
+
 def test_sides_to_change_cycle() -> None:
     """Pairs cycle first, second, both; single sentences always change."""
     assert [sides_to_change(i, 2) for i in range(6)] == [(0,), (1,), (0, 1)] * 2
