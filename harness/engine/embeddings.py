@@ -135,6 +135,7 @@ def vectors_meta(kind: str, vectors: np.ndarray, coverage: float) -> dict:
 def initial_vectors(kind: str, words: list[str], dim: int, seed: int, teacher=None) -> tuple[np.ndarray, dict]:
     """Vectors for the vocabulary `words` (row 0 = padding, kept at zero) and facts for results.json."""
     rng = np.random.default_rng(seed)
+    extra: dict = {}
     if kind == "glove50":
         vectors, coverage = glove50(words, rng)
     elif kind == "teacher":
@@ -142,14 +143,11 @@ def initial_vectors(kind: str, words: list[str], dim: int, seed: int, teacher=No
         coverage = float(whole.mean()) if len(words) else 0.0
     elif kind == "random":
         vectors, coverage = random_vectors(len(words), dim, rng), 0.0
-    elif is_file(kind):
+    else:  # a vectors file (StudentConfig checked the name)
         vectors, coverage = file_vectors(Path(kind), words, rng)
-        vectors[0] = 0.0
-        return vectors, {**vectors_meta("file", vectors, coverage), "file": Path(kind).name, "sha256": file_digest(kind)}
-    else:
-        raise HarnessError(f"unknown embedding {kind!r} (known: {', '.join(EMBEDDINGS)}, or a vectors file)")
+        kind, extra = "file", {"file": Path(kind).name, "sha256": file_digest(kind)}
     vectors[0] = 0.0
-    return vectors, vectors_meta(kind, vectors, coverage)
+    return vectors, {**vectors_meta(kind, vectors, coverage), **extra}
 
 
 def project(vectors: np.ndarray, width: int, meta: dict) -> tuple[np.ndarray, dict]:
