@@ -171,6 +171,18 @@ def test_committed_baseline_is_valid() -> None:
     assert data["made_from"]["preset"] == "smoke" and data["rows"]
 
 
+def test_committed_baseline_holds_on_an_intel_xeon() -> None:
+    """The baseline was made on an AMD EPYC; CI's smoke run recorded on a 2-core Intel Xeon (Sapphire Rapids class,
+    issue 25) passes it row by row, so a change to the baseline or its tolerances that would fail that machine kind
+    fails here, on any machine."""
+    recorded = REPO_ROOT / "benchmarks" / "machines" / "smoke-intel-xeon.json"
+    results = json.loads(recorded.read_text())
+    assert results["environment"]["cpu"].startswith("Intel") and "AMD" in load_baseline(COMMITTED)["made_from"]["cpu"]
+    text, regressed = check(recorded, COMMITTED)
+    assert not regressed, text
+    assert "Intel(R) Xeon(R) Processor" in text  # every speed row names both CPUs
+
+
 def test_a_baseline_of_several_seeds_allows_k_sd(results: dict, tmp_path: Path) -> None:
     """A score averaged over seeds keeps its sd in the baseline, and may fall accuracy_sd_k x sd (3 x 0.4 = 1.2
     points here), not the fixed points: a 1.1-point drop passes, a 1.3-point drop fails; rows without a
