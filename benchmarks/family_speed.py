@@ -12,7 +12,6 @@ round's sentences/s and the ratio of the two fastest backends; asserts nothing.
 from __future__ import annotations
 
 import argparse
-import platform
 import tempfile
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from harness.data.tasks import load_task
 from harness.engine import ort
 from harness.engine.wordmodel import StudentPredictor, Vocab
 from harness.speed import measure
+from harness.speed.env import cpu_model
 
 MODELS = ("bag_soft", "bilstm_soft")
 EMBED_DIM = 384  # MiniLM's vectors at their own width: the zoo preset's `student.project: 0`
@@ -60,9 +60,7 @@ def main() -> None:
     runners = {name: backends(random_student(name, [t[0] for t in train]), folder, sst["validation"].texts[:64])
                for name in MODELS}
     texts = train[: args.n]
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else ""
-    print(f"{cpu}, torch {torch.__version__}, {args.n:,} SST-2 training sentences, calls of 512", flush=True)
+    print(f"{cpu_model()}, torch {torch.__version__}, {args.n:,} SST-2 training sentences, calls of 512", flush=True)
     ratios = []
     with measure.threads_for(0) as threads:
         for r in range(args.rounds):
