@@ -22,9 +22,10 @@ from harness.core import plugins
 from harness.core.registry import STUDENTS
 from harness.core.settings import settings_of
 from harness.data.tasks import load_task
-from harness.engine import ort
+from harness.engine import manifest
 from harness.engine.wordmodel import StudentPredictor, Vocab
 from harness.speed import measure
+from harness.speed.efficiency import backend_predictor
 from harness.speed.env import cpu_model
 
 MODELS = ("bag_soft", "bilstm_soft")
@@ -42,10 +43,10 @@ def random_student(name: str, train: list[str]) -> StudentPredictor:
 
 
 def backends(student: StudentPredictor, folder: Path, check: list[tuple[str, ...]]) -> dict:
-    fp32 = ort.export_student(student, folder / f"{student.meta['student']}.onnx", check)
-    int8 = ort.quantize_int8(fp32, folder / f"{student.meta['student']}.int8.onnx")
-    return {"torch": student, "onnx": ort.OrtStudent.from_predictor(student, fp32),
-            "onnx-int8": ort.OrtStudent.from_predictor(student, int8)}
+    """The student on each backend, exported, checked and quantised as `harness run` does it."""
+    student.save(folder)  # a model folder as a run leaves it: the exports go beside it, listed in its manifest
+    manifest.write(folder)
+    return {b: backend_predictor(student, "student", b, folder, check) for b in ("torch", "onnx", "onnx-int8")}
 
 
 def main() -> None:
@@ -57,7 +58,7 @@ def main() -> None:
     sst = load_task("sst2")
     train = sst["train"].texts
     folder = Path(tempfile.mkdtemp())
-    runners = {name: backends(random_student(name, [t[0] for t in train]), folder, sst["validation"].texts[:64])
+    runners = {name: backends(random_student(name, [t[0] for t in train]), folder / name, sst["validation"].texts[:64])
                for name in MODELS}
     texts = train[: args.n]
     print(f"{cpu_model()}, torch {torch.__version__}, {args.n:,} SST-2 training sentences, calls of 512", flush=True)
