@@ -130,3 +130,12 @@ def test_context_vectors_average_a_words_pieces_and_occurrences(tmp_path: Path) 
     assert meta["coverage"] == round(2 / 3, 4)  # padding is not in the file
     counts = pq.read_table(tmp_path / "out" / "layer_1.parquet").to_pydict()
     assert dict(zip(counts["word"], counts["count"])) == {"an": 1, "unbelievably": 2, "good": 2, "film": 1, "bad": 2}
+    # --normalise: the same vectors, centred on the words' mean and scaled to a median length of 1
+    assert context_vectors.main(["--model", str(tmp_path / "tiny"), "--texts", str(tmp_path / "t.tsv"), "--layers",
+                                 "1", "--out", str(tmp_path / "norm"), "--batch", "2", "--normalise"]) == 0
+    raw, norm = (np.stack(pq.read_table(tmp_path / d / "layer_1.parquet").column("vector").to_numpy(zero_copy_only=False))
+                 for d in ("out", "norm"))
+    centred = raw - raw.mean(0)
+    np.testing.assert_allclose(norm, centred / np.median(np.linalg.norm(centred, axis=1)), atol=1e-5)
+    assert np.median(np.linalg.norm(norm, axis=1)) == pytest.approx(1.0, abs=1e-5)
+    assert np.abs(norm.mean(0)).max() < 1e-5 < np.abs(raw.mean(0)).max()
