@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, required=True, help="folder for layer_<L>.parquet (and probe.json)")
     ap.add_argument("--probe", action="store_true", help="score each layer's vectors with a held-out linear probe")
     ap.add_argument("--normalise", action="store_true", help="centre the vectors and scale them to a median length "
-                    "of 1, a teacher's input embeddings' scale (hidden states are about 12x longer)")
+                    "of 1, a teacher's input embeddings' scale (hidden states are 8-12x longer)")
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--max-length", type=int, default=128, help="pieces per text; longer texts are cut")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
