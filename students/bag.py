@@ -14,6 +14,11 @@ No masks: padding's word row (0) and an extra bigram row (`buckets`, where every
 goes) are zero and get no gradient, so the sums over all positions are the sums over the sentence's own, and
 the mean divides by its length plus its pairs. The same mean as masking, without two (B, T, D) products: on
 ONNX Runtime int8 the encoder ran 1.6x faster than the masked form (SST-2 batches of 512; version 1).
+
+Export: the single-sentence student goes to ONNX with the head's first layer folded into both tables
+(`FoldedBag`; the mean is linear), so each lookup gathers `fc` numbers instead of D and the (D -> fc) product
+is gone. On a 2-core Intel Xeon that took the bag's offline ONNX speed from about 81,000 to 102,000 sentences/s
+(benchmarks/family_speed.py). The pair form cannot fold: its head reads h1 * h2 and |h1 - h2|.
 """
 
 from __future__ import annotations
@@ -63,13 +68,45 @@ class BagEncoder(nn.Module):
 
     def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         """(B, T) ids, (B,) lengths -> (B, D)."""
-        lengths = lengths.to(ids.device)
-        total, count = self.embed(ids).sum(1), lengths  # padding's row is zero
-        if self.bigrams is not None and ids.shape[1] > 1:
-            pairs = valid_positions(lengths - 1, ids.shape[1] - 1)  # (B, T - 1)
-            bucket = torch.where(pairs, (ids[:, :-1] * PRIME + ids[:, 1:]) % self.buckets, self.buckets)  # past the end: zero row
-            total, count = total + self.bigrams(bucket).sum(1), count + (lengths - 1).clamp(min=0)
-        return total / count.clamp(min=1).unsqueeze(-1).to(total.dtype)
+        return bag_mean(self.embed, self.bigrams, self.buckets, ids, lengths)
+
+    def fold_head(self, head: nn.Sequential) -> nn.Module:
+        """The single-sentence student with this encoder, as ONNX gets it (zoo.SentenceStudent.export_module)."""
+        return FoldedBag(self, head)
+
+
+def bag_mean(words: nn.Embedding, bigrams: nn.Embedding | None, buckets: int, ids: torch.Tensor,
+             lengths: torch.Tensor) -> torch.Tensor:
+    """The mean of the rows of `words` at the (B, T) ids and of `bigrams` at their pairs' buckets: (B, D)."""
+    lengths = lengths.to(ids.device)
+    total, count = words(ids).sum(1), lengths  # padding's row is zero
+    if bigrams is not None and ids.shape[1] > 1:
+        pairs = valid_positions(lengths - 1, ids.shape[1] - 1)  # (B, T - 1)
+        bucket = torch.where(pairs, (ids[:, :-1] * PRIME + ids[:, 1:]) % buckets, buckets)  # past the end: zero row
+        total, count = total + bigrams(bucket).sum(1), count + (lengths - 1).clamp(min=0)
+    return total / count.clamp(min=1).unsqueeze(-1).to(total.dtype)
+
+
+class FoldedBag(nn.Module):
+    """A trained single-sentence bag student with its first FC layer folded into both tables, for export.
+
+    The mean is linear, so FC(mean of rows) = mean of FC's weight times each row, plus FC's bias: the tables
+    become (rows, fc) wide instead of (rows, D), and the (D -> fc) matrix product is gone. Exact in eval mode
+    (dropout off) up to float rounding; the export is checked against the unfolded student as every export is.
+    Measured with benchmarks/family_speed.py (issue 22): the bag's offline speed on ONNX fp32, see its README.
+    """
+
+    def __init__(self, encoder: BagEncoder, head: nn.Sequential) -> None:
+        super().__init__()
+        _, fc, _, self.out = head  # dropout, FC, ReLU, linear: zoo.head
+        with torch.no_grad():
+            self.words = nn.Embedding.from_pretrained(encoder.embed.weight @ fc.weight.T)  # (V, fc)
+            self.bigrams = (None if encoder.bigrams is None
+                            else nn.Embedding.from_pretrained(encoder.bigrams.weight @ fc.weight.T))  # (buckets + 1, fc)
+        self.bias, self.buckets = nn.Parameter(fc.bias.detach().clone(), requires_grad=False), encoder.buckets
+
+    def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        return self.out(torch.relu(bag_mean(self.words, self.bigrams, self.buckets, ids, lengths) + self.bias))
 
 
 def encoder(cfg: BagSettings, vocab_size: int, embed_dim: int) -> BagEncoder:

@@ -59,6 +59,12 @@ class SentenceStudent(Student):
     def forward(self, ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
         return self.head(self.encoder(ids, lengths))  # (B, num_labels)
 
+    def export_module(self) -> nn.Module:
+        """What ONNX gets: the encoder's own form of the whole student where it has one (`fold_head(head)`,
+        e.g. bag.py's, which folds the head's first layer into its tables), else the student itself."""
+        fold = getattr(self.encoder, "fold_head", None)
+        return self if fold is None else fold(self.head)
+
 
 class PairStudent(Student):
     """Two text columns: the shared encoder on each, pair features -> head -> logits."""

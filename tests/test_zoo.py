@@ -109,3 +109,19 @@ def test_the_bag_is_the_mean_of_its_sentences_word_and_bigram_rows() -> None:
     for row, s in zip(got, sentences):
         rows = [words[w] for w in s] + [bigrams[(a * PRIME + b) % encoder.buckets] for a, b in zip(s[:-1], s[1:])]
         np.testing.assert_allclose(row, np.mean(rows, axis=0), atol=1e-5)
+
+
+def test_the_bag_exports_with_its_first_layer_folded_into_its_tables(texts: dict, tmp_path: Path) -> None:
+    """students/bag.py's FoldedBag: ONNX gets (rows, fc) tables and no (D -> fc) matrix, and still gives
+    PyTorch's logits (export_student checks them; the bigram rows are made nonzero, as training makes them)."""
+    sample = texts[1]
+    vocab = Vocab.from_texts([[t[0] for t in sample]])
+    model = build("bag", len(vocab), 12, 2)
+    with torch.no_grad():
+        model.encoder.bigrams.weight[:-1].normal_()  # the last row stays zero: pairs past the sentence's end
+    predictor = StudentPredictor(model, vocab, {"student": "bag_tiny", "num_labels": 2, "max_tokens": 64})
+    path = ort.export_student(predictor, tmp_path / "model.onnx", sample)
+    shapes = [tuple(t.dims) for t in onnx.load(str(path)).graph.initializer if len(t.dims) == 2]
+    fc = model.head[1].out_features
+    assert (len(vocab), fc) in shapes and (model.encoder.buckets + 1, fc) in shapes, shapes
+    assert not any(12 in shape for shape in shapes), shapes  # no table or matrix of the vectors' width is left
