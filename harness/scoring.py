@@ -74,10 +74,10 @@ def score_models(task: Task, splits: dict[str, Split], cfg: RunConfig, predictor
             outputs[s], members = model_outputs(predictor, task, splits)
         samples.write_model(folder, model_name, outputs)
         per_seed = {s: scores_of(task, splits, o) for s, o in outputs.items()}
-        first = next(iter(by_seed))
-        timed_dir = model_dir(models_out, model_name, first, per_seed_teacher if model_name == "teacher" else several)
-        entry = score_and_time(model_name, by_seed[first], task, splits, cfg, timed_dir, variants.get(model_name),
-                               significance.mean_scores(per_seed), outputs[first]["dev"])
+        dirs = {s: model_dir(models_out, model_name, s, per_seed_teacher if model_name == "teacher" else several)
+                for s in by_seed}
+        entry = score_and_time(model_name, by_seed, task, splits, cfg, dirs, variants.get(model_name),
+                               significance.mean_scores(per_seed), {s: o["dev"] for s, o in outputs.items()})
         if len(per_seed) > 1:
             entry["seeds"] = {str(s): scores for s, scores in per_seed.items()}
             entry["spread"] = significance.spread(per_seed)
@@ -112,33 +112,45 @@ def pairs(models: dict, variants: dict) -> dict[str, str]:
     return out
 
 
-def score_and_time(name: str, predictor, task: Task, splits: dict[str, Split], cfg: RunConfig, folder: Path,
-                   variant: dict | None, scores: dict, dev_outputs: np.ndarray) -> dict:
-    """A trained model's entry: its scores and, unless it is an ablation variant (timed as its base), its
-    size and speed (ONNX exports go into `folder`, the saved model's), each ONNX backend with its dev scores
-    against `dev_outputs`, the timed (first seed's) PyTorch model's."""
+def score_and_time(name: str, by_seed: dict[int, object], task: Task, splits: dict[str, Split], cfg: RunConfig,
+                   dirs: dict[int, Path], variant: dict | None, scores: dict, dev_outputs: dict[int, np.ndarray]) -> dict:
+    """A trained model's entry: its scores and, unless it is an ablation variant (timed as its base), the first
+    seed's size and speed (ONNX exports go into each seed's saved model folder, `dirs`), and each ONNX backend's
+    dev scores over every seed of a student (a teacher's first), against `dev_outputs`, the seeds' PyTorch fp32
+    outputs."""
     entry = {"kind": "teacher" if name == "teacher" else "student", "scores": scores}
     print(f"[evaluate] {name}: {entry['scores']}", flush=True)
+    first = next(iter(by_seed))
     if variant is not None:
         entry["variant"] = variant
     elif cfg.measure.enabled:
-        entry.update(efficiency.measure_model(name, entry["kind"], predictor, cfg.measure, splits["validation"],
-                                              splits["train"], folder, backend_dev(task, splits["validation"], dev_outputs, cfg)))
+        # a student's other seeds on each backend too; a teacher's (teacher.per_seed) not: each export costs minutes
+        seeds = [first] if entry["kind"] == "teacher" else list(by_seed)
+        score = backend_dev(task, splits["validation"], [dev_outputs[s] for s in seeds],
+                            [(by_seed[s], dirs[s]) for s in seeds[1:]], cfg)
+        entry.update(efficiency.measure_model(name, entry["kind"], by_seed[first], cfg.measure, splits["validation"],
+                                              splits["train"], dirs[first], score))
     return entry
 
 
-def backend_dev(task: Task, dev: Split, fp32_dev: np.ndarray, cfg: RunConfig) -> Callable[[object], dict]:
-    """What a model's other backend (ONNX fp32, int8) records beside its timing: its `scores` on dev and,
-    when the run tests (`stats.resamples`), its paired `test` on the same dev examples against `fp32_dev`, the
-    same model's PyTorch fp32 outputs: what int8 costs in points, and whether that is more than noise."""
+def backend_dev(task: Task, dev: Split, fp32_dev: list[np.ndarray], others: list[tuple[object, Path]],
+                cfg: RunConfig) -> Callable[[object, Callable], dict]:
+    """What a model's other backend (ONNX fp32, int8) records beside its timing: its `scores` on dev, the mean
+    over seeds as the PyTorch scores are (the timed first seed's, then each of `others`: (predictor, folder),
+    exported into its folder), and, when the run tests (`stats.resamples`), its paired `test` on the same dev
+    examples and seeds against `fp32_dev`, the seeds' PyTorch fp32 outputs: what int8 costs in points, and
+    whether that is more than noise."""
     labels = {"dev": np.asarray(dev.labels)}
 
-    def score(runner) -> dict:
-        outputs = runner.logits(dev.texts, model_card.SCORE_BATCH)
-        entry = {"scores": score_outputs(task.metrics, dev.labels, outputs)}
+    def score(runner, same_backend: Callable) -> dict:
+        runners = [runner, *(same_backend(predictor, folder) for predictor, folder in others)]
+        outputs = [r.logits(dev.texts, model_card.SCORE_BATCH) for r in runners]
+        per_seed = {i: {"dev": score_outputs(task.metrics, dev.labels, o)} for i, o in enumerate(outputs)}
+        entry = {"scores": significance.mean_scores(per_seed)["dev"], "seeds_scored": len(outputs)}
         if cfg.stats.resamples:
-            entry["test"] = significance.paired(task.metrics, labels, {"dev": predictions(outputs)},
-                                                {"dev": predictions(fp32_dev)}, "torch fp32", cfg.stats.resamples, cfg.seed)
+            stacked = [np.stack([predictions(o) for o in outs], axis=1) for outs in (outputs, fp32_dev)]
+            entry["test"] = significance.paired(task.metrics, labels, {"dev": stacked[0]}, {"dev": stacked[1]},
+                                                "torch fp32", cfg.stats.resamples, cfg.seed)
         return entry
 
     return score

@@ -126,11 +126,14 @@ def test_efficiency_table_ratios_come_from_the_same_run() -> None:
     assert row["offline speed-up vs teacher"] == "20.0x"
     assert row["BERT-large params / these (excl. emb.)"] == "335x"
     assert int8_lines(models) == ["- `bilstm_soft` dynamic int8 (ONNX Runtime): dev accuracy 85.00 vs fp32 86.00 (-1.00)"]
-    # with its paired test (against the timed seed's fp32 outputs, not the seeds' mean): the test's difference and p
+    # with its paired test (results from before every seed was scored: against the timed seed's fp32 outputs, not
+    # the seeds' mean): the test's difference and p
     models["bilstm_soft"]["speed"][1]["test"] = {"against": "torch fp32", "dev": {"accuracy": {
         "difference": 1.5, "p": 0.0412, "test": "McNemar exact", "significant": True}}}
     assert int8_lines(models) == ["- `bilstm_soft` dynamic int8 (ONNX Runtime): dev accuracy 85.00 vs fp32 83.50 "
                                   "(+1.50; McNemar exact, p = 0.0412: more than noise)"]
+    models["bilstm_soft"]["speed"][1]["seeds_scored"] = 3  # every seed scored: the line says how many
+    assert int8_lines(models)[0].startswith("- `bilstm_soft` dynamic int8 (ONNX Runtime, 3 seeds): dev accuracy 85.00 vs")
     assert "67,349 sentences, batch 512, s" in row.index
     assert "67,349 pairs, batch 512, s" in efficiency_table(models, unit="pairs").columns
 
@@ -154,16 +157,39 @@ def test_a_backend_is_tested_against_its_pytorch_outputs() -> None:
     labels = rng.integers(0, 2, 200)
     dev = Split([(f"s{i}",) for i in range(200)], labels.tolist(), "dev")
     fp32 = np.eye(2, dtype=np.float32)[labels]  # right on every example
-    score = backend_dev(TASKS.get("sst2"), dev, fp32, RunConfig())
-    same = score(FixedOutputs(fp32.copy()))
+    score = backend_dev(TASKS.get("sst2"), dev, [fp32], [], RunConfig())
+    same = score(FixedOutputs(fp32.copy()), None)
     assert same["scores"]["accuracy"] == 100.0
     assert same["test"]["against"] == "torch fp32"
     assert same["test"]["dev"]["accuracy"]["difference"] == 0 and same["test"]["dev"]["accuracy"]["p"] == 1
     worse = fp32.copy()
     worse[:20] = worse[:20, ::-1]  # the first 20 answers flipped
-    tested = score(FixedOutputs(worse))
+    tested = score(FixedOutputs(worse), None)
     assert tested["scores"]["accuracy"] == 90.0
     test = tested["test"]["dev"]["accuracy"]
     assert test["difference"] == pytest.approx(-10.0) and test["significant"] and test["test"] == "McNemar exact"
-    untested = backend_dev(TASKS.get("sst2"), dev, fp32, RunConfig(stats=StatsConfig(resamples=0)))(FixedOutputs(worse))
-    assert untested == {"scores": {"accuracy": 90.0}}
+    untested = backend_dev(TASKS.get("sst2"), dev, [fp32], [], RunConfig(stats=StatsConfig(resamples=0)))(FixedOutputs(worse), None)
+    assert untested == {"scores": {"accuracy": 90.0}, "seeds_scored": 1}
+
+
+def test_a_backend_is_scored_on_every_seed() -> None:
+    """With several seeds, each seed's model goes on the backend (`same_backend`, with its own folder) and the
+    backend's score is the mean over seeds, tested against every seed's PyTorch outputs: the timed seed alone
+    right and the other two's 20 flipped answers give 100 and 90, 90 -> 93.33 against fp32's 100."""
+    labels = np.random.default_rng(0).integers(0, 2, 200)
+    dev = Split([(f"s{i}",) for i in range(200)], labels.tolist(), "dev")
+    fp32 = np.eye(2, dtype=np.float32)[labels]
+    worse = fp32.copy()
+    worse[:20] = worse[:20, ::-1]
+    made = []
+
+    def same_backend(predictor, folder):
+        made.append(folder)
+        return FixedOutputs(predictor)
+
+    score = backend_dev(TASKS.get("sst2"), dev, [fp32, fp32, fp32], [(worse, "seed-14"), (worse, "seed-15")], RunConfig())
+    entry = score(FixedOutputs(fp32), same_backend)
+    assert made == ["seed-14", "seed-15"] and entry["seeds_scored"] == 3
+    assert entry["scores"]["accuracy"] == pytest.approx(93.333, abs=1e-3)
+    test = entry["test"]["dev"]["accuracy"]
+    assert test["difference"] == pytest.approx(-6.667, abs=1e-3) and test["test"].startswith("paired permutation")

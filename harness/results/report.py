@@ -126,8 +126,8 @@ def ablation_section(models: dict) -> list[str]:
 
 
 def int8_lines(models: dict) -> list[str]:
-    """One line per model timed as int8: its dev score against the PyTorch fp32 one and, where the run tested
-    them on the same examples (the timed seed's fp32 outputs), the paired test's p."""
+    """One line per model timed as int8: its dev score against the PyTorch fp32 one (means over the seeds it was
+    scored on) and, where the run tested them on the same examples and seeds, the paired test's p."""
     lines = []
     for name, m in models.items():
         int8 = timing(m, "onnx-int8", dtype="int8")
@@ -135,12 +135,14 @@ def int8_lines(models: dict) -> list[str]:
             metric, fp32 = next(iter(m["scores"]["dev"].items()))
             q = int8["scores"][metric]
             test = ((int8.get("test") or {}).get("dev") or {}).get(metric)
+            seeds = int8.get("seeds_scored", 1)  # results from before every seed was scored: the timed one
+            head = f"- `{name}` dynamic int8 (ONNX Runtime{f', {seeds} seeds' if seeds > 1 else ''}): dev {metric} {q:.2f}"
             if test and test.get("difference") is not None:
                 verdict = "more than noise" if test["significant"] else "within noise"
-                lines.append(f"- `{name}` dynamic int8 (ONNX Runtime): dev {metric} {q:.2f} vs fp32 {q - test['difference']:.2f} "
+                lines.append(f"{head} vs fp32 {q - test['difference']:.2f} "
                              f"({test['difference']:+.2f}; {test['test']}, p = {test['p']:.3g}: {verdict})")
             else:
-                lines.append(f"- `{name}` dynamic int8 (ONNX Runtime): dev {metric} {q:.2f} vs fp32 {fp32:.2f} ({q - fp32:+.2f})")
+                lines.append(f"{head} vs fp32 {fp32:.2f} ({q - fp32:+.2f})")
     return lines
 
 

@@ -123,8 +123,10 @@ def measure_model(name: str, kind: str, predictor, cfg: MeasureConfig, dev: Spli
         kind: teacher, student or reference.
         predictor: the PyTorch predictor (logits, num_params, to).
         folder: where ONNX exports go (the saved model's folder); None for references.
-        score: predictor -> fields recorded beside a non-torch backend's timing: its dev `scores` (int8's
-            accuracy) and, from scoring, its paired `test` against PyTorch fp32.
+        score: (runner, same_backend) -> fields recorded beside a non-torch backend's timing: its dev `scores`
+            (int8's accuracy) and, from scoring, its paired `test` against PyTorch fp32. `runner` is this model on
+            the backend; `same_backend(predictor, folder)` puts another model (another seed's) on it, exported
+            into its own folder.
     """
     total, non_emb = predictor.num_params()
     n_inter, n_off = sizes(kind, cfg, train)
@@ -137,7 +139,8 @@ def measure_model(name: str, kind: str, predictor, cfg: MeasureConfig, dev: Spli
         entry = {"backend": backend, "device": device, "dtype": dtype,  # calibrated: PyTorch, the gate's speeds
                  **time_one(runner, device, dev, train, kind, cfg, calibrated=backend == "torch")}
         if backend != "torch" and score is not None:
-            entry.update(score(runner))
+            entry.update(score(runner, lambda p, f, b=backend, d=device, t=dtype:
+                               on_device(backend_predictor(p, kind, b, f, dev.texts), d, t)))
         entry["peak_rss_gb"] = memory.peak(own_peak)["peak_rss_gb"]  # its export, timing and scoring, with the run's data
         speed.append(entry)
     predictor.to("cpu")
