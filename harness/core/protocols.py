@@ -42,7 +42,8 @@ class StudentModel(Protocol):
     - `init_embeddings(vectors)`: the run's initial word vectors, (vocab_size, embed_dim) float32, row 0
       padding (`student.embedding`: glove50, teacher, random, a vectors file). Without it, the model keeps its own.
     - `export_module() -> nn.Module`: what to export to ONNX, with the same inputs and output, when the
-      model itself does not export as it is (e.g. a twin sharing its parameters). Default: the model.
+      model itself does not export as it is (e.g. a twin sharing its parameters) or an equivalent form runs
+      faster (e.g. the bag's head folded into its tables: students/bag.py). Default: the model.
     - `finish_onnx(path, input_names)`: edit the exported file in place (e.g. feed sequence lengths to
       its LSTM nodes). The engine then checks the file against PyTorch (harness/engine/ort.py) and quantises
       it to int8; both are timed.
