@@ -93,7 +93,7 @@ class FoldedBag(nn.Module):
     The mean is linear, so FC(mean of rows) = mean of FC's weight times each row, plus FC's bias: the tables
     become (rows, fc) wide instead of (rows, D), and the (D -> fc) matrix product is gone. Exact in eval mode
     (dropout off) up to float rounding; the export is checked against the unfolded student as every export is.
-    Measured with benchmarks/family_speed.py (issue 22): the bag's offline speed on ONNX fp32, see its README.
+    Measured with benchmarks/family_speed.py and in harness runs: reports/zoo-quick/README.md (issue 22).
     """
 
     def __init__(self, encoder: BagEncoder, head: nn.Sequential) -> None:

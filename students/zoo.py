@@ -2,7 +2,8 @@
 and one `register` call.
 
 A sentence encoder is a torch module: (ids (B, T), lengths (B,)) -> (B, out_dim), with `out_dim` and
-`init_embeddings(vectors)`. From it come:
+`init_embeddings(vectors)`; optionally `fold_head(head)`, the single-sentence student in an equivalent form that
+exports to a faster ONNX graph (bag.py's). From it come:
 - the single-sentence student: encoder -> dropout -> FC + ReLU -> linear -> logits (the BiLSTM's head);
 - the pair student: the same encoder, weights shared, on each sentence: h1, h2; then
   [h1, h2, h1 * h2, |h1 - h2|] -> dropout -> FC + ReLU -> linear (the Siamese BiLSTM's head).
