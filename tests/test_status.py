@@ -36,6 +36,21 @@ def test_a_recording_keeps_stage_and_bar(tmp_path: Path, monkeypatch: pytest.Mon
     assert "task sst2, last stage label (computed, abc123)" in progress.describe(tmp_path)
 
 
+def test_a_silent_inner_bar_leaves_the_outer_bar_in_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Labelling counts rows through its bar while the teacher's logits run a disabled bar per chunk: the file
+    keeps the rows done of the whole set (it showed the inner bar's 0 of a chunk)."""
+    monkeypatch.setattr(progress, "INTERVAL", 0.0)
+    path = tmp_path / progress.FILE
+    with progress.recording(path):
+        outer = progress.Bar(total=1000, desc="label transfer set", unit="ex", file=io.StringIO())
+        outer.update(250)
+        inner = progress.Bar(total=100, desc="teacher logits", unit="ex", disable=True)
+        inner.update(100)
+        inner.close()
+        bar = json.loads(path.read_text())["bar"]
+        assert (bar["desc"], bar["done"], bar["total"]) == ("label transfer set", 250, 1000)
+
+
 def test_a_failed_run_leaves_no_status(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError), progress.recording(tmp_path / progress.FILE):
         raise RuntimeError("boom")

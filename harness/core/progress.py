@@ -100,7 +100,7 @@ class Bar(tqdm):
         super().close()
 
     def record(self, force: bool = False) -> None:
-        if _path is None:
+        if _path is None or self.disable:  # a silent inner bar (a teacher's logits per labelling chunk) counts nothing
             return
         d = self.format_dict
         elapsed, done, total = d["elapsed"], d["n"], d["total"]
