@@ -168,7 +168,8 @@ def test_a_backend_is_tested_against_its_pytorch_outputs() -> None:
     assert tested["scores"]["accuracy"] == 90.0
     test = tested["test"]["dev"]["accuracy"]
     assert test["difference"] == pytest.approx(-10.0) and test["significant"] and test["test"] == "McNemar exact"
-    untested = backend_dev(TASKS.get("sst2"), dev, [fp32], [], RunConfig(stats=StatsConfig(resamples=0)))(FixedOutputs(worse), None)
+    untested = backend_dev(TASKS.get("sst2"), dev, [fp32], [], RunConfig(stats=StatsConfig(resamples=0)))
+    untested = untested(FixedOutputs(worse), None)
     assert untested == {"scores": {"accuracy": 90.0}, "seeds_scored": 1}
 
 
