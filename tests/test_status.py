@@ -75,3 +75,54 @@ def test_status_command_errors(tmp_path: Path) -> None:
     (tmp_path / progress.FILE).write_text("{not json")
     bad = harness("status", str(tmp_path))
     assert bad.returncode == 2 and "not a status file" in bad.stderr
+
+
+def test_a_bar_shows_the_eta_its_loop_gives(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`set_eta` replaces the rate's ETA in the status file and in the log line; None brings the rate's back."""
+    monkeypatch.setattr(progress, "INTERVAL", 0.0)
+    log = io.StringIO()
+    with progress.recording(tmp_path / progress.FILE):
+        bar = progress.Bar(total=1000, desc="label transfer set", unit="ex", file=log)
+        bar.set_eta(7200.0)
+        bar.update(250)
+        eta = json.loads((tmp_path / progress.FILE).read_text())["bar"]["eta_s"]
+        assert 7100 < eta <= 7200  # less the moments since it was given
+        bar.refresh()
+        line = log.getvalue().split("\r")[-1]
+        assert "250/1000 [" in line and ("<1:59:" in line or "<2:00:00" in line), line
+        assert "ETA 1:59:" in progress.describe(tmp_path) or "ETA 2:00:00" in progress.describe(tmp_path)
+        bar.set_eta(None)
+        bar.update(250)
+        rate = json.loads((tmp_path / progress.FILE).read_text())["bar"]["rate"]
+        assert json.loads((tmp_path / progress.FILE).read_text())["bar"]["eta_s"] == pytest.approx(500 / rate)
+
+
+def test_labelling_times_its_chunks_by_their_lengths(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Chunks go shortest first, so each takes longer than the last. When a chunk costs a per row plus b per
+    character, the bar's ETA after two chunks is the exact time left; the rate so far would say far less."""
+    import numpy as np
+    import pyarrow as pa
+
+    from harness.engine import label
+
+    texts = ["w" * (1 + 3 * i) for i in range(50)]  # shortest first already: 5 chunks of 10
+    clock = [0.0]
+
+    class Teacher:
+        mask_token = "[MASK]"
+
+        def logits(self, rows: list[tuple[str, ...]], batch_size: int) -> np.ndarray:
+            clock[0] += 0.01 * len(rows) + 0.002 * sum(len(r[0]) for r in rows)
+            return np.zeros((len(rows), 2), dtype=np.float32)
+
+    etas: list[float | None] = []
+    monkeypatch.setattr(label, "CHUNK", 10)
+    monkeypatch.setattr(label.time, "perf_counter", lambda: clock[0])
+    monkeypatch.setattr(progress.Bar, "set_eta", lambda self, seconds: etas.append(seconds))
+    label.label(Teacher(), pa.table({"text_a": texts}), batch_size=4, work=tmp_path, num_labels=2)
+
+    cost = [0.01 * 10 + 0.002 * sum(len(t) for t in texts[i : i + 10]) for i in range(0, 50, 10)]
+    assert etas[0] is None  # one chunk timed: the rate's ETA
+    assert etas[1:] == pytest.approx([sum(cost[k + 1 :]) for k in range(1, 5)])
+    by_rate = 30 / (20 / (cost[0] + cost[1]))  # after two chunks: 30 rows left at the rate so far
+    assert etas[1] > 1.8 * by_rate

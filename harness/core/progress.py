@@ -87,7 +87,32 @@ def stage(name: str, key: str, cached: bool) -> None:
 
 
 class Bar(tqdm):
-    """A tqdm progress bar that also records its counts, rate and ETA in the run's status file."""
+    """A tqdm progress bar that also records its counts, rate and ETA in the run's status file.
+
+    The ETA is what is left over the rate so far, unless the loop knows better: `set_eta` gives seconds left
+    from a model of its work (labelling's rows grow longer as it goes), and the log line and the file show that.
+    """
+
+    _eta: tuple[float, float] | None = None  # (seconds left, when they were given)
+
+    def set_eta(self, seconds: float | None) -> None:
+        """Seconds left from the loop's own model of its work (None: back to the rate's)."""
+        self._eta = None if seconds is None else (seconds, time.time())
+
+    def _given_eta(self) -> float | None:
+        """The loop's seconds left, less the time since it gave them."""
+        if self._eta is None:
+            return None
+        seconds, given = self._eta
+        return max(0.0, seconds - (time.time() - given))
+
+    @property
+    def format_dict(self) -> dict:
+        d = super().format_dict
+        if self._eta is not None:  # tqdm's own `remaining` is the rate's: show the loop's in its place
+            d["eta"] = clock(self._given_eta())
+            d["bar_format"] = "{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{eta}, {rate_fmt}{postfix}]"
+        return d
 
     def update(self, n: float | None = 1) -> bool | None:
         shown = super().update(n)
@@ -103,11 +128,13 @@ class Bar(tqdm):
         if _path is None or self.disable:  # a silent inner bar (a teacher's logits per labelling chunk) counts nothing
             return
         d = self.format_dict
-        elapsed, done, total = d["elapsed"], d["n"], d["total"]
+        elapsed, done = d["elapsed"], d["n"]
         rate = d["rate"] or ((done - d.get("initial", 0)) / elapsed if elapsed else None)
-        _status["bar"] = {"desc": d["prefix"], "done": done, "total": total, "unit": d["unit"], "rate": rate,
-                          "elapsed_s": elapsed,
-                          "eta_s": (total - done) / rate if rate and total is not None else None}
+        eta = self._given_eta()
+        if eta is None and rate and d["total"] is not None:
+            eta = (d["total"] - done) / rate
+        _status["bar"] = {"desc": d["prefix"], "done": done, "total": d["total"], "unit": d["unit"], "rate": rate,
+                          "elapsed_s": elapsed, "eta_s": eta}
         _write(force)
 
 
