@@ -77,8 +77,11 @@ def run_task(name: str, cfg: RunConfig, store: Store, out: Path, splits: dict[st
     progress.task(name)
     train, dev = splits["train"], splits["validation"]
     select = splits.get("selection", dev)  # what early stopping and checkpoints are chosen on
+    inside = {"selection": select.inside(train), "dev": dev.inside(train)} if select is not dev else {}
+    phrases = f"; {inside['selection']:,} of them word for word inside a training example" if inside.get("selection") else ""
     print(f"== {name}: {len(train)} train, {len(dev)} dev ({train.source}); checkpoints chosen on "
-          + (f"{len(select)} held-out training examples (selection split)" if select is not dev else "dev"), flush=True)
+          + (f"{len(select)} held-out training examples (selection split{phrases})" if select is not dev else "dev"),
+          flush=True)
 
     seeds = cfg.seed_list()
     several = len(seeds) > 1
@@ -166,7 +169,9 @@ def run_task(name: str, cfg: RunConfig, store: Store, out: Path, splits: dict[st
                         "duplicates": {"train": train.duplicates(), "dev": dev.duplicates()},  # legal, counted
                         "select_on": cfg.selection.on,
                         **({"selection": {"examples": len(select), "fraction": cfg.selection.fraction,
-                                          "limit": cfg.selection.limit, "rule": SELECTION_RULE}} if select is not dev else {})},
+                                          "limit": cfg.selection.limit, "rule": SELECTION_RULE,
+                                          **({"inside_train": inside} if inside["selection"] is not None else {})}}
+                           if select is not dev else {})},
                "metrics": list(task.metrics), "regression": task.is_regression, "config": asdict(cfg),
                "stages": stage_meta, "models": models}
     if several:

@@ -76,11 +76,19 @@ def selection_line(data: dict) -> str:
                 f"{sel['examples']:,} training examples held out ({sel['rule']}; {sel['fraction']:.0%} of the training "
                 f"file, at most {sel['limit']:,}), never trained on and not in the transfer set. Dev and test were scored "
                 "once, after training, and chose nothing; the `selection` columns are the scores the choices were made "
-                "on, so they are optimistic.")
+                "on, so they are optimistic." + inside_line(sel.get("inside_train")))
     how = ("`selection.on=dev`, the paper's protocol" if data.get("select_on") == "dev"
            else "a run made before the selection split")
     return (f"Checkpoints and early stopping were chosen on **dev** ({how}): the dev columns are the scores the choices "
             "were made on, so they are optimistic.")
+
+
+def inside_line(inside: dict | None) -> str:
+    """How many selection and dev examples are phrases of a training example (SST-2's file holds its trees' phrases)."""
+    if not inside or not inside["selection"]:
+        return ""
+    return (f" {inside['selection']:,} of the selection split's examples (and {inside['dev']:,} of dev's) appear word for "
+            "word inside a training example, mostly phrases of its sentences: those score higher than unseen sentences.")
 
 
 LABELS_ONLY = "gold labels only, original training set (no teacher, no augmentation)"
