@@ -120,3 +120,49 @@ def test_dev_labels_reach_no_choice(tmp_path: Path, data_root: Path) -> None:
     on_dev = run(tmp_path, data_root, "on-dev", "selection.on=dev"), run(tmp_path, noisy, "on-dev-noisy", "selection.on=dev")
     assert curves(on_dev[0]) != curves(on_dev[1])
     assert "selection" not in on_dev[0]["data"] and "selection" not in on_dev[0]["models"]["bilstm"]["scores"]
+
+
+def test_selection_phrases_splits_a_runs_selection_accuracy(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """scripts/selection_phrases.py: the selection accuracy of each model and seed on the held-out examples that lie
+    inside a training example and on the others, from a run's kept predictions; a run whose kept examples are not
+    the data's is refused."""
+    import numpy as np
+
+    from harness.results import samples
+
+    sys.path.insert(0, str(REPO_ROOT / "scripts"))
+    import selection_phrases
+
+    roots = [f"film number {i} is {'good' if i % 2 else 'bad'}" for i in range(40)]
+    rows = [(r, i % 2) for i, r in enumerate(roots)] + [(f"number {i} is", i % 2) for i in range(40)]
+    data = tmp_path / "data" / "SST-2"
+    data.mkdir(parents=True)
+    (data / "train.tsv").write_text("sentence\tlabel\n" + "".join(f"{t} \t{y}\n" for t, y in rows))
+    (data / "dev.tsv").write_text("sentence\tlabel\na new film \t1\nanother film \t0\n")
+    splits = load_task("sst2", tmp_path / "data")
+    selection, train = selection_split(splits["train"], 0.25, 100)
+    inside = np.array([selection_phrases_inside(t[0], train.texts) for t in selection.texts])
+    assert 0 < inside.sum() < len(selection)  # both parts are there
+
+    run = tmp_path / "run"
+    folder = samples.task_folder(run, "sst2")
+    samples.write_examples(folder, ("sentence",), [("selection", selection), ("dev", splits["validation"])])
+    labels = np.array(selection.labels)
+    right_inside = np.where(inside, labels, 1 - labels)  # right on every phrase inside, wrong on the others
+    one_hot = np.eye(2, dtype=np.float32)
+    samples.write_model(folder, "bilstm", {13: {"selection": one_hot[right_inside], "dev": one_hot[[1, 1]]}})
+    (run / "results.json").write_text(json.dumps({"config": {"train_limit": 0}, "tasks": {"sst2": {"data": {
+        "selection": {"fraction": 0.25, "limit": 100}}}}}))
+    selection_phrases.main([str(run), "--data-dir", str(tmp_path / "data")])
+    line = next(x for x in capsys.readouterr().out.splitlines() if "bilstm" in x)
+    cells = [c.strip() for c in line.strip("|").split("|")]
+    assert cells[2:] == ["13", f"{100 * inside.mean():.2f}", "100.00", "0.00", "50.00"]
+
+    dropped = selection.texts[0][0].strip()  # another data file: its selection split differs
+    (data / "train.tsv").write_text("sentence\tlabel\n" + "".join(f"{t} \t{y}\n" for t, y in rows if t != dropped))
+    with pytest.raises(SystemExit, match="not the ones rebuilt"):
+        selection_phrases.main([str(run), "--data-dir", str(tmp_path / "data")])
+
+
+def selection_phrases_inside(text: str, train: list[tuple[str, ...]]) -> bool:
+    return any(f" {text.strip()} " in f" {t[0].strip()} " for t in train)
