@@ -146,7 +146,7 @@ def run_task(name: str, cfg: RunConfig, store: Store, out: Path, splits: dict[st
                 job_data = stages.TransferData(up.data.augment_dir, up.data.label_dir, up.own_rows[job.name])
             student_dir, stage_meta[seeded(job.name, s, several)] = stages.student_stage(
                 store, job, task, dataclasses.replace(cfg, seed=s), select, n_originals,
-                up.teacher_dirs[0] if up.teacher_dirs else None, job_data)
+                up.teacher_dirs[0] if up.teacher_dirs else None, job_data, dev)
             if rt.main:
                 copy_model(student_dir / "model", model_dir(models_out, job.name, s, several),
                            model_card.student_card(task, job.base, job.student.max_tokens))

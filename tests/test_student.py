@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 from torch.nn.utils.rnn import pack_padded_sequence
 
@@ -107,6 +108,47 @@ def test_bf16_training_keeps_fp32_weights() -> None:
     assert all(p.dtype == torch.float32 for p in model.parameters())
     assert not torch.equal(model.head[-1].weight, before)
     assert len(result["history"]) == 2
+
+
+def test_a_watched_dev_curve_chooses_nothing() -> None:
+    """student.watch_dev scores dev at every check into the history; the weights, the selection curve and the
+    stopping point are those of the same training without it, and each watched score is that check's dev score."""
+    rows = [[2 + i % 5, 3 + i % 7, 4 + i % 3] for i in range(96)]
+    ids, targets = TokenIds.from_lists(rows), np.array([(i // 2) % 2 for i in range(96)])
+    dev_rows = [[2 + i % 3, 3 + i % 5] for i in range(40)]
+    dev = (TokenIds.from_lists(dev_rows), [i % 2 for i in range(40)])
+    cfg = StudentConfig(batch_size=16, epochs=6, evals_per_epoch=2, patience=3)
+    runs, seen = [], []
+    for watch in (None, ([dev[0]], dev[1])):
+        torch.manual_seed(0)
+        model = small_model()
+
+        def predict(split: list[TokenIds], model: torch.nn.Module = model) -> np.ndarray:
+            out = model(*split[0].pad(range(len(split[0])))).detach().numpy()
+            if split[0] is dev[0]:
+                seen.append(100 * float(np.mean(out.argmax(1) == np.array(dev[1]))))
+            return out
+
+        result = train_student(model, cfg, [ids], targets, None, [ids], targets.tolist(), ("accuracy",), predict, 0, "w",
+                               watch=watch)
+        runs.append((result, [p.detach().clone() for p in model.parameters()]))
+    (plain, plain_weights), (watched, watched_weights) = runs
+    assert [h["select"] for h in plain["history"]] == [h["select"] for h in watched["history"]]
+    assert all("dev" not in h for h in plain["history"]) and len(plain["history"]) >= 3
+    assert [h["dev"]["accuracy"] for h in watched["history"]] == pytest.approx(seen)
+    for a, b in zip(plain_weights, watched_weights):
+        assert torch.equal(a, b)
+
+
+def test_the_report_gives_the_best_watched_dev_score() -> None:
+    from harness.results.report import watched_lines
+
+    stages = {"teacher": {"history": [{"epoch": 1, "select": {"accuracy": 90.0}}]},
+              "bilstm_soft": {"history": [{"epoch": e, "select": {"accuracy": 95.0}, "dev": {"accuracy": d}}
+                                          for e, d in ((0.25, 86.0), (0.5, 88.5), (0.75, 87.0))]}}
+    lines = watched_lines(stages, "accuracy")
+    assert lines[2] == "- `bilstm_soft`: 88.50 at epoch 0.5, the best of 3 checks" and len(lines) == 4
+    assert watched_lines({"bilstm": {"history": [{"epoch": 1, "select": {"accuracy": 95.0}}]}}, "accuracy") == []
 
 
 def test_inference_calls_are_length_sorted_groups() -> None:

@@ -151,6 +151,9 @@ class StudentConfig:
     # N > 0: the initial vectors' top N principal components, an N-wide table (trained as any other); 0: their own width.
     # 300 is the paper's word2vec width: with it the default BiLSTM has the paper's 963,002 weights outside embeddings.
     project: int = added_field(0)
+    # true: dev is also scored at every check, into the history (`dev`), choosing nothing (checkpoint and stopping stay
+    # on the selection split): for published figures that are the best dev score seen while training.
+    watch_dev: bool = added_field(False)
     arch: dict = field(default_factory=dict, metadata={KEY_IF_CHANGED: True})  # architecture settings, e.g. {hidden: 150}
 
     def __post_init__(self) -> None:

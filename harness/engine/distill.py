@@ -82,6 +82,7 @@ def train_student(
     seed: int,
     name: str,
     state_dir: Path | None = None,
+    watch: tuple[list[TokenIds], list[float]] | None = None,
 ) -> dict:
     """Train `model` in place, restore its best state on `select`, and return the training history (and
     `earlier_seconds`: the training time of the killed runs this one resumed, up to their last saved state).
@@ -98,6 +99,8 @@ def train_student(
             SAVE_EVERY_S apart: weights, optimizers, generators, the best weights so far and the history. A run
             killed at any point resumes from it and ends with the same weights and history as an uninterrupted
             one (a paper-size SST-2 student trains for hours on a CPU). Deleted when training ends.
+        watch: token ids and labels of a split scored at every check beside `select` (`student.watch_dev`: dev),
+            into the history's `dev`; it chooses nothing.
     """
     rt = device.current()
     torch.manual_seed(seed)  # every rank alike: dropout draws one process's masks (device.shared_dropout)
@@ -145,10 +148,13 @@ def train_student(
                 continue
             model.eval()
             scores = dict(zip(metrics, device.broadcast(list(score_outputs(metrics, select_labels, predict(select)).values()))))
+            watched = score_outputs(metrics, watch[1], predict(watch[0])) if watch else None
             model.train()
             at = round(epoch + step / len(batches), 3)
-            history.append({"epoch": at, "select": scores, "seconds": round(time.perf_counter() - t0, 1)})
-            Bar.write(f"{name} [select] {metrics[0]} {scores[metrics[0]]:.2f} at epoch {at:.2f}")
+            history.append({"epoch": at, "select": scores, "seconds": round(time.perf_counter() - t0, 1),
+                            **({"dev": watched} if watched else {})})
+            Bar.write(f"{name} [select] {metrics[0]} {scores[metrics[0]]:.2f} at epoch {at:.2f}"
+                      + (f" (dev {watched[metrics[0]]:.2f}, watched: chooses nothing)" if watched else ""))
             if stopper.update(scores[metrics[0]], model):
                 break
             if state_dir and time.perf_counter() - saved_at >= SAVE_EVERY_S:

@@ -392,7 +392,7 @@ def student_key_view(job: StudentJob) -> dict:
 
 
 def student_stage(store: Store, job: StudentJob, task: Task, cfg: RunConfig, select: Split, n_train: int,
-                  teacher_dir: Path | None, data: TransferData) -> tuple[Path, dict]:
+                  teacher_dir: Path | None, data: TransferData, dev: Split | None = None) -> tuple[Path, dict]:
     """Train one student (or ablation variant) on `data`, early stopping and its checkpoint chosen on
     `select` (the selection split, or dev); keyed by what it trains, so a variant equal to its base
     shares the base's output.
@@ -401,12 +401,15 @@ def student_stage(store: Store, job: StudentJob, task: Task, cfg: RunConfig, sel
         n_train: how many rows of the transfer set are originals (the first ones).
         teacher_dir: the teacher whose word vectors `embedding: teacher` reads (an ensemble's first
             member); None for an imported transfer set, which carries those vectors itself.
+        dev: scored at every check under `student.watch_dev` (choosing nothing).
     """
     check_job_fits(job, task)
     spec = STUDENTS.get(job.base)
     scfg = job.student
+    watched = dev if scfg.watch_dev and dev is not None and dev is not select else None
     optional = {"transfer": job.transfer if job.transfer != spec.transfer else None, "plugin_version": spec.version or None,
-                "synthetic": [p.name for p in data.synthetic] if data.synthetic and job.transfer else None}
+                "synthetic": [p.name for p in data.synthetic] if data.synthetic and job.transfer else None,
+                "watched": watched.fingerprint() if watched else None}
     key = key_of("student", optional, name=job.base, student=student_key_view(job), seed=cfg.seed,
                  teacher=(teacher_dir or data.augment_dir).name, augment=data.augment_dir.name, label=data.label_dir.name,
                  dev=select.fingerprint())
@@ -437,7 +440,8 @@ def student_stage(store: Store, job: StudentJob, task: Task, cfg: RunConfig, sel
         train_ids = [TokenIds.from_lists([vocab.encode(s.split(" "), scfg.max_tokens) for s in col]) for col in columns]
         result = train_student(model, scfg, train_ids, targets, soft, predictor.encode(select.texts), select.labels,
                                task.metrics, lambda ids: predictor.logits_from_ids(ids, 256), cfg.seed, job.name,
-                               state_dir=work / "train_state")
+                               state_dir=work / "train_state",
+                               watch=(predictor.encode(watched.texts), watched.labels) if watched else None)
         if device.current().main:
             predictor.to("cpu").save(work / "model")
             seal_model(work / "model", "student", job.base, task.name)

@@ -83,6 +83,21 @@ def selection_line(data: dict) -> str:
             "were made on, so they are optimistic.")
 
 
+def watched_lines(stages: dict, metric: str) -> list[str]:
+    """Under `student.watch_dev`: each student's best dev score among its checks, beside the kept checkpoint's."""
+    lines = []
+    for name, stage in stages.items():
+        curve = [h for h in stage.get("history") or [] if "dev" in h]
+        if curve:
+            best = max(curve, key=lambda h: h["dev"][metric])
+            lines.append(f"- `{name}`: {best['dev'][metric]:.2f} at epoch {best['epoch']:g}, the best of {len(curve)} checks")
+    if not lines:
+        return []
+    return [f"Dev {metric} watched at every check (`student.watch_dev`; it chose nothing). The best of them is chosen on "
+            "dev, so it is optimistic: it is how some published figures are made (PaddleNLP's distill_lstm prints dev every "
+            "10 steps), not a score of the kept checkpoint:", "", *lines, ""]
+
+
 def inside_line(inside: dict | None) -> str:
     """How many selection and dev examples are phrases of a training example (SST-2's file holds its trees' phrases)."""
     if not inside or not inside["selection"]:
@@ -406,6 +421,7 @@ def render(results: dict) -> str:
             "",
             md(scores),
             "",
+            *watched_lines(t["stages"], t["metrics"][0]),
             *([significance.MARK_NOTE, ""] if significance.any_tested(t["models"]) else []),
             *ablation_section(t["models"]),
             *significance.section(t["models"]),
