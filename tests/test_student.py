@@ -146,9 +146,9 @@ def test_the_report_gives_the_best_watched_dev_score() -> None:
     stages = {"teacher": {"history": [{"epoch": 1, "select": {"accuracy": 90.0}}]},
               "bilstm_soft": {"history": [{"epoch": e, "select": {"accuracy": 95.0}, "dev": {"accuracy": d}}
                                           for e, d in ((0.25, 86.0), (0.5, 88.5), (0.75, 87.0))]}}
-    lines = watched_lines(stages, "accuracy")
+    lines = watched_lines(stages)
     assert lines[2] == "- `bilstm_soft`: 88.50 at epoch 0.5, the best of 3 checks" and len(lines) == 4
-    assert watched_lines({"bilstm": {"history": [{"epoch": 1, "select": {"accuracy": 95.0}}]}}, "accuracy") == []
+    assert watched_lines({"bilstm": {"history": [{"epoch": 1, "select": {"accuracy": 95.0}}]}}) == []
 
 
 def test_inference_calls_are_length_sorted_groups() -> None:

@@ -83,12 +83,14 @@ def selection_line(data: dict) -> str:
             "were made on, so they are optimistic.")
 
 
-def watched_lines(stages: dict, metric: str) -> list[str]:
-    """Under `student.watch_dev`: each student's best dev score among its checks, beside the kept checkpoint's."""
-    lines = []
+def watched_lines(stages: dict) -> list[str]:
+    """Under `student.watch_dev`: each student's best dev score among its checks (on the task's first metric, the one
+    checkpoints are chosen on), beside the kept checkpoint's."""
+    lines, metric = [], ""
     for name, stage in stages.items():
         curve = [h for h in stage.get("history") or [] if "dev" in h]
         if curve:
+            metric = next(iter(curve[0]["dev"]))
             best = max(curve, key=lambda h: h["dev"][metric])
             lines.append(f"- `{name}`: {best['dev'][metric]:.2f} at epoch {best['epoch']:g}, the best of {len(curve)} checks")
     if not lines:
@@ -421,7 +423,7 @@ def render(results: dict) -> str:
             "",
             md(scores),
             "",
-            *watched_lines(t["stages"], t["metrics"][0]),
+            *watched_lines(t["stages"]),
             *([significance.MARK_NOTE, ""] if significance.any_tested(t["models"]) else []),
             *ablation_section(t["models"]),
             *significance.section(t["models"]),
