@@ -77,7 +77,8 @@ def run_task(name: str, cfg: RunConfig, store: Store, out: Path, splits: dict[st
     progress.task(name)
     train, dev = splits["train"], splits["validation"]
     select = splits.get("selection", dev)  # what early stopping and checkpoints are chosen on
-    inside = {"selection": select.inside(train), "dev": dev.inside(train)} if select is not dev else {}
+    inside = {split: sum(found) if found is not None else None for split, found in
+              (("selection", select.inside(train)), ("dev", dev.inside(train)))} if select is not dev else {}
     phrases = f"; {inside['selection']:,} of them word for word inside a training example" if inside.get("selection") else ""
     print(f"== {name}: {len(train)} train, {len(dev)} dev ({train.source}); checkpoints chosen on "
           + (f"{len(select)} held-out training examples (selection split{phrases})" if select is not dev else "dev"),

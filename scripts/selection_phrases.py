@@ -40,8 +40,7 @@ def parts(run: Path, task: str, data_dir: str | None) -> pd.DataFrame:
     kept = examples[examples["split"] == "selection"].sort_values("example")["sentence"].tolist()
     if kept != [t[0] for t in selection.texts]:
         raise SystemExit(f"{run}: its kept selection examples are not the ones rebuilt from the data (another data dir?)")
-    hay = "\n".join(f" {t[0].strip()} " for t in train.texts)
-    inside = np.array([f" {t[0].strip()} " in hay for t in selection.texts])
+    inside = np.array(selection.inside(train))
     labels, dev_labels = samples.labels_of(examples, "selection"), samples.labels_of(examples, "dev")
     rows = []
     for path in sorted(folder.glob("*.parquet")):

@@ -51,15 +51,15 @@ class Split:
         rows = zip(self.texts, self.labels) if self.labels is not None else self.texts
         return len(self) - len(set(rows))
 
-    def inside(self, other: Split) -> int | None:
-        """How many of these examples appear word for word inside an example of `other` (at word boundaries;
+    def inside(self, other: Split) -> list[bool] | None:
+        """Which of these examples appear word for word inside an example of `other` (at word boundaries;
         single texts only, None for pairs). SST-2's training file holds every labelled phrase of its trees, so
         90% of a selection split drawn from it (3,028 of 3,367) are phrases of sentences still trained on, and
         score high; 2 of dev's 872 sentences are."""
         if any(len(t) != 1 for t in self.texts[:1] + other.texts[:1]):
             return None
         haystack = "\n".join(f" {t[0].strip()} " for t in other.texts)
-        return sum(f" {t[0].strip()} " in haystack for t in self.texts)
+        return [f" {t[0].strip()} " in haystack for t in self.texts]
 
     def fingerprint(self) -> str:
         """A hash of the content, used in cache keys."""
