@@ -151,6 +151,23 @@ def test_the_report_gives_the_best_watched_dev_score() -> None:
     assert watched_lines({"bilstm": {"history": [{"epoch": 1, "select": {"accuracy": 95.0}}]}}) == []
 
 
+def test_the_report_gives_the_kept_checks_dev_and_how_alike_the_splits_rank_the_checks(monkeypatch) -> None:
+    """The kept check is the one with the best selection score; from epoch 1 the selection split here ranks the
+    checks nearly the opposite way to dev (Spearman -0.8), and a metric where lower is better picks the lowest dev."""
+    from harness.results.report import watched_lines
+
+    curve = [(0.5, 90.0, 80.0), (1.0, 91.0, 89.0), (1.5, 92.0, 88.0), (2.0, 94.0, 87.0), (2.5, 93.0, 86.0)]
+    stage = {"best_select": 94.0, "history": [{"epoch": e, "select": {"accuracy": s}, "dev": {"accuracy": d}}
+                                               for e, s, d in curve]}
+    assert watched_lines({"s": stage})[2] == ("- `s`: 89.00 at epoch 1, the best of 5 checks; the kept check (epoch 2) "
+                                              "87.00; selection and dev rank the 4 checks from epoch 1 alike by Spearman -0.80")
+    from harness.core.metrics import METRICS, Metric
+
+    monkeypatch.setitem(METRICS, "error", Metric(lambda y, p: 0.0, higher_is_better=False))
+    error = {"history": [{"epoch": e, "select": {"error": 1.0}, "dev": {"error": d}} for e, d in ((1, 0.5), (2, 0.3), (3, 0.4))]}
+    assert watched_lines({"s": error})[2].startswith("- `s`: 0.30 at epoch 2, the best of 3 checks")
+
+
 def test_inference_calls_are_length_sorted_groups() -> None:
     """On a CPU a batch of 512 texts runs as length-sorted calls of at most 32 rows (a GPU takes it whole),
     and the logits are those of one sentence at a time, in input order."""

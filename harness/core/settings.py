@@ -154,6 +154,9 @@ class StudentConfig:
     # true: dev is also scored at every check, into the history (`dev`), choosing nothing (checkpoint and stopping stay
     # on the selection split): for published figures that are the best dev score seen while training.
     watch_dev: bool = added_field(False)
+    # d > 0: each check scores (and may keep) an exponential moving average of the weights, updated every step with
+    # decay d (torch.optim.swa_utils; about 1 / (1 - d) steps remembered), instead of the step's own weights.
+    average: float = added_field(0.0)
     arch: dict = field(default_factory=dict, metadata={KEY_IF_CHANGED: True})  # architecture settings, e.g. {hidden: 150}
 
     def __post_init__(self) -> None:
@@ -172,6 +175,7 @@ class StudentConfig:
         _check(self.batch_size >= 1, "student.batch_size must be >= 1")
         _at_least("student.max_tokens", self.max_tokens, STUDENT_MIN_TOKENS, "a few words; at 1 the student sees only the first")
         _at_least("student.embed_dim", self.embed_dim, 1, "the width of `random` embeddings")
+        _check(0 <= self.average < 1, f"student.average={self.average}: must be in [0, 1) (0 = off; e.g. 0.999)")
         _check(self.project >= 0, f"student.project={self.project}: must be >= 0 (0 = the vectors' own width)")
         _check(self.lr > 0, f"student.lr={self.lr}: must be > 0 (Adadelta's step scale; the paper's is 1.0)")
         _check(0 <= self.rho < 1, f"student.rho={self.rho}: must be in [0, 1) (Adadelta's decay; at 1 its averages "

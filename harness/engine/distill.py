@@ -19,12 +19,14 @@ from __future__ import annotations
 import copy
 import json
 import time
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from harness.core.config import StudentConfig
 from harness.core.errors import HarnessError
@@ -108,9 +110,10 @@ def train_student(
     opts = optimizers(model, cfg)
     lengths = sum(t.lengths for t in train)
     stopper = EarlyStopping(cfg.patience, metrics[0])
+    avg = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.average), use_buffers=True) if cfg.average else None
     run = json.loads(json.dumps({"seed": seed, "examples": len(lengths), "tokens": int(np.sum(lengths)),
                                  "config": asdict(cfg)}))  # as read back from state.json (tuples as lists)
-    done = resume(state_dir, run, model, opts, stopper, name) if state_dir else None
+    done = resume(state_dir, run, model, opts, stopper, name, avg) if state_dir else None
     history = done["history"] if done else []
     t0, saved_at = time.perf_counter() - (done["seconds"] if done else 0.0), time.perf_counter()
     for epoch in range(cfg.epochs):
@@ -142,26 +145,32 @@ def train_student(
             device.sum_gradients(p for p in model.parameters() if p.requires_grad)
             for opt in opts:
                 opt.step()
+            if avg is not None:
+                avg.update_parameters(model)
             if len(mine):
                 bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
             if step not in eval_at:
                 continue
             model.eval()
-            scores = dict(zip(metrics, device.broadcast(list(score_outputs(metrics, select_labels, predict(select)).values()))))
-            watched = score_outputs(metrics, watch[1], predict(watch[0])) if watch else None
+            with averaged(model, avg):  # the weights scored and kept: the step's own, or their average
+                scored = score_outputs(metrics, select_labels, predict(select))
+                scores = dict(zip(metrics, device.broadcast(list(scored.values()))))
+                watched = score_outputs(metrics, watch[1], predict(watch[0])) if watch else None
+                stop = stopper.update(scores[metrics[0]], model)
             model.train()
             at = round(epoch + step / len(batches), 3)
             history.append({"epoch": at, "select": scores, "seconds": round(time.perf_counter() - t0, 1),
                             **({"dev": watched} if watched else {})})
             Bar.write(f"{name} [select] {metrics[0]} {scores[metrics[0]]:.2f} at epoch {at:.2f}"
                       + (f" (dev {watched[metrics[0]]:.2f}, watched: chooses nothing)" if watched else ""))
-            if stopper.update(scores[metrics[0]], model):
+            if stop:
                 break
             if state_dir and time.perf_counter() - saved_at >= SAVE_EVERY_S:
                 progress = {"epoch": epoch, "step": step, "history": history, "seconds": time.perf_counter() - t0,
                             "numpy_rng": epoch_rng, "best": stopper.best, "bad": stopper.bad, "run": run}
                 if rt.main:
-                    train_state.save(state_dir, model, opts, None, progress, extra={"best": stopper.state})
+                    train_state.save(state_dir, model, opts, None, progress,
+                                     extra={"best": stopper.state, **({"average": avg.state_dict()} if avg else {})})
                 saved_at = time.perf_counter()
         if stopper.stop:
             break
@@ -174,19 +183,35 @@ def train_student(
 
 
 def resume(state_dir: Path, run: dict, model: torch.nn.Module, opts: list[torch.optim.Optimizer],
-           stopper: EarlyStopping, name: str) -> dict | None:
+           stopper: EarlyStopping, name: str, avg: AveragedModel | None = None) -> dict | None:
     """Restore the state an interrupted `train_student` of the same `run` saved in `state_dir` into the model,
-    its optimizers, torch's generator and `stopper`, and return its progress (None, and any state of another
-    run deleted, when there is none to resume)."""
+    its optimizers, torch's generator, `stopper` and the weights' average `avg`, and return its progress (None,
+    and any state of another run deleted, when there is none to resume)."""
     found = train_state.resumable(state_dir, run, "student")
     if found is None:
         return None
     path, done = found
     train_state.restore(path, model, opts, None)
     stopper.best, stopper.bad, stopper.state = done["best"], done["bad"], train_state.extra(path, "best")
+    if avg is not None:
+        avg.load_state_dict(train_state.extra(path, "average"))
     print(f"[student] {name}: resuming from {path}: epoch {done['epoch'] + 1}/{run['config']['epochs']}, after step "
           f"{done['step']} (best so far {done['best']:.2f})", flush=True)
     return done
+
+
+@contextmanager
+def averaged(model: torch.nn.Module, avg: AveragedModel | None):
+    """Inside the block `model` holds the average's weights (`student.average`); its own are back after it."""
+    if avg is None:
+        yield
+        return
+    own = copy.deepcopy(model.state_dict())
+    model.load_state_dict(avg.module.state_dict())
+    try:
+        yield
+    finally:
+        model.load_state_dict(own)
 
 
 def optimizers(model: torch.nn.Module, cfg: StudentConfig) -> list[torch.optim.Optimizer]:

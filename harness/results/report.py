@@ -10,7 +10,9 @@ import math
 from pathlib import Path
 
 import pandas as pd
+from scipy.stats import spearmanr
 
+from harness.core import metrics
 from harness.results import frontier, significance
 from harness.results.glue_table import GLUE, glue_section, role_of
 from harness.speed.calibrate import calibrated_speed
@@ -85,19 +87,30 @@ def selection_line(data: dict) -> str:
 
 def watched_lines(stages: dict) -> list[str]:
     """Under `student.watch_dev`: each student's best dev score among its checks (on the task's first metric, the one
-    checkpoints are chosen on), beside the kept checkpoint's."""
-    lines, metric = [], ""
+    checkpoints are chosen on), beside the kept checkpoint's, and how alike the selection split and dev rank the checks
+    after the first epoch (Spearman; from 4 such checks), where the choice is among trained models."""
+    lines, first = [], ""
     for name, stage in stages.items():
         curve = [h for h in stage.get("history") or [] if "dev" in h]
-        if curve:
-            metric = next(iter(curve[0]["dev"]))
-            best = max(curve, key=lambda h: h["dev"][metric])
-            lines.append(f"- `{name}`: {best['dev'][metric]:.2f} at epoch {best['epoch']:g}, the best of {len(curve)} checks")
+        if not curve:
+            continue
+        first = next(iter(curve[0]["dev"]))
+        pick = max if metrics.metric(first).higher_is_better else min
+        best = pick(curve, key=lambda h: h["dev"][first])
+        line = f"- `{name}`: {best['dev'][first]:.2f} at epoch {best['epoch']:g}, the best of {len(curve)} checks"
+        kept = next((h for h in curve if h["select"][first] == stage.get("best_select")), None)
+        if kept:
+            line += f"; the kept check (epoch {kept['epoch']:g}) {kept['dev'][first]:.2f}"
+        later = [h for h in curve if h["epoch"] >= 1]
+        if len(later) >= 4:
+            rho = spearmanr([h["select"][first] for h in later], [h["dev"][first] for h in later]).statistic
+            line += f"; selection and dev rank the {len(later)} checks from epoch 1 alike by Spearman {rho:.2f}"
+        lines.append(line)
     if not lines:
         return []
-    return [f"Dev {metric} watched at every check (`student.watch_dev`; it chose nothing). The best of them is chosen on "
-            "dev, so it is optimistic: it is how some published figures are made (PaddleNLP's distill_lstm prints dev every "
-            "10 steps), not a score of the kept checkpoint:", "", *lines, ""]
+    return [f"Dev {first} watched at every check (`student.watch_dev`; it chose nothing). The best of them is "
+            "chosen on dev, so it is optimistic: it is how some published figures are made (PaddleNLP's distill_lstm prints "
+            "dev every 10 steps), not a score of the kept checkpoint:", "", *lines, ""]
 
 
 def inside_line(inside: dict | None) -> str:
