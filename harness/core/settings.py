@@ -155,7 +155,8 @@ class StudentConfig:
     # on the selection split): for published figures that are the best dev score seen while training.
     watch_dev: bool = added_field(False)
     # d > 0: each check scores (and may keep) an exponential moving average of the weights, updated every step with
-    # decay d (torch.optim.swa_utils; about 1 / (1 - d) steps remembered), instead of the step's own weights.
+    # decay d (torch.optim.swa_utils; about 1 / (1 - d) steps remembered), instead of the step's own weights. Not
+    # bias-corrected: the average starts at the initial weights, so early checks score partly untrained ones.
     average: float = added_field(0.0)
     arch: dict = field(default_factory=dict, metadata={KEY_IF_CHANGED: True})  # architecture settings, e.g. {hidden: 150}
 
