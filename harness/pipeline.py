@@ -17,7 +17,7 @@ from harness.core.errors import HarnessError, watched, writing
 from harness.core.registry import STUDENTS, TASKS, TEACHERS
 from harness.core.variants import ablation_jobs, student_jobs
 from harness.data.augment import use_nltk_data
-from harness.data.split import SELECTION_RULE, selection_split
+from harness.data.split import SELECTION_RULE, TREE_RULE, selection_split
 from harness.data.tasks import REPO_ROOT, NoData, Split, Task, load_task, nltk_roots
 from harness.engine import device, manifest, model_card, stages, transfer
 from harness.engine.cache import Store, write_json_atomic
@@ -39,7 +39,8 @@ def load_splits(task: Task, cfg: RunConfig, data_dir: str | None) -> dict[str, S
         if len(splits["train"]) < 2:
             raise HarnessError(f"task {task.name}: {len(splits['train'])} training example(s) leave nothing to hold out "
                                "for the selection split; use --set selection.on=dev")
-        splits["selection"], splits["train"] = selection_split(splits["train"], cfg.selection.fraction, cfg.selection.limit)
+        splits["selection"], splits["train"] = selection_split(splits["train"], cfg.selection.fraction, cfg.selection.limit,
+                                                               cfg.selection.unit)
     splits["train"] = splits["train"].head(cfg.train_limit)
     for name in splits:
         if name.startswith("validation"):
@@ -80,8 +81,9 @@ def run_task(name: str, cfg: RunConfig, store: Store, out: Path, splits: dict[st
     inside = {split: sum(found) if found is not None else None for split, found in
               (("selection", select.inside(train)), ("dev", dev.inside(train)))} if select is not dev else {}
     phrases = f"; {inside['selection']:,} of them word for word inside a training example" if inside.get("selection") else ""
+    kind = "selection split, whole trees" if cfg.selection.unit == "tree" else "selection split"
     print(f"== {name}: {len(train)} train, {len(dev)} dev ({train.source}); checkpoints chosen on "
-          + (f"{len(select)} held-out training examples (selection split{phrases})" if select is not dev else "dev"),
+          + (f"{len(select)} held-out training examples ({kind}{phrases})" if select is not dev else "dev"),
           flush=True)
 
     seeds = cfg.seed_list()
@@ -170,7 +172,8 @@ def run_task(name: str, cfg: RunConfig, store: Store, out: Path, splits: dict[st
                         "duplicates": {"train": train.duplicates(), "dev": dev.duplicates()},  # legal, counted
                         "select_on": cfg.selection.on,
                         **({"selection": {"examples": len(select), "fraction": cfg.selection.fraction,
-                                          "limit": cfg.selection.limit, "rule": SELECTION_RULE,
+                                          "limit": cfg.selection.limit, "unit": cfg.selection.unit,
+                                          "rule": TREE_RULE if cfg.selection.unit == "tree" else SELECTION_RULE,
                                           **({"inside_train": inside} if inside["selection"] is not None else {})}}
                            if select is not dev else {})},
                "metrics": list(task.metrics), "regression": task.is_regression, "config": asdict(cfg),

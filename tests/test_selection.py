@@ -16,7 +16,7 @@ from cli_runner import harness
 
 from harness.core.config import SelectionConfig
 from harness.core.errors import HarnessError
-from harness.data.split import Split, selection_rank, selection_split
+from harness.data.split import Split, selection_rank, selection_split, trees
 from harness.data.tasks import REPO_ROOT, load_task
 
 
@@ -69,6 +69,44 @@ def test_limit_and_tiny_splits() -> None:
     assert [len(s) for s in selection_split(train.head(2), 0.05, 5000)] == [1, 1]
     with pytest.raises(HarnessError, match="selection.fraction"):
         SelectionConfig(fraction=0)
+
+
+def test_trees_find_each_examples_sentences() -> None:
+    """Roots are the examples inside no other (the first of repeated texts); each example knows every root it lies in."""
+    texts = ["a good film", "good", "a dull film about cats", "film", "good film", "dull", "good"]
+    roots, roots_of = trees(texts)
+    assert [texts[r] for r in roots] == ["a dull film about cats", "a good film"]
+    assert roots_of == [[1], [1], [0], [0, 1], [1], [0], [1]]
+
+
+def test_tree_split_holds_out_whole_trees() -> None:
+    """A held-out sentence takes along its phrases that no sentence left to train on holds ("film" stays, as "a dull
+    film" still trains); so no held-out example is a phrase of a training example."""
+    texts = ["a good film", "good", "good film", "a dull film", "dull", "film", "a film about cats", "about cats", "cats"]
+    train = Split([(t,) for t in texts], [1, 1, 1, 0, 0, 1, 1, 1, 1], "t")
+    ranked = sorted(["a good film", "a dull film", "a film about cats"], key=lambda t: selection_rank((t,)))
+    assert ranked[0] == "a good film"  # so the first tree held out is "a good film"'s
+    selection, rest = selection_split(train, 0.3, 5000, unit="tree")
+    assert [t for (t,) in selection.texts] == ["a good film", "good", "good film"]
+    assert "film" in [t for (t,) in rest.texts] and "whole trees" in selection.source
+    assert not any(selection.inside(rest))
+    assert [t for (t,) in selection_split(train, 0.05, 5000, unit="tree")[0].texts] == ["a good film", "good", "good film"]
+    with pytest.raises(HarnessError, match="every example"):
+        selection_split(Split([("a b",), ("a",)], [0, 1], "t"), 0.9, 5000, unit="tree")
+    with pytest.raises(HarnessError, match="pairs"):
+        selection_split(Split([("q1", "q2"), ("q3", "q4")], [0, 1], "p"), 0.5, 5000, unit="tree")
+    with pytest.raises(HarnessError, match="selection.unit"):
+        SelectionConfig(unit="sentence")
+
+
+def test_sst2_tree_split(data_root: Path) -> None:
+    """SST-2's split of whole trees: 369 sentences with their 2,995 phrases, none inside an example trained on (the
+    example split: 3,028 of 3,367); pinned like the example split."""
+    splits = load_task("sst2")
+    selection, rest = selection_split(splits["train"], 0.05, 5000, unit="tree")
+    assert (len(selection), len(rest)) == (3364, 63985)
+    assert selection.fingerprint() == "89021186ed95764c254b"
+    assert sum(selection.inside(rest)) == 0 and len(trees([t for (t,) in selection.texts])[0]) == 369
 
 
 SETS = ["teacher.name=hf_tiny", "train_limit=300", "dev_limit=100", "augment.n_iter=1", "measure.enabled=false",

@@ -4,6 +4,7 @@ tiny pipeline (random 2-layer teacher, 300 SST-2 sentences)."""
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,8 @@ from harness.cli import main
 from harness.core.config import RunConfig, TeacherConfig, TransferConfig
 from harness.core.errors import HarnessError
 from harness.core.registry import TASKS, TEACHERS
+from harness.data.split import selection_split
+from harness.data.tasks import REPO_ROOT, load_task
 from harness.engine import stages, transfer
 from harness.engine.cache import Store
 from teachers.hf import HFTeacher
@@ -22,12 +25,13 @@ SETS = ["teacher.name=hf_tiny", "train_limit=300", "dev_limit=100", "augment.n_i
         "measure.threads=1", "ablations=", "selection.limit=100"]
 
 
-def run(tmp: Path, data: Path, name: str, cache: str, *extra: str) -> dict:
-    """`harness run` in this process (so a test can booby-trap the teacher), on the tiny settings."""
+def run(tmp: Path, data: Path, name: str, cache: str, *extra: str, code: int = 0) -> dict | None:
+    """`harness run` in this process (so a test can booby-trap the teacher), on the tiny settings; its results, or
+    None when it is to fail with exit status `code`."""
     args = ["run", "--preset", "smoke", "--tasks", "sst2", "--students", "bilstm,bilstm_tiny", "--data-dir", str(data),
             *[a for s in [*SETS, *extra] for a in ("--set", s)], "--out", str(tmp / name), "--cache-dir", str(tmp / cache)]
-    assert main(args) == 0
-    return json.loads((tmp / name / "results.json").read_text())["tasks"]["sst2"]
+    assert main(args) == code
+    return json.loads((tmp / name / "results.json").read_text())["tasks"]["sst2"] if code == 0 else None
 
 
 @pytest.fixture(scope="module")
@@ -121,6 +125,41 @@ def test_import_refuses_what_does_not_fit(exported: tuple[Path, dict], tmp_path:
     with pytest.raises(HarnessError, match="not in the cache"):
         transfer.export(tmp / "source", "sst2", tmp_path / "new", tmp_path / "empty-cache")
     assert not (tmp_path / "new").exists()
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_tree_transfer_recuts_an_export_for_the_tree_split(exported: tuple[Path, dict], data_root: Path, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch,
+                                                           capsys: pytest.CaptureFixture) -> None:
+    """scripts/tree_transfer.py: the export less every original the tree split holds out and every synthetic row made
+    from one (the augmentation made again, row for row); a run with `selection.unit=tree` refuses the export and
+    trains from the re-cut one, with no teacher, its results saying what the teacher trained on."""
+    sys.path.insert(0, str(REPO_ROOT / "scripts"))
+    import tree_transfer
+
+    tmp, _ = exported
+    run(tmp_path, data_root, "refused", "cache", f"transfer.source={tmp / 'export'}", "selection.unit=tree", code=2)
+    assert "selection examples are original rows of the imported transfer set" in capsys.readouterr().err
+    tree_transfer.main([str(tmp / "export"), str(tmp_path / "tree"), "--data-dir", str(data_root)])
+    old, new = (pq.read_table(folder / transfer.ROWS) for folder in (tmp / "export", tmp_path / "tree"))
+    meta = json.loads((tmp_path / "tree" / transfer.META).read_text())
+    held, _ = selection_split(load_task("sst2", data_root)["train"], 0.05, 100, unit="tree")
+    originals = [(t,) for t in old.column("text_a").to_pylist()[: json.loads((tmp / "export" / transfer.META).read_text())
+                                                                 ["originals"]]]
+    dropped = transfer.overlap(originals, held.texts)
+    assert dropped > 0 and meta["derived"]["left_out"]["originals"] == dropped
+    assert new.num_rows == meta["rows"] == old.num_rows - dropped - meta["derived"]["left_out"]["synthetic"]
+    assert transfer.overlap([(t,) for t in new.column("text_a").to_pylist()[: meta["originals"]]], held.texts) == 0
+    assert set(new.column("text_a").to_pylist()) < set(old.column("text_a").to_pylist())
+    assert meta["selection"]["unit"] == "tree" and f"of the {len(held):,} examples" in meta["derived"]["teacher"]
+    with pytest.raises(SystemExit, match="already exists"):
+        tree_transfer.main([str(tmp / "export"), str(tmp_path / "tree"), "--data-dir", str(data_root)])
+
+    booby_trap(monkeypatch)
+    task = run(tmp_path, data_root, "tree-run", "cache-tree", f"transfer.source={tmp_path / 'tree'}",
+               "selection.unit=tree")
+    assert task["stages"]["import"]["derived"] == meta["derived"] and task["data"]["selection"]["unit"] == "tree"
+    assert task["data"]["selection"]["inside_train"]["selection"] == 0
 
 
 def test_overlap_compares_tokenised_originals() -> None:

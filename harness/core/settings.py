@@ -260,14 +260,18 @@ class SelectionConfig:
     example's text (harness.data.split.selection_split): removed from teacher and student training and from
     the transfer set's originals, so dev and test are scored once, at the end, and choose nothing.
     `on: dev` is the paper's protocol (choose on dev, report dev), for comparison with published numbers.
+    `unit: tree` holds out whole sentences with the phrases inside them instead of single examples, for a
+    training file of phrase trees (SST-2), so that no held-out example is a phrase of one trained on.
     """
 
     on: str = "selection"
     fraction: float = 0.05  # of the training file, before train_limit
     limit: int = 5000  # at most this many examples
+    unit: str = "example"  # or "tree": single-sentence tasks only (harness.data.split.tree_selection_split)
 
     def __post_init__(self) -> None:
         _check(self.on in ("selection", "dev"), "selection.on must be selection or dev")
+        _check(self.unit in ("example", "tree"), "selection.unit must be example or tree")
         _check(0 < self.fraction < 1, "selection.fraction must be in (0, 1)")
         _check(self.limit >= 1, "selection.limit must be >= 1")
 

@@ -138,14 +138,25 @@ def generate(
         seed: makes the output deterministic.
         augment_ids: indices of the examples to augment (default: all).
     """
+    return ((key, label) for key, label, _ in traced(texts, labels, cfg, seed, augment_ids))
+
+
+def traced(
+    texts: Sequence[tuple[str, ...]],
+    labels: Sequence[int] | Sequence[float],
+    cfg: AugmentConfig,
+    seed: int,
+    augment_ids: Sequence[int] | None = None,
+) -> Iterator[tuple[tuple[str, ...], int, int]]:
+    """`generate`'s rows, each with the index into `texts` of the original it was made from."""
     rng = np.random.default_rng(seed)
     tagged = tag_corpus(texts)
     table = PosTable([list(zip(t, g)) for toks, tags in tagged for t, g in zip(toks, tags)])
     seen: set[tuple[str, ...]] = set()
-    for (toks, _), label in zip(tagged, labels):
+    for i, ((toks, _), label) in enumerate(zip(tagged, labels)):
         key = tuple(" ".join(t) for t in toks)
         seen.add(key)
-        yield key, label
+        yield key, label, i
     if not cfg.enabled or cfg.n_iter == 0:
         return
     ids = range(len(texts)) if augment_ids is None else augment_ids
@@ -158,7 +169,7 @@ def generate(
             key = tuple(" ".join(t) for t in new)
             if key not in seen and all(key):
                 seen.add(key)
-                yield key, None
+                yield key, None, i
 
 
 NO_GOLD = {pa.int64(): -1, pa.float64(): float("nan")}  # a synthetic row's label, by the label column's type

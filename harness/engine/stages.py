@@ -267,7 +267,8 @@ def import_stage(store: Store, task: Task, folder: Path) -> tuple[Path, dict]:
     def build(work: Path) -> dict:
         transfer.unpack(folder, meta, work)
         return {"rows": meta["rows"], "originals": meta["originals"], "synthetic": meta["synthetic"],
-                "source": str(folder), "teacher": meta["teacher"], "exported_from": meta["source"]}
+                "source": str(folder), "teacher": meta["teacher"], "exported_from": meta["source"],
+                **({"derived": meta["derived"]} if "derived" in meta else {})}  # scripts/tree_transfer.py
 
     return cached(store, "import", key, build)
 

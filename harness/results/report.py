@@ -371,7 +371,10 @@ def teacher_lines(t: dict) -> list[str]:
                            for split, s in teacher.get("scores", {}).items())
         return [f"The transfer set's teacher, `{teacher['checkpoint']}`, was fine-tuned and scored by the run that exported "
                 f"it ({imported['exported_from']['run']}, commit {imported['exported_from']['commit']}): "
-                f"{scores or 'no scores recorded'}. No teacher ran here.", ""]
+                f"{scores or 'no scores recorded'}. No teacher ran here."
+                + (f" The transfer set was re-cut from `{imported['derived']['from']}` for this run's selection split "
+                   f"(`scripts/tree_transfer.py`); its teacher was {imported['derived']['teacher']}, so its scores and labels "
+                   "saw them." if "derived" in imported else ""), ""]
     members = (t["models"].get("teacher") or {}).get("members")
     if not members:
         return []
