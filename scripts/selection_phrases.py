@@ -8,7 +8,7 @@ of a run that kept its predictions, the accuracy on each part, beside dev's:
 
     .venv/bin/python scripts/selection_phrases.py RUN [RUN ...] [--task sst2] [--data-dir DIR]
 
-It rebuilds the run's training rows from the data (the run's selection fraction, limit and `train_limit`) and
+It rebuilds the run's training rows from the data (the run's selection fraction, limit, unit and `train_limit`) and
 refuses a run whose kept selection examples are not those rows' complement. Classification tasks with one text.
 """
 
@@ -33,7 +33,7 @@ def parts(run: Path, task: str, data_dir: str | None) -> pd.DataFrame:
     results = json.loads((run / "results.json").read_text())
     data, config = results["tasks"][task]["data"], results["config"]
     selection, train = selection_split(load_task(task, data_dir)["train"], data["selection"]["fraction"],
-                                       data["selection"]["limit"])
+                                       data["selection"]["limit"], data["selection"].get("unit", "example"))
     train = train.head(config.get("train_limit") or 0)
     folder = samples.task_folder(run, task)
     examples = samples.read(folder, "examples")
