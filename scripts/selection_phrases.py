@@ -33,7 +33,7 @@ def parts(run: Path, task: str, data_dir: str | None) -> pd.DataFrame:
     results = json.loads((run / "results.json").read_text())
     data, config = results["tasks"][task]["data"], results["config"]
     selection, train = selection_split(load_task(task, data_dir)["train"], data["selection"]["fraction"],
-                                       data["selection"]["limit"], data["selection"].get("unit", "example"))
+                                       data["selection"]["limit"], config.get("selection", {}).get("unit", "example"))
     train = train.head(config.get("train_limit") or 0)
     folder = samples.task_folder(run, task)
     examples = samples.read(folder, "examples")

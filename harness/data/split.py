@@ -138,12 +138,14 @@ def tree_selection_split(train: Split, want: int) -> tuple[Split, Split]:
             members[r].append(i)
     left = np.array([len(rs) for rs in roots_of])  # roots still trained on, per example
     chosen = np.zeros(len(train), dtype=bool)
+    held = 0
     for r in sorted(range(len(roots)), key=lambda r: selection_rank(train.texts[roots[r]])):
         new = [i for i in members[r] if left[i] == 1]
-        if chosen.any() and chosen.sum() + len(new) > want:
+        if held and held + len(new) > want:
             break
         left[members[r]] -= 1
         chosen[new] = True
+        held += len(new)
     if chosen.all():
         raise HarnessError(f"{train.source}: selection.unit=tree would hold out every example ({len(roots)} tree(s)); "
                            "use selection.unit=example")
