@@ -204,3 +204,15 @@ def test_selection_phrases_splits_a_runs_selection_accuracy(tmp_path: Path, caps
 
 def selection_phrases_inside(text: str, train: list[tuple[str, ...]]) -> bool:
     return any(f" {text.strip()} " in f" {t[0].strip()} " for t in train)
+
+
+@pytest.mark.usefixtures("data_root")
+def test_a_run_with_the_tree_split(tmp_path: Path, data_root: Path) -> None:
+    """`selection.unit=tree` end to end with a teacher: the run holds out the tree split's examples (teacher and students
+    choose on them), none of them inside a training example, and says so in its results and report."""
+    task = run(tmp_path, data_root, "tree", "selection.unit=tree")
+    held, _ = selection_split(load_task("sst2", data_root)["train"], 0.05, 100, unit="tree")
+    selection = task["data"]["selection"]
+    assert (selection["unit"], selection["examples"], selection["inside_train"]["selection"]) == ("tree", len(held), 0)
+    assert task["models"]["teacher"]["scores"]["selection"] and task["models"]["bilstm"]["scores"]["selection"]
+    assert "held out (whole trees:" in (tmp_path / "tree" / "report.md").read_text()
