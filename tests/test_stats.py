@@ -112,3 +112,20 @@ def test_difference_interval_matches_scipy(synthetic):
                            n_resamples=300, method="percentile", vectorized=False, random_state=np.random.default_rng(4))
     assert stats.difference_interval("accuracy", labels, a, b, resamples=300, seed=4) == pytest.approx(
         tuple(direct.confidence_interval), rel=1e-12)
+
+
+def test_a_tiny_p_is_kept_not_rounded_to_zero():
+    """McNemar's p on thousands of pairs can be far below 1e-6; results and reports must not say p = 0."""
+    from harness.results import significance
+
+    labels = np.zeros(20_000, dtype=int)
+    a, b = labels.copy(), labels.copy()
+    b[:500] = 1  # b wrong on 500 examples a gets right
+    test = significance.paired(("accuracy",), {"dev": labels}, {"dev": a}, {"dev": b}, "b", 100, 0)["dev"]["accuracy"]
+    assert 0 < test["p"] < 1e-100 and test["difference"] == 2.5
+    assert stats.verdict(test).startswith("p = ") and "e-" in stats.verdict(test)
+
+
+def test_a_p_rounded_to_zero_by_older_results_reads_as_below_1e6():
+    assert stats.verdict({"p": 0.0, "significant": True}) == "p < 1e-06, significant"
+    assert stats.verdict({"p": 0.0123, "significant": True}) == "p = 0.012, significant"

@@ -13,7 +13,7 @@ import pandas as pd
 from scipy.stats import spearmanr
 
 from harness.core import metrics
-from harness.results import frontier, significance
+from harness.results import frontier, significance, stats
 from harness.results.glue_table import GLUE, glue_section, role_of
 from harness.speed.calibrate import calibrated_speed
 
@@ -178,7 +178,7 @@ def int8_lines(models: dict) -> list[str]:
             if test and test.get("difference") is not None:
                 verdict = "more than noise" if test["significant"] else "within noise"
                 lines.append(f"{head} vs fp32 {q - test['difference']:.2f} "
-                             f"({test['difference']:+.2f}; {test['test']}, p = {test['p']:.3g}: {verdict})")
+                             f"({test['difference']:+.2f}; {test['test']}, p {stats.p_text(test['p'])}: {verdict})")
             else:
                 lines.append(f"{head} vs fp32 {fp32:.2f} ({q - fp32:+.2f})")
     return lines

@@ -52,7 +52,9 @@ def paired(metrics: tuple[str, ...], labels: dict[str, np.ndarray], a: dict[str,
         out[split] = {}
         for m in metrics:
             test = stats.paired_test(m, y, a[split], b[split], resamples, seed)
-            out[split][m] = {k: (round(v, 6) if isinstance(v, float) else v) for k, v in test.items()}
+            # p keeps 6 significant figures, not 6 decimals: McNemar's on 20,000 pairs can be 1e-20, which round(p, 6) made 0
+            out[split][m] = {k: (float(f"{v:.6g}") if k == "p" else round(v, 6)) if isinstance(v, float) else v
+                             for k, v in test.items()}
     return out
 
 
@@ -105,7 +107,8 @@ def section(models: dict) -> list[str]:
                     "95% interval (bootstrap over examples)": "–" if ci is None else f"{ci[0]:.2f} – {ci[1]:.2f}",
                     "paired test": "–" if test is None else f"vs {m['test']['against']}: {test['difference']:+.2f}"
                     if test.get("difference") is not None else "–",
-                    "p (test)": "–" if test is None or test.get("p") is None else f"{test['p']:.3g} ({test['test']})",
+                    "p (test)": "–" if test is None or test.get("p") is None
+                    else f"{stats.p_text(test['p']).removeprefix('= ')} ({test['test']})",
                     "verdict": "–" if test is None else stats.verdict(test)})
     if not rows:
         return []

@@ -103,11 +103,17 @@ def paired_test(name: str, labels: Sequence, a: np.ndarray | Sequence, b: np.nda
     return {"difference": difference, "p": p, "test": test, "significant": p < ALPHA}
 
 
+def p_text(p: float, digits: int = 3) -> str:
+    """`= 0.012` as a report prints a p-value; `< 1e-06` for 0, which is what results written before p kept
+    its significant figures hold for a p under 5e-07 (rounded to 6 decimals)."""
+    return "< 1e-06" if p == 0 else f"= {p:.{digits}g}"
+
+
 def verdict(test: dict | None) -> str:
     """How a report words a paired test: `p = 0.012, significant` or `p = 0.41, within noise`."""
     if test is None or test.get("p") is None:
         return "untested"
-    return f"p = {test['p']:.2g}, " + ("significant" if test["significant"] else "within noise")
+    return f"p {p_text(test['p'], 2)}, " + ("significant" if test["significant"] else "within noise")
 
 
 def difference_interval(name: str, labels: Sequence, a: np.ndarray | Sequence, b: np.ndarray | Sequence,
