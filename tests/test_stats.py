@@ -6,7 +6,7 @@ from scipy import stats as sps
 from sklearn.metrics import f1_score
 from statsmodels.stats.contingency_tables import mcnemar
 
-from harness.results import stats
+from harness.results import significance, stats
 
 
 @pytest.fixture
@@ -116,8 +116,6 @@ def test_difference_interval_matches_scipy(synthetic):
 
 def test_a_tiny_p_is_kept_not_rounded_to_zero():
     """McNemar's p on thousands of pairs can be far below 1e-6; results and reports must not say p = 0."""
-    from harness.results import significance
-
     labels = np.zeros(20_000, dtype=int)
     a, b = labels.copy(), labels.copy()
     b[:500] = 1  # b wrong on 500 examples a gets right
