@@ -17,7 +17,7 @@ from pathlib import Path
 from harness.core.errors import DiskFault, HarnessError, describe
 
 EPILOG = """examples:
-  python -m harness run --suite glue --preset quick          # every GLUE task with data, about an hour on 2 cores
+  python -m harness run --suite glue --preset quick          # every GLUE task with data, about 75 min on 2 cores
   python -m harness run --suite glue --preset quick --tasks stsb   # one task (a task named here must have data)
   python -m harness run --suite glue --preset smoke --out runs/smoke
   python -m harness run --suite glue --set student.hidden=300 --set teacher.epochs=2
@@ -48,16 +48,33 @@ DEVICE_HELP = ("where models train and predict: auto (this process's GPU when th
                "cuda or cuda:K (default: auto); under torchrun every process takes its share of each batch")
 
 
+class VersionAction(argparse.Action):
+    """`--version`: the package's version and the checkout's commit (what a results.json records), loaded only when asked."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        from importlib.metadata import PackageNotFoundError, version
+
+        from harness.speed.env import git_commit
+        try:
+            number = version("kd-harness")
+        except PackageNotFoundError:
+            number = "not installed"
+        print(f"kd-harness {number}, commit {git_commit(Path(__file__).resolve().parent.parent)}")
+        parser.exit()
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m harness", description="Distil fine-tuned transformer teachers into "
                                 "BiLSTM students, score and time them, and report beside Tang et al. (2019).",
                                 epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--version", action=VersionAction, nargs=0, help="print the harness's version and git commit, then exit")
     sub = p.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="teacher -> augment -> label -> students -> evaluate -> measure -> report")
     run.add_argument("--suite", default="glue", help="suite name in harness/core/suites/ or a YAML path (default: glue)")
-    run.add_argument("--preset", help="named overrides from the suite: smoke (SST-2 + STS-B slices, ~4 min), quick (all "
-                     "six GLUE tasks with data, about an hour), full (paper protocol, hours)")
+    run.add_argument("--preset", help="named overrides from the suite: smoke (SST-2 + STS-B slices, about 6 min on 2 cores), "
+                     "quick (all six GLUE tasks with data, about 75 min), zoo (quick's teachers with every student "
+                     "family), full (the paper's protocol, hours); README, Presets")
     run.add_argument("--tasks", help="comma-separated tasks, overriding the suite's (e.g. sst2,stsb); without it every "
                      "task of the suite that has training data runs and the others are named as not run; a task named "
                      "here without data is an error")
@@ -261,10 +278,17 @@ def cmd_export_transfer(args: argparse.Namespace) -> None:
 
 def cmd_ls(args: argparse.Namespace) -> None:
     from harness import api
+    import textwrap
+
+    import yaml
+
     from harness.core.config import SUITES_DIR
 
     if args.what == "suites":
-        print("\n".join(sorted(p.stem for p in SUITES_DIR.glob("*.yaml"))))
+        for path in sorted(SUITES_DIR.glob("*.yaml")):
+            raw = yaml.safe_load(path.read_text()) or {}
+            print(f"{path.stem}  presets: {', '.join(raw.get('presets') or {}) or 'none'} (README, Presets)")
+            print(textwrap.indent(textwrap.fill(" ".join(str(raw.get("description", "")).split()), 100), "  "))
         return
     entries = api.ls(args.what)
     width = max(map(len, entries), default=0)

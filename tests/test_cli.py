@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
+import re
 import subprocess
 from pathlib import Path
 
@@ -10,6 +12,7 @@ import pytest
 import torch
 from cli_runner import harness
 
+from harness import cli
 from harness.core.registry import STUDENTS
 from harness.engine.stages import seal_model
 from harness.engine.wordmodel import StudentPredictor, Vocab
@@ -89,6 +92,24 @@ def test_ls_students() -> None:
     proc = harness("ls", "students")
     assert proc.returncode == 0, proc.stderr
     assert {"bilstm", "bilstm_soft", "bilstm_tiny"} <= set(proc.stdout.split())
+
+
+def test_version_names_the_package_and_commit(capsys: pytest.CaptureFixture[str]) -> None:
+    """`--version` prints the installed version and this checkout's commit, and exits 0 without a command."""
+    with pytest.raises(SystemExit) as stop:
+        cli.main(["--version"])
+    assert stop.value.code == 0
+    out = capsys.readouterr().out.strip()
+    assert out.startswith(f"kd-harness {importlib.metadata.version('kd-harness')}, commit ")
+    assert re.fullmatch(r"[0-9a-f]{40}(-dirty)?|unknown", out.rsplit(" ", 1)[1]), out
+
+
+def test_ls_suites_names_their_presets(capsys: pytest.CaptureFixture[str]) -> None:
+    """`ls suites` names each shipped suite with its presets (read from the YAML) and its description."""
+    assert cli.main(["ls", "suites"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "glue  presets: smoke, quick, zoo, full (README, Presets)"
+    assert lines[1].startswith("  Tang et al. (2019) on GLUE: fine-tune the teacher")
 
 
 @pytest.mark.slow
