@@ -277,11 +277,11 @@ def cmd_export_transfer(args: argparse.Namespace) -> None:
 
 
 def cmd_ls(args: argparse.Namespace) -> None:
-    from harness import api
     import textwrap
 
     import yaml
 
+    from harness import api
     from harness.core.config import SUITES_DIR
 
     if args.what == "suites":
