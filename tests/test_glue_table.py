@@ -4,13 +4,16 @@ and the report's GLUE section; the report and compare name no registered student
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
 import pytest
 
 from harness.results.glue_table import LITERATURE, REPORTED, glue_section, glue_table, literature_table, not_run_lines, role_of
-from harness.results.report import PAPER_COLUMN, ablation_table, accuracy_table, fmt, plot, render
+from harness.results.report import PAPER_COLUMN, ablation_table, accuracy_table, fmt, pipeline_order, plot, render
+
+REPORTS = Path(__file__).resolve().parent.parent / "reports"
 
 
 def model(role: str | None = None, kind: str = "student", **dev: float) -> dict:
@@ -229,6 +232,35 @@ def test_report_has_the_glue_section_before_the_tasks_and_plots_mcc_and_nan(tmp_
     assert scores.to_dict("records") == [{"model": "siamese_bilstm", "dev pearson (ours)": "nan", "dev spearman (ours)": "nan"}]
     plot(results, tmp_path / "plot.png")  # a negative MCC plots; the NaN correlation is left out
     assert (tmp_path / "plot.png").stat().st_size > 0
+
+
+def test_tables_follow_the_pipeline_not_the_sorted_keys_of_results_json() -> None:
+    """results.json is written with sorted keys; the report still lists the teacher first and the timing references
+    last, and the stages in the order they ran."""
+    results = full_results()
+    cola = results["tasks"]["cola"]
+    cola["models"]["bert_large"] = {**model(kind="reference"), "params_total": 3, "params_non_embedding": 3}
+    cola["stages"] = {name: {"seconds": 1.0, "key": name} for name in
+                      ("augment", "bilstm_soft", "label", "label (member 1)", "teacher", "teacher (member 1)")}
+    cola["stages"]["augment"].update(rows=10, synthetic=5)
+    cola["models"] = dict(sorted(cola["models"].items()))
+    ordered = pipeline_order(results)["tasks"]["cola"]
+    assert list(ordered["models"]) == ["teacher", "bilstm_soft", "bert_large"]
+    assert list(ordered["stages"]) == ["teacher", "teacher (member 1)", "augment", "label", "label (member 1)",
+                                       "bilstm_soft"]
+    text = render(results)
+    assert text.index("| teacher ") < text.index("| bilstm_soft ")
+    stage_rows = text[text.index("### Stage wall times"):]
+    assert stage_rows.index("| teacher ") < stage_rows.index("| augment ") < stage_rows.index("| label ") < \
+        stage_rows.index("| bilstm_soft ")
+
+
+@pytest.mark.parametrize("path", sorted(str(p.relative_to(REPORTS)) for p in REPORTS.rglob("*results.json")))
+def test_every_committed_results_json_renders(path: str) -> None:
+    """`harness report` re-renders any committed run, old ones included (runs before the selection split kept dev
+    alone in their training curves)."""
+    text = render(json.loads((REPORTS / path).read_text()))
+    assert text.startswith("# Distillation report: suite `glue`")
 
 
 def seeded(role: str, task_scores: dict[str, dict[str, float]], significant: bool | None = None) -> dict:

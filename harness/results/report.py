@@ -91,7 +91,8 @@ def watched_lines(stages: dict) -> list[str]:
     after the first epoch (Spearman; from 4 such checks), where the choice is among trained models."""
     lines, first = [], ""
     for name, stage in stages.items():
-        curve = [h for h in stage.get("history") or [] if "dev" in h]
+        curve = [h for h in stage.get("history") or [] if "dev" in h and "select" in h]  # runs before the selection
+        # split chose on dev: their checks hold dev alone, and nothing was watched beside the choice
         if not curve:
             continue
         first = next(iter(curve[0]["dev"]))
@@ -159,8 +160,11 @@ def ablation_section(models: dict) -> list[str]:
         return []
     return ["### Ablations", "",
             "Each variant is its base student with the listed settings changed, trained on the same teacher, data and "
-            "seed; scored on dev, not timed (same architecture as its base). `vs` columns: dev points gained over each "
-            "of the run's own students (label-only: gold labels only; distilled: the full method).", "", md(table), ""]
+            "seed; scored on dev, not timed (same architecture as its base). `vs` columns: the row's dev score minus each "
+            "of the run's own students' (label-only: gold labels only; distilled: the full method). Only a gap marked "
+            "† (beyond noise) or `within noise` was tested (\"Is it noise?\"); an unmarked gap is untested, not a gain.",
+            "",
+            md(table), ""]
 
 
 def int8_lines(models: dict) -> list[str]:
@@ -398,7 +402,30 @@ def seeds_words(results: dict) -> str:
     return f"Seeds {', '.join(map(str, seeds))} (students; {teacher})"
 
 
+STEPS = ("teacher", "import", "augment", "label")  # the stages before the students, in the pipeline's order
+KIND_ORDER = {"teacher": 0, "student": 1, "reference": 2}
+
+
+def pipeline_order(results: dict) -> dict:
+    """`results` with each task's stages in the pipeline's order (teacher, augment, label, then the students) and its
+    models teacher first, then the students, then the timing references; alphabetical within each. results.json is
+    written with sorted keys, which would put the teacher after `bilstm_soft` and the labelling after the students."""
+    def stage_key(name: str) -> tuple[int, str]:
+        step = name.split(" ")[0]  # `teacher (member 1)`, `label (bilstm_soft_pos_only)`
+        return (STEPS.index(step) if step in STEPS else len(STEPS), name)
+
+    def model_key(item: tuple[str, dict]) -> tuple[int, str]:
+        name, m = item
+        return (0 if name == "teacher" else KIND_ORDER.get(m.get("kind"), 1), name)
+
+    tasks = {task: {**t, "stages": dict(sorted(t["stages"].items(), key=lambda kv: stage_key(kv[0]))),
+                    "models": dict(sorted(t["models"].items(), key=model_key))}
+             for task, t in results["tasks"].items()}
+    return {**results, "tasks": tasks}
+
+
 def render(results: dict) -> str:
+    results = pipeline_order(results)
     env = results["environment"]
     lines = [
         f"# Distillation report: suite `{results['suite']}`, preset `{results.get('preset') or 'none'}`",
