@@ -310,7 +310,7 @@ def test_tables_show_mean_sd_and_mark_significant_gaps() -> None:
 
 def test_speedups_carry_the_range_of_their_passes() -> None:
     """An offline speed-up shows the range its timed passes give: one model's slowest against the other's fastest."""
-    from harness.results.report import speedup
+    from harness.results.speed_tables import speedup
 
     slow = {"whole_set_s": 2.5, "whole_set": 10, "items": 10, "pass_s": [2.0, 3.0]}
     fast = {"whole_set_s": 1.25, "whole_set": 10, "items": 10, "pass_s": [1.0, 1.5]}

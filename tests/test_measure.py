@@ -9,7 +9,7 @@ import pytest
 from harness.core.config import MeasureConfig, RunConfig, StatsConfig
 from harness.core.registry import TASKS
 from harness.data.split import Split
-from harness.results.report import efficiency_table, int8_lines
+from harness.results.speed_tables import efficiency_table, int8_lines
 from harness.scoring import backend_dev
 from harness.speed import efficiency, measure
 

@@ -50,7 +50,8 @@ def test_without_a_reset_the_figure_is_the_processes_peak() -> None:
 
 def test_the_report_names_each_peak() -> None:
     """The stage table's column says when a figure is the run's so far; the timing line takes each model's largest."""
-    from harness.results.report import peak_words, timing_memory_words
+    from harness.results.report import peak_words
+    from harness.results.speed_tables import timing_memory_words
 
     assert peak_words({"peak_rss_gb": 1.5, "peak_rss_scope": "stage"}) == "1.50"
     assert peak_words({"peak_rss_gb": 1.5, "peak_rss_scope": "process"}) == "1.50 (run so far)"

@@ -31,7 +31,7 @@ import pandas as pd
 from harness.core.errors import HarnessError
 from harness.engine.cache import write_json_atomic
 from harness.results.compare import load_results, score_rows, speed_rows
-from harness.results.report import busy_timings
+from harness.results.speed_tables import busy_timings
 from harness.speed.measure import BUSY_SHARE
 
 # 0.6: a 2x slower model fails (tests/test_gate.py); accuracy_sd_k: a row made from several seeds may fall k x their sd

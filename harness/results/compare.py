@@ -21,7 +21,7 @@ from harness.core.errors import HarnessError
 from harness.core.metrics import METRICS
 from harness.results import samples, stats
 from harness.results.glue_table import families, glue_tasks, tasks_phrase
-from harness.results.report import speeds, timing
+from harness.results.speed_tables import speeds, timing
 from harness.speed.calibrate import calibrated_speed
 
 Row = tuple[str, str, str]  # (task, model, score)
