@@ -30,6 +30,28 @@ def test_compare_matches_golden() -> None:
     assert text == (GOLDEN / "compare.md").read_text()
 
 
+def test_compare_names_what_differs_between_the_runs(tmp_path: Path) -> None:
+    """After the table: each run's commit and machine, a warning when the machines differ (latencies are then
+    times on different hardware), and per task the settings and data that differ, older field names mapped."""
+    results = json.loads((RUNS[1] / "results.json").read_text())
+    results["environment"]["cpu"] = "Other CPU"
+    results["tasks"]["sst2"]["data"]["selection"] = {"examples": 75}
+    results["config"]["student"] = {"embedding": "teacher", "epochs": 3}
+    (tmp_path / "results.json").write_text(json.dumps(results))
+    first = json.loads((RUNS[0] / "results.json").read_text())
+    first["config"]["student"] = {"embedding": "teacher", "arch": {"epochs": 3}}  # the plugin's settings, older name
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "results.json").write_text(json.dumps(first))
+    text = compare([tmp_path / "a", tmp_path], ["a", "b"])
+    tail = text[text.index("How the runs differ"):].splitlines()
+    assert tail[1:4] == ["- a: commit aaaa111, Synthetic CPU", "- b: commit bbbb222, Other CPU",
+                         "- The runs ran on different machines: their `batch-1 p50 ms` rows are times on different "
+                         "hardware; the speed-up and calibrated-speed rows are ratios measured within each run and do "
+                         "compare."]
+    assert tail[4] == "- sst2: 1 setting(s) differ (a / b): `checkpoints chosen on` dev / selection split"
+    assert compare(RUNS).splitlines()[-1] == "- sst2: the same data sizes, checkpoint choice and settings in every run"
+
+
 def test_compare_labels_and_results_paths() -> None:
     """Columns can be renamed, and a results.json path works like its folder."""
     text = compare([RUNS[0] / "results.json", RUNS[1]], ["before", "after"])

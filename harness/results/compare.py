@@ -7,7 +7,8 @@ teacher, and ONNX Runtime's over PyTorch for the same model), which compare acro
 absolute times do not; then the GLUE macro average of each row of the GLUE table (`glue_rows`: one
 per role, or per model family where a role holds several models on a task; harness/results/glue_table.py),
 named with the tasks it averages, so runs over different task sets show theirs as rows not in every
-run. `harness check` gates on the score and speed rows.
+run. `harness check` gates on the score and speed rows. Last, how the runs differ: their commits and machines,
+and per shared task the data sizes, checkpoint choice and settings that are not the same.
 """
 
 from __future__ import annotations
@@ -152,11 +153,73 @@ def noise(run_a: Path, run_b: Path, key: Row, kept: dict) -> str:
     return f" [{ci[0]:+.2f}, {ci[1]:+.2f}] " + ("within noise" if ci[0] <= 0 <= ci[1] else "real")
 
 
+# What decides a task's scores; the timing settings (`measure`), the statistics and the suite's variant and per-task
+# tables are left out (a task's own config already holds its per-task values).
+SETTINGS = ("train_limit", "dev_limit", "seed", "seeds", "teacher", "augment", "selection", "transfer", "student", "students")
+MOST_SETTINGS = 12  # differing settings named per task; the rest are counted
+
+
+def flat(d: dict, prefix: str = "") -> dict[str, object]:
+    """{"student": {"hidden": 150}} -> {"student.hidden": 150}."""
+    out: dict[str, object] = {}
+    for key, value in d.items():
+        out.update(flat(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value})
+    return out
+
+
+def task_settings(results: dict, task: str) -> dict[str, object]:
+    """What a task's scores rest on: its data sizes, the split that chose checkpoints, and its settings (the task's
+    own config, or the run's in results from before it was recorded per task)."""
+    t = results["tasks"][task]
+    cfg = t.get("config") or results.get("config", {})
+    data = t.get("data", {})
+    chosen = "selection split" if data.get("selection") else "dev"
+    picked = {key: cfg[key] for key in SETTINGS if key in cfg}
+    student = dict(picked.get("student") or {})  # the student plugin's own settings sit in `student.arch`; older
+    arch = student.pop("arch", None)             # results hold them in `student` itself: one name for both
+    if isinstance(arch, dict):
+        picked["student"] = {**student, **arch}
+    return {"data.train": data.get("train"), "data.dev": data.get("dev"), "checkpoints chosen on": chosen, **flat(picked)}
+
+
+def shown(value: object) -> str:
+    """A setting as the table writes it: strings bare, `–` where a run did not record it, the rest as JSON."""
+    return value if isinstance(value, str) else json.dumps(value, default=str)
+
+
+def differences(results: list[dict], labels: list[str]) -> list[str]:
+    """Each run's commit and machine, a warning where the machines differ, and per shared task the data and
+    settings that differ: what a reader needs before taking a delta as the code's doing."""
+    lines = []
+    for label, r in zip(labels, results):
+        env = r.get("environment", {})
+        gpu = f", GPU {env['gpu']}" if env.get("gpu") else ""
+        lines.append(f"- {label}: commit {str(env.get('git_commit', 'unknown'))[:12]}, {env.get('cpu', 'CPU not recorded')}{gpu}")
+    if len({(r.get("environment", {}).get("cpu"), r.get("environment", {}).get("gpu")) for r in results}) > 1:
+        lines.append("- The runs ran on different machines: their `batch-1 p50 ms` rows are times on different hardware; "
+                     "the speed-up and calibrated-speed rows are ratios measured within each run and do compare.")
+    tasks = [task for task in results[0]["tasks"] if all(task in r["tasks"] for r in results[1:])]
+    for task in tasks:
+        per_run = [task_settings(r, task) for r in results]
+        keys = list(dict.fromkeys(k for settings in per_run for k in settings))
+        values = [[shown(settings.get(k, "–")) for settings in per_run] for k in keys]
+        differ = [(k, vs) for k, vs in zip(keys, values) if len(set(vs)) > 1]
+        if not differ:
+            lines.append(f"- {task}: the same data sizes, checkpoint choice and settings in every run")
+            continue
+        named = "; ".join(f"`{k}` {' / '.join(vs)}" for k, vs in differ[:MOST_SETTINGS])
+        more = f"; and {len(differ) - MOST_SETTINGS} more" if len(differ) > MOST_SETTINGS else ""
+        lines.append(f"- {task}: {len(differ)} setting(s) differ ({' / '.join(labels)}): {named}{more}")
+    return ["", "", "How the runs differ (timing settings left out; `–`: not recorded, a run from before that setting):",
+            *lines]
+
+
 def compare(runs: list[Path], labels: list[str] | None = None) -> str:
     """Markdown table of the rows every run has, deltas against the first run (with a 95% interval and
     "within noise" where both runs kept predictions on the same examples); then the rows left out."""
     labels = labels or [r.name for r in runs]
-    per_run = [all_rows(load_results(r)) for r in runs]
+    results = [load_results(r) for r in runs]
+    per_run = [all_rows(r) for r in results]
     shared = [k for k in per_run[0] if all(k in rows for rows in per_run[1:])]
     if not shared:
         raise HarnessError("the runs share no (task, model, score) rows")
@@ -173,4 +236,4 @@ def compare(runs: list[Path], labels: list[str] | None = None) -> str:
         lines = [f"- {' '.join(key)}: only in {', '.join(lb for lb, rows in zip(labels, per_run) if key in rows)}"
                  for key in left_out]
         text += "\n\nNot in every run (left out above):\n" + "\n".join(lines)
-    return text
+    return text + "\n".join(differences(results, labels))
