@@ -4,9 +4,11 @@
     results = harness.run(suite="glue", preset="smoke", tasks=["sst2"], overrides={"student.hidden": 64},
                           out="runs/mine")
     predictor, card = harness.load_model("runs/mine/models/sst2/bilstm_soft")
-    scores = harness.engine.predict("runs/mine/models/sst2/bilstm_soft", "../shared/data/SST-2/dev.tsv")
-    timing = harness.speed.measure("runs/mine/models/sst2/bilstm_soft", backend="onnx-int8")
+    scores = harness.predict("runs/mine/models/sst2/bilstm_soft", "../shared/data/SST-2/dev.tsv")
+    timing = harness.measure("runs/mine/models/sst2/bilstm_soft", backend="onnx-int8")
     harness.ls("students")  # {"bilstm": "students.bilstm (entry point kd_harness.students:bilstm of kd-harness)", ...}
+    print(harness.compare(["runs/before", "runs/mine"]))  # markdown: shared rows with deltas, then how the runs differ
+    harness.report("runs/mine")  # report.md and the plots again from results.json
 
 Every function loads the plugins first (harness/core/plugins.py; `plugins=` adds modules of your own) and
 raises `harness.core.errors.HarnessError` with the same one-line messages the command line prints. `run`
@@ -180,3 +182,31 @@ def ls(kind: str, plugins: Iterable[str] = ()) -> dict[str, str]:
     start(plugins)
     registry = dict(zip(KINDS, (TASKS, TEACHERS, STUDENTS, REFERENCES)))[kind]
     return {name: registry.origin(name) for name in registry.names()}
+
+
+def compare(runs: Iterable[str | Path], labels: Iterable[str] | None = None) -> str:
+    """The shared (task, model, score) rows of several runs (folders or results.json files) side by side, with
+    each run's difference from the first, then how the runs differ (harness/results/compare.py), as markdown."""
+    from harness.core.errors import HarnessError
+    from harness.results.compare import compare as compare_runs
+
+    runs, labels = [Path(r) for r in runs], (list(labels) if labels is not None else None)
+    if labels is not None and len(labels) != len(runs):
+        raise HarnessError(f"--labels has {len(labels)} names for {len(runs)} runs")
+    return compare_runs(runs, labels)
+
+
+def report(run: str | Path) -> Path:
+    """Write report.md and the plots of a run folder again from its results.json; returns report.md's path."""
+    from harness.core.errors import HarnessError
+    from harness.results.compare import load_results
+    from harness.results.report import write_report
+
+    run = Path(run)
+    results = load_results(run)
+    try:
+        write_report(results, run)
+    except (KeyError, TypeError, AttributeError, ValueError) as e:  # valid JSON, but not what `run` writes
+        raise HarnessError(f"{run}: results.json lacks what a report needs ({type(e).__name__}: {e}); "
+                           "pass a run folder written by `harness run`") from None
+    return run / "report.md"

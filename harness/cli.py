@@ -213,12 +213,9 @@ def cmd_cache(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> None:
-    from harness.results.compare import compare
+    from harness import api
 
-    labels = args.labels.split(",") if args.labels else None
-    if labels and len(labels) != len(args.runs):
-        raise HarnessError(f"--labels has {len(labels)} names for {len(args.runs)} runs")
-    print(compare(args.runs, labels))
+    print(api.compare(args.runs, args.labels.split(",") if args.labels else None))
 
 
 def cmd_measure(args: argparse.Namespace) -> None:
@@ -228,20 +225,14 @@ def cmd_measure(args: argparse.Namespace) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> None:
-    from harness.results.compare import load_results
-    from harness.results.report import write_report
+    from harness import api
 
-    results = load_results(args.run)
-    try:
-        write_report(results, args.run)
-    except (KeyError, TypeError, AttributeError, ValueError) as e:  # valid JSON, but not what `run` writes
-        raise HarnessError(f"{args.run}: results.json lacks what a report needs ({type(e).__name__}: {e}); "
-                           "pass a run folder written by `harness run`") from None
-    print(f"report: {args.run / 'report.md'}")
+    print(f"report: {api.report(args.run)}")
     if args.disagreements is not None:
         from harness.results import disagreements
+        from harness.results.compare import load_results
 
-        path = disagreements.write(args.run, results, args.disagreements)
+        path = disagreements.write(args.run, load_results(args.run), args.disagreements)
         print(path.read_text())
         print(f"disagreements: {path}")
 

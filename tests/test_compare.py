@@ -52,6 +52,22 @@ def test_compare_names_what_differs_between_the_runs(tmp_path: Path) -> None:
     assert compare(RUNS).splitlines()[-1] == "- sst2: the same data sizes, checkpoint choice and settings in every run"
 
 
+def test_compare_and_report_from_python(tmp_path: Path) -> None:
+    """`harness.compare` gives the command's text for paths as strings; `harness.report` re-renders a committed run
+    (one from before the selection split) as the command does; a wrong number of labels is a HarnessError."""
+    import shutil
+
+    import harness
+
+    assert harness.compare([str(r) for r in RUNS]) + "\n" == (GOLDEN / "compare.md").read_text()
+    with pytest.raises(HarnessError, match="--labels has 1 names for 2 runs"):
+        harness.compare(RUNS, ["one"])
+    shutil.copy(Path(__file__).parent.parent / "reports" / "qqp-large" / "results.json", tmp_path)
+    path = harness.report(str(tmp_path))
+    assert path == tmp_path / "report.md" and path.read_text().startswith("# Distillation report: suite `glue`")
+    assert (tmp_path / "plot.png").stat().st_size > 0
+
+
 def test_compare_labels_and_results_paths() -> None:
     """Columns can be renamed, and a results.json path works like its folder."""
     text = compare([RUNS[0] / "results.json", RUNS[1]], ["before", "after"])
