@@ -5,6 +5,7 @@
                           out="runs/mine")
     predictor, card = harness.load_model("runs/mine/models/sst2/bilstm_soft")
     scores = harness.predict("runs/mine/models/sst2/bilstm_soft", "../shared/data/SST-2/dev.tsv")
+    harness.predict_texts("runs/mine/models/sst2/bilstm_soft", ["a gripping , funny film"])  # [{"prediction": ...}]
     timing = harness.measure("runs/mine/models/sst2/bilstm_soft", backend="onnx-int8")
     harness.ls("students")  # {"bilstm": "students.bilstm (entry point kd_harness.students:bilstm of kd-harness)", ...}
     print(harness.compare(["runs/before", "runs/mine"]))  # markdown: shared rows with deltas, then how the runs differ
@@ -38,6 +39,7 @@ def start(plugins: Iterable[str] = (), source: str = "plugins=") -> None:
 
         datasets.disable_progress_bars()  # its per-file bars would bury our own progress and errors
     transformers.logging.set_verbosity_error()  # "classifier weights newly initialised" is expected
+    transformers.logging.disable_progress_bar()  # a "Loading weights" bar at every teacher load (ours are tqdm's own)
     load_plugins()
     load_modules(list(plugins), source)
 
@@ -143,6 +145,17 @@ def predict(model: str | Path, input: str | Path, output: str | Path | None = No
     start(plugins)
     devices.setup(device)
     return predict_file(Path(model), Path(input), None if output is None else Path(output))
+
+
+def predict_texts(model: str | Path, texts: Iterable[str], device: str = "auto", plugins: Iterable[str] = ()) -> list[dict]:
+    """The model's prediction for each text (a pair task's two texts joined by a tab), as `harness predict --text`:
+    `[{"text": ..., "prediction": "positive" (a label name, a class index, or a score), "outputs": [logits]}]`."""
+    from harness.engine import device as devices
+    from harness.engine.predict import predict_texts as predict_each
+
+    start(plugins)
+    devices.setup(device)
+    return predict_each(Path(model), list(texts))
 
 
 def measure(model: str | Path, backend: str = "torch", regime: str = "interactive", device: str = "cpu",

@@ -102,7 +102,11 @@ def parser() -> argparse.ArgumentParser:
                         "printed is JSON with the task's metrics, e.g. {\"n\": 1500, \"pearson\": ..., \"spearman\": ...} "
                         "for STS-B or {\"n\": 1043, \"mcc\": ...} for CoLA.")
     pr.add_argument("--model", type=Path, required=True, help="a folder under <run>/models/<task>/<model>")
-    pr.add_argument("--input", type=Path, required=True, help="TSV with the task's text columns (and label, to score)")
+    given = pr.add_mutually_exclusive_group(required=True)
+    given.add_argument("--input", type=Path, help="TSV with the task's text columns (and label, to score)")
+    given.add_argument("--text", action="append", help="a text to predict instead of a file, repeatable; a pair "
+                       "task's two texts joined by a tab ($'first\\tsecond'); prints one JSON line each: the "
+                       "prediction (label name, class index or score) and the model's outputs")
     pr.add_argument("--device", default="auto", help=DEVICE_HELP)
     pr.add_argument("--plugins", help=PLUGINS_HELP)
     pr.add_argument("--output", type=Path, help="write GLUE's submission format here: index<TAB>prediction, a score "
@@ -289,6 +293,12 @@ def cmd_ls(args: argparse.Namespace) -> None:
 def cmd_predict(args: argparse.Namespace) -> None:
     from harness import api
 
+    if args.text:
+        if args.output:
+            raise HarnessError("--output writes a file's predictions: use it with --input, not --text")
+        for row in api.predict_texts(args.model, args.text, args.device):
+            print(json.dumps(row))
+        return
     scores = api.predict(args.model, args.input, args.output, args.device)
     if args.output:
         print(f"predictions: {args.output}")

@@ -86,6 +86,26 @@ def test_predict_scores_and_writes(student_folder: Path, tmp_path: Path) -> None
     assert scores == {"n": 3, "accuracy": pytest.approx(100 * right / 3)}
 
 
+def test_predict_text_gives_the_files_prediction(student_folder: Path, tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    """`predict --text` prints one JSON line per text, with the prediction the same rows get from a file and the
+    model's outputs; a text with the wrong number of columns, or --output beside --text, is a one-line error."""
+    texts = ["a good film", "a bad film", "unknown words"]
+    good, out = tmp_path / "good.tsv", tmp_path / "pred.tsv"
+    good.write_text("sentence\n" + "\n".join(texts) + "\n")
+    assert cli.main(["predict", "--model", str(student_folder), "--input", str(good), "--output", str(out)]) == 0
+    from_file = [line.split("\t")[1] for line in out.read_text().splitlines()[1:]]
+    capsys.readouterr()
+    assert cli.main(["predict", "--model", str(student_folder), *[a for t in texts for a in ("--text", t)]]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["text"] for r in rows] == texts and [str(r["prediction"]) for r in rows] == from_file
+    assert all(len(r["outputs"]) == 2 and r["prediction"] == max((0, 1), key=r["outputs"].__getitem__) for r in rows)
+    assert cli.main(["predict", "--model", str(student_folder), "--text", "a good\tfilm"]) == 2
+    assert capsys.readouterr().err.strip() == "error: --text 'a good\\tfilm': task sst2 takes one text, this has 2"
+    assert cli.main(["predict", "--model", str(student_folder), "--text", "a", "--output", str(out)]) == 2
+    assert "use it with --input, not --text" in capsys.readouterr().err
+
+
 @pytest.mark.slow
 def test_ls_students() -> None:
     """`ls students` prints the registered students, one per line."""

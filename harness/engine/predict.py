@@ -104,3 +104,22 @@ def predict(model_dir: Path, input_path: Path, output: Path | None) -> dict | No
     if split.labels is None:
         return None
     return {"n": len(split), **score(task.metrics, split.labels, preds)}
+
+
+def predict_texts(model_dir: Path, texts: list[str]) -> list[dict]:
+    """Each text (a pair task's two texts joined by a tab) with the model's prediction, as a label name or a score,
+    and its outputs: what `harness predict --text` prints, to try a model on a few sentences without a file."""
+    predictor, card = load_model(model_dir)
+    task = TASKS.get(card["task"])
+    columns = len(task.text_columns)
+    rows = [tuple(text.split("\t")) for text in texts]
+    for text, row in zip(texts, rows):
+        if len(row) != columns:
+            need = "one text" if columns == 1 else f"{columns} texts joined by a tab, e.g. $'first\\tsecond'"
+            raise HarnessError(f"--text {text!r}: task {card['task']} takes {need}, this has {len(row)}")
+    outputs = on_device(predictor, card).logits(rows, card.get("batch_size", model_card.SCORE_BATCH))
+    out = []
+    for text, logits, pred in zip(texts, outputs, predictions(outputs)):
+        label = round(float(pred), 4) if task.is_regression else (task.label_names[int(pred)] if task.label_names else int(pred))
+        out.append({"text": text, "prediction": label, "outputs": [round(float(x), 4) for x in logits]})
+    return out
