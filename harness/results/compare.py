@@ -183,8 +183,9 @@ def task_settings(results: dict, task: str) -> dict[str, object]:
 
 
 def shown(value: object) -> str:
-    """A setting as the table writes it: strings bare, `–` where a run did not record it, the rest as JSON."""
-    return value if isinstance(value, str) else json.dumps(value, default=str)
+    """A setting as the table writes it: strings bare (the empty one as `""`), `–` where a run did not record it, the
+    rest as JSON."""
+    return value if isinstance(value, str) and value else json.dumps(value, default=str)
 
 
 def differences(results: list[dict], labels: list[str]) -> list[str]:
