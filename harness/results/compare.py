@@ -217,7 +217,8 @@ def differences(results: list[dict], labels: list[str]) -> list[str]:
 
 def compare(runs: list[Path], labels: list[str] | None = None) -> str:
     """Markdown table of the rows every run has, deltas against the first run (with a 95% interval and
-    "within noise" where both runs kept predictions on the same examples); then the rows left out."""
+    "within noise" where both runs kept predictions on the same examples); then the rows left out, and how the
+    runs differ."""
     labels = labels or [r.name for r in runs]
     results = [load_results(r) for r in runs]
     per_run = [all_rows(r) for r in results]
