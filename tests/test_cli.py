@@ -14,6 +14,7 @@ from cli_runner import harness
 
 from harness import cli
 from harness.core.registry import STUDENTS
+from harness.engine import model_card
 from harness.engine.stages import seal_model
 from harness.engine.wordmodel import StudentPredictor, Vocab
 from students.bilstm import BiLSTMSettings
@@ -104,6 +105,20 @@ def test_predict_text_gives_the_files_prediction(student_folder: Path, tmp_path:
     assert capsys.readouterr().err.strip() == "error: --text 'a good\\tfilm': task sst2 takes one text, this has 2"
     assert cli.main(["predict", "--model", str(student_folder), "--text", "a", "--output", str(out)]) == 2
     assert "use it with --input, not --text" in capsys.readouterr().err
+
+
+def test_predict_names_the_plugin_a_model_needs(student_folder: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A model trained on a task (or by a plugin) not registered here is refused with where it came from when it
+    trained, read from its card, and what to load; a card from before origins were recorded still gets the hint."""
+    card = json.loads((student_folder / "harness.json").read_text())
+    model_card.write(student_folder, {**card, "task": "toy", "origins": {"task": "toy_task (plugins=)"}})
+    assert cli.main(["predict", "--model", str(student_folder), "--text", "a good film"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"error: {student_folder}: task 'toy' is not registered here; it came from toy_task (plugins=) when the model "
+        "trained: load it with --plugins MODULE (plugins= in Python) or install the package that registers it")
+    model_card.write(student_folder, {**card, "plugin": "bow"})
+    assert cli.main(["predict", "--model", str(student_folder), "--text", "a good film"]) == 2
+    assert "student plugin 'bow' is not registered here: load it with --plugins MODULE" in capsys.readouterr().err
 
 
 @pytest.mark.slow

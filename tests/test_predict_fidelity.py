@@ -121,11 +121,15 @@ def test_cards_record_the_run_settings(run_dir: Path) -> None:
     """Each model's harness.json records its task, labels, batch size and the settings it predicts with;
     the manifest covers it."""
     teacher = json.loads((run_dir / "models" / "stsb" / "teacher" / "harness.json").read_text())
+    origins = teacher.pop("origins")  # how each module was loaded (entry point, or imported by this test first)
     assert teacher == {"format": 2, "kind": "teacher", "plugin": "hf_tiny", "task": "stsb", "num_labels": 1,
                        "label_names": [], "batch_size": 256, "max_length": MAX_LENGTH, "precision": "fp32"}
+    assert origins["task"].startswith("harness.data.glue_tasks (") and origins["plugin"].startswith("teachers.hf (")
     student = json.loads((run_dir / "models" / "sst2" / "bilstm_tiny" / "harness.json").read_text())
+    origins = student.pop("origins")
     assert student == {"format": 2, "kind": "student", "plugin": "bilstm_tiny", "task": "sst2", "num_labels": 2,
                        "label_names": [], "batch_size": 256, "max_tokens": 64}
+    assert origins["task"].startswith("harness.data.tasks (") and origins["plugin"].startswith("students.bilstm (")
     for folder in (run_dir / "models").glob("*/*"):
         assert manifest.problem(folder) is None, folder
         predictor, card = load_model(folder)

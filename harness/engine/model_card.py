@@ -13,7 +13,10 @@ Fields (format 2):
   autocast). Before format 2 a reload assumed 128 wordpieces, while SST-2's teacher trained and was
   scored at 64 (`teacher.max_length`);
 - a student's `max_tokens` (words kept per sentence, NLTK's tokens; the student's own config.json,
-  which its loader reads, holds it too).
+  which its loader reads, holds it too);
+- `origins`: where the task and the model's plugin were registered from when it trained (`harness ls`'s words:
+  `toy_task (plugins=)`, an entry point and its package), so that loading it where they are not registered says
+  what to load, not only that the name is unknown. Cards written before it have none.
 
 `harness run` writes the card into every model it places under `models/<task>/` (pipeline.copy_model),
 so models from older cache entries get one too. A folder written before format 2 (kind, plugin and
@@ -29,6 +32,7 @@ from pathlib import Path
 
 from harness.core.config import TeacherConfig
 from harness.core.errors import HarnessError
+from harness.core.registry import STUDENTS, TASKS, TEACHERS
 from harness.data.tasks import Task
 from harness.engine import manifest
 from harness.engine.cache import write_json_atomic
@@ -40,8 +44,27 @@ LEGACY_MAX_LENGTH = 128  # the max length reloading gave a teacher before folder
 
 
 def _common(kind: str, plugin: str, task: Task) -> dict:
+    registry = TEACHERS if kind == "teacher" else STUDENTS
+    origins = {"task": TASKS.origin(task.name) if task.name in TASKS else "not registered",
+               "plugin": registry.origin(plugin) if plugin in registry else "not registered"}
     return {"format": FORMAT, "kind": kind, "plugin": plugin, "task": task.name, "num_labels": task.num_labels,
-            "label_names": list(task.label_names), "batch_size": SCORE_BATCH}
+            "label_names": list(task.label_names), "batch_size": SCORE_BATCH, "origins": origins}
+
+
+def check_registered(folder: Path, card: dict) -> None:
+    """The card's task and plugin are registered in this process.
+
+    Raises:
+        HarnessError: one is not, naming where it came from when the model trained and what to load.
+    """
+    registry = TEACHERS if card["kind"] == "teacher" else STUDENTS
+    for what, name, known in (("task", card["task"], TASKS), (f"{card['kind']} plugin", card["plugin"], registry)):
+        if name not in known:
+            key = "task" if what == "task" else "plugin"
+            came = (card.get("origins") or {}).get(key)
+            source = f"; it came from {came} when the model trained" if came else ""
+            raise HarnessError(f"{folder}: {what} {name!r} is not registered here{source}: load it with --plugins MODULE "
+                               "(plugins= in Python) or install the package that registers it")
 
 
 def teacher_card(task: Task, teacher: TeacherConfig) -> dict:

@@ -33,6 +33,7 @@ def load_model(folder: Path):
     if problem:
         raise HarnessError(f"{folder}: damaged model folder: {problem}; rerun `harness run` to rebuild it")
     card = model_card.read(folder)
+    model_card.check_registered(folder, card)
     model_card.check_task(folder, card, TASKS.get(card["task"]))
     try:
         if card["kind"] == "teacher":
