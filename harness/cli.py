@@ -152,7 +152,10 @@ def parser() -> argparse.ArgumentParser:
                     help="the stage cache the run used (default: runs/cache)")
     ex.add_argument("--plugins", help=PLUGINS_HELP)
 
-    rep = sub.add_parser("report", help="re-render report.md and plot.png of a run from its results.json")
+    rep = sub.add_parser("report", help="re-render report.md and plot.png of a run from its results.json",
+                         description="Writes report.md, plot.png and (with several students per task) frontier.png "
+                         "again from the run's results.json alone: a pure function of it, so a report made by an "
+                         "older version is rendered the current way with the same numbers.")
     rep.add_argument("run", type=Path, help="a run folder written by `harness run`")
     rep.add_argument("--disagreements", type=int, metavar="N",
                      help="also list, per task and student, the N dev examples where it and the teacher disagree most "
@@ -165,7 +168,12 @@ def parser() -> argparse.ArgumentParser:
                         "folder has no status file.")
     st.add_argument("run", type=Path, help="the --out folder of a `harness run`")
 
-    cmp = sub.add_parser("compare", help="shared (task, model) scores of several runs side by side, with deltas")
+    cmp = sub.add_parser("compare", help="shared (task, model) scores of several runs side by side, with deltas",
+                         description="Markdown: every (task, model, score) row the runs share (dev scores, ONNX and "
+                         "int8 scores, batch-1 latency, in-run speed ratios, GLUE averages) with each run's delta from "
+                         "the first, and an interval where both runs kept per-example predictions; then the rows not "
+                         "in every run; then how the runs differ (commits, machines, and per task the data sizes, "
+                         "checkpoint choice and settings that are not the same).")
     cmp.add_argument("runs", type=Path, nargs="+", help="run folders (or their results.json); deltas are against the first")
     cmp.add_argument("--labels", help="comma-separated column names for the runs (default: folder names)")
 
