@@ -58,9 +58,9 @@ def check_registered(folder: Path, card: dict) -> None:
         HarnessError: one is not, naming where it came from when the model trained and what to load.
     """
     registry = TEACHERS if card["kind"] == "teacher" else STUDENTS
-    for what, name, known in (("task", card["task"], TASKS), (f"{card['kind']} plugin", card["plugin"], registry)):
+    for key, what, known in (("task", "task", TASKS), ("plugin", f"{card['kind']} plugin", registry)):
+        name = card[key]
         if name not in known:
-            key = "task" if what == "task" else "plugin"
             came = (card.get("origins") or {}).get(key)
             source = f"; it came from {came} when the model trained" if came else ""
             raise HarnessError(f"{folder}: {what} {name!r} is not registered here{source}: load it with --plugins MODULE "

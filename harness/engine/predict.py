@@ -117,7 +117,7 @@ def predict_texts(model_dir: Path, texts: list[str]) -> list[dict]:
     for text, row in zip(texts, rows):
         if len(row) != columns:
             need = "one text" if columns == 1 else f"{columns} texts joined by a tab, e.g. $'first\\tsecond'"
-            raise HarnessError(f"--text {text!r}: task {card['task']} takes {need}, this has {len(row)}")
+            raise HarnessError(f"--text {text!r}: task {task.name} takes {need}, this has {len(row)}")
     outputs = on_device(predictor, card).logits(rows, card.get("batch_size", model_card.SCORE_BATCH))
     out = []
     for text, logits, pred in zip(texts, outputs, predictions(outputs)):
