@@ -20,6 +20,7 @@ import pandas as pd
 
 from harness.core.errors import HarnessError
 from harness.core.metrics import METRICS
+from harness.core.settings import _flatten
 from harness.results import samples, stats
 from harness.results.glue_table import families, glue_tasks, tasks_phrase
 from harness.results.speed_tables import speeds, timing
@@ -159,14 +160,6 @@ SETTINGS = ("train_limit", "dev_limit", "seed", "seeds", "teacher", "augment", "
 MOST_SETTINGS = 12  # differing settings named per task; the rest are counted
 
 
-def flat(d: dict, prefix: str = "") -> dict[str, object]:
-    """{"student": {"hidden": 150}} -> {"student.hidden": 150}."""
-    out: dict[str, object] = {}
-    for key, value in d.items():
-        out.update(flat(value, f"{prefix}{key}.") if isinstance(value, dict) else {f"{prefix}{key}": value})
-    return out
-
-
 def task_settings(results: dict, task: str) -> dict[str, object]:
     """What a task's scores rest on: its data sizes, the split that chose checkpoints, and its settings (the task's
     own config, or the run's in results from before it was recorded per task)."""
@@ -179,7 +172,7 @@ def task_settings(results: dict, task: str) -> dict[str, object]:
     arch = student.pop("arch", None)             # results hold them in `student` itself: one name for both
     if isinstance(arch, dict):
         picked["student"] = {**student, **arch}
-    return {"data.train": data.get("train"), "data.dev": data.get("dev"), "checkpoints chosen on": chosen, **flat(picked)}
+    return {"data.train": data.get("train"), "data.dev": data.get("dev"), "checkpoints chosen on": chosen, **_flatten(picked)}
 
 
 def shown(value: object) -> str:
