@@ -2,7 +2,8 @@
 speed. `python -m harness` is the command line over the Python API (harness/api.py).
 
 What a user or a plugin needs is importable from here (loaded on first use, so `import harness` stays light):
-- running: `run`, `predict`, `predict_texts`, `measure`, `load_model`, `ls`, and for results `compare`, `report`;
+- running: `run` (and `plan`: what it would compute, running nothing), `predict`, `predict_texts`, `measure`,
+  `load_model`, `ls`, and for results `compare`, `report`;
 - registering: `STUDENTS`, `TEACHERS`, `TASKS`, `REFERENCES`, `StudentSpec`, `TeacherPlugin`, `ReferenceSpec`,
   `Task`, `register_metric` (README, Add your own student, teacher or task; harness/core/protocols.py);
 - `HarnessError`, the one-line errors everything raises.
@@ -13,6 +14,7 @@ from importlib import import_module
 PUBLIC = {
     "run": "harness.api", "predict": "harness.api", "measure": "harness.api", "load_model": "harness.api",
     "ls": "harness.api", "compare": "harness.api", "report": "harness.api", "predict_texts": "harness.api",
+    "plan": "harness.api",
     "STUDENTS": "harness.core.registry", "TEACHERS": "harness.core.registry",
     "TASKS": "harness.core.registry", "REFERENCES": "harness.core.registry", "StudentSpec": "harness.core.registry",
     "TeacherPlugin": "harness.core.registry", "ReferenceSpec": "harness.core.registry", "Task": "harness.data.tasks",

@@ -1,6 +1,7 @@
 """The Python API; the command line (harness/cli.py) is a thin layer over it.
 
     import harness
+    harness.plan(suite="glue", preset="smoke", tasks=["sst2"])  # what run would compute or reuse; runs nothing
     results = harness.run(suite="glue", preset="smoke", tasks=["sst2"], overrides={"student.hidden": 64},
                           out="runs/mine")
     predictor, card = harness.load_model("runs/mine/models/sst2/bilstm_soft")
@@ -124,6 +125,33 @@ def run(suite: str = "glue", preset: str | None = None, tasks: Iterable[str] | s
     threads = set_threads(cfg.measure.threads or max(1, usable_cores() // rt.local_world))  # each process its share
     out = Path(out) if out is not None else Path("runs") / f"{info['suite']}-{preset or 'default'}"
     return run_pipeline(cfg, info, out, Path(cache_dir), data_dir, threads)
+
+
+def plan(suite: str = "glue", preset: str | None = None, tasks: Iterable[str] | str | None = None,
+         students: Iterable[str] | str | None = None, overrides: dict[str, Any] | None = None,
+         cache_dir: str | Path = "runs/cache", data_dir: str | None = None, device: str = "auto",
+         plugins: Iterable[str] = (), seeds: Iterable[int] | str | None = None) -> dict[str, list[dict]]:
+    """What `run` with the same arguments would do, computing and writing nothing (`harness run --dry-run`).
+
+    Returns:
+        For each task with data, its stages in the order the run meets them: {"name" (as results.json names
+        it), "stage", "key", "state"}. The state is `cached` (with the `seconds` and `peak_rss_gb` it took),
+        `to compute`, `resumes` (a killed run's work folder is there), `damaged` (discarded and computed again;
+        `why`) or `same as above` (an entry met twice, computed once). The device counts: labelling batches
+        differ on a GPU, and so do their keys.
+    """
+    import os
+
+    from harness.core.errors import HarnessError
+    from harness.engine import device as devices
+    from harness.pipeline import plan as plan_pipeline
+
+    if int(os.environ.get("WORLD_SIZE", 1)) > 1:
+        raise HarnessError("a dry run plans in one process: run it without torchrun")
+    cfg, info = configure(suite, preset, tasks, students, overrides, plugins, seeds)
+    devices.setup(device)
+    stages = plan_pipeline(cfg, info, Path(cache_dir), data_dir)
+    return {task: [{"name": name, **state} for name, state in steps.items()] for task, steps in stages.items()}
 
 
 def load_model(folder: str | Path, plugins: Iterable[str] = ()):

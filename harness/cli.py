@@ -21,6 +21,7 @@ EPILOG = """examples:
   python -m harness run --suite glue --preset quick --tasks stsb   # one task (a task named here must have data)
   python -m harness run --suite glue --preset smoke --out runs/smoke
   python -m harness run --suite glue --set student.hidden=300 --set teacher.epochs=2
+  python -m harness run --suite glue --preset quick --set student.hidden=300 --dry-run   # what it would reuse or compute
   python -m harness ls students                               # each with where it came from (its package)
   python -m harness run --suite glue --preset smoke --plugins my_package.students --students mine,mine_soft
   python -m harness predict --model runs/glue-quick/models/sst2/<student> --input dev.tsv
@@ -91,6 +92,10 @@ def parser() -> argparse.ArgumentParser:
                      help="stage cache shared by runs (default: runs/cache)")
     run.add_argument("--device", default="auto", help=DEVICE_HELP)
     run.add_argument("--plugins", help=PLUGINS_HELP)
+    run.add_argument("--dry-run", action="store_true", help="compute and write nothing: list each stage the run "
+                     "would meet, with its cache key and whether it would come from the cache, resume a killed run's "
+                     "work or be computed (and how long a cached one took), after checking the settings and reading "
+                     "the data")
 
     ls = sub.add_parser("ls", help="list registered tasks, teachers, students or references (with where each came "
                         "from), or the shipped suites")
@@ -266,6 +271,13 @@ def cmd_run(args: argparse.Namespace) -> None:
     from harness.core.config import parse_set
 
     out = args.out or Path("runs") / f"{Path(args.suite).stem}-{args.preset or 'default'}"
+    if args.dry_run:
+        from harness.results.plan_table import render
+
+        plan = api.plan(args.suite, args.preset, args.tasks, args.students, parse_set(args.set), args.cache_dir,
+                        args.data_dir, args.device, plugin_list(args), args.seeds)
+        print(render(plan, args.cache_dir, out))
+        return
     results = api.run(args.suite, args.preset, args.tasks, args.students, parse_set(args.set), out, args.cache_dir,
                       args.data_dir, args.device, plugin_list(args), args.seeds)
     print(f"report: {out / 'report.md'}  results: {out / 'results.json'}  ({results['wall_seconds']:.0f} s)")

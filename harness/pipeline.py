@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import os
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
@@ -68,12 +69,15 @@ def seeded(stage: str, seed: int, several: bool) -> str:
 def run_task(name: str, cfg: RunConfig, store: Store, out: Path, splits: dict[str, Split]) -> dict | None:
     """One task end to end: the cached stages, then every model scored and measured. Under several
     processes every rank takes part in the stages; rank 0 alone places, scores and times the models
-    (the others return None).
+    (the others return None). In a dry run (`store.plan`) the stages record their keys and states, and it returns
+    {"stages": each stage's state} without loading, scoring or writing anything.
 
     With several `seeds` every student trains once per seed on the same transfer set (and, with
     `teacher.per_seed`, each seed has its own teacher and labels); scores are the means over seeds, with
     their spread, and the first seed's models are timed."""
     rt = device.current()
+    planning = store.plan is not None
+    keep = rt.main and not planning  # this process places, scores and times the models
     task: Task = TASKS.get(name)
     progress.task(name)
     train, dev = splits["train"], splits["validation"]
@@ -93,8 +97,9 @@ def run_task(name: str, cfg: RunConfig, store: Store, out: Path, splits: dict[st
     if cfg.transfer.source:  # students only, from an exported transfer set: no teacher code runs
         import_dir, stage_meta["import"] = stages.import_stage(store, task, Path(cfg.transfer.source))
         upstream[cfg.seed] = Upstream([], [], stages.TransferData(import_dir, import_dir))
-        n_originals = stage_meta["import"]["originals"]
-        check_no_overlap(import_dir, n_originals, select, cfg)
+        n_originals = stage_meta["import"].get("originals", 0)  # (a dry run's stages return their state alone)
+        if not planning:
+            check_no_overlap(import_dir, n_originals, select, cfg)
     else:
         teacher_runs = {s: (dataclasses.replace(cfg, seed=s) if per_seed_teacher else cfg).teacher_runs()
                         for s in (seeds if per_seed_teacher else (cfg.seed,))}
@@ -114,7 +119,7 @@ def run_task(name: str, cfg: RunConfig, store: Store, out: Path, splits: dict[st
     models_out = out / "models" / name
     predictors: dict[str, dict[int, object]] = {}
     for s, up in upstream.items():
-        if rt.main and up.teacher_dirs:
+        if keep and up.teacher_dirs:
             teachers = [stages.load_teacher(d, run) for d, run in zip(up.teacher_dirs, up.runs)]
             for k, (teacher_dir, run) in enumerate(zip(up.teacher_dirs, up.runs), 1):
                 member = "teacher" if len(up.runs) == 1 else f"teacher_member{k}"
@@ -150,7 +155,7 @@ def run_task(name: str, cfg: RunConfig, store: Store, out: Path, splits: dict[st
             student_dir, stage_meta[seeded(job.name, s, several)] = stages.student_stage(
                 store, job, task, dataclasses.replace(cfg, seed=s), select, n_originals,
                 up.teacher_dirs[0] if up.teacher_dirs else None, job_data, dev)
-            if rt.main:
+            if keep:
                 copy_model(student_dir / "model", model_dir(models_out, job.name, s, several),
                            model_card.student_card(task, job.base, job.student.max_tokens))
                 predictors.setdefault(job.name, {})[s] = load_student(student_dir / "model").to(rt.device)
@@ -158,6 +163,8 @@ def run_task(name: str, cfg: RunConfig, store: Store, out: Path, splits: dict[st
                 variants[job.name] = {"base": job.base, "changes": job.changes}
             else:
                 roles[job.name] = "distilled" if STUDENTS.get(job.base).distill else "label-only"
+    if planning:
+        return {"stages": stage_meta}
     if not rt.main:
         return None
 
@@ -268,6 +275,15 @@ def available_splits(cfg: RunConfig, data_dir: str | None, required: bool) -> tu
         raise HarnessError(f"no task of {', '.join(cfg.tasks)} has training data: "
                            + "; ".join(f"{t}: {why}" for t, why in not_run.items()))
     return splits, not_run
+
+
+def plan(cfg: RunConfig, suite_info: dict, cache_dir: Path, data_dir: str | None) -> dict[str, dict]:
+    """What `run` would compute, computing and writing nothing (`harness run --dry-run`): for each task with
+    data, its stages in the order a run meets them, each with its key and state (Store.state)."""
+    splits, _ = available_splits(cfg, data_dir, required="tasks" in suite_info.get("set", {}))
+    nowhere = Path(os.devnull)  # the run's folder: a dry run writes nothing there (a write would fail, loudly)
+    return {name: run_task(name, cfg.for_task(name), Store(cache_dir, dry_run=True), nowhere, task_splits)["stages"]
+            for name, task_splits in splits.items()}
 
 
 def run(cfg: RunConfig, suite_info: dict, out: Path, cache_dir: Path, data_dir: str | None, threads: int) -> dict:

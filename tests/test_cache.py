@@ -82,3 +82,34 @@ def test_a_resumed_stage_counts_the_killed_runs_time(tmp_path: Path) -> None:
     them (the time of this process alone understated a paper student resumed three times by 2,600 s)."""
     _, meta = cached(Store(tmp_path), "student", "key", lambda work: {"earlier_seconds": 500.0})
     assert 500.0 <= meta["seconds"] < 560.0 and "earlier_seconds" not in meta
+
+
+def test_a_dry_run_reports_each_state_and_writes_nothing(tmp_path: Path) -> None:
+    """A dry-run store's `cached` builds nothing and writes nothing: it records each entry as a run would find it
+    (cached with the time it took, damaged and why, a killed run's work to resume, or to compute; an entry met twice
+    is computed once), and returns that as the stage's meta."""
+    store = Store(tmp_path)
+
+    def build(work: Path) -> dict:
+        (work / "out.txt").write_text("done")
+        return {"rows": 3}
+
+    _, done = cached(store, "stage", "done", build)
+    cached(store, "stage", "broken", build)
+    (store.path("stage", "broken") / "out.txt").write_text("changed")
+    (store.partial("stage", "killed") / "half.txt").write_text("x" * 2_000_000)
+    before = sorted((p, p.stat().st_mtime_ns) for p in tmp_path.rglob("*"))
+
+    def must_not_run(work: Path) -> dict:
+        raise AssertionError("a dry run built a stage")
+
+    dry = Store(tmp_path, dry_run=True)
+    metas = [cached(dry, "stage", key, must_not_run)[1] for key in ("done", "broken", "killed", "new", "new")]
+    assert [m["state"] for m in metas] == ["cached", "damaged", "resumes", "to compute", "same as above"]
+    assert dry.plan == metas and [m["key"] for m in metas] == ["done", "broken", "killed", "new", "new"]
+    assert metas[0]["seconds"] == done["seconds"] and metas[0]["peak_rss_gb"] == done["peak_rss_gb"]
+    assert "out.txt" in metas[1]["why"]
+    assert metas[2]["why"].endswith("stage/killed.partial holds 2.0 MB")
+    assert sorted((p, p.stat().st_mtime_ns) for p in tmp_path.rglob("*")) == before
+    assert Store(tmp_path / "none", dry_run=True).state("stage", "k")["state"] == "to compute"
+    assert not (tmp_path / "none").exists()

@@ -12,6 +12,7 @@ import pytest
 from cli_runner import harness
 from rescore import saved_accuracy
 
+from harness.core.config import parse_set
 from harness.core.registry import TASKS
 from harness.data.augment import tokenize
 from harness.data.split import Split, selection_split
@@ -33,19 +34,26 @@ class SmokeRun:
     rerun_results: dict
 
 
+# measure.threads=1: with 2 cores shared with other jobs, 2 torch threads make this run ~6x slower.
+SETTINGS = ["teacher.name=hf_tiny", f"train_limit={TRAIN_LIMIT}", "dev_limit=100", "augment.n_iter=2", "measure.interactive_n=10",
+            "measure.offline_n=256", "measure.teacher_offline_n=64", "measure.threads=1", "measure.references=elmo_tiny",
+            "measure.reference_offline_n=32",
+            "ablations="]  # variants have their own end-to-end test (test_ablations.py)
+
+
+def smoke_args(out: Path, cache: Path) -> list[str]:
+    """The smoke run's command line."""
+    sets = [arg for setting in SETTINGS for arg in ("--set", setting)]
+    return ["run", "--preset", "smoke", "--tasks", "sst2", "--students", "bilstm,bilstm_tiny", *sets,
+            "--out", str(out), "--cache-dir", str(cache)]
+
+
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory: pytest.TempPathFactory, data_root: Path) -> SmokeRun:
     """Run the smoke pipeline once, then the same command again."""
     tmp = tmp_path_factory.mktemp("smoke")
     out, cache = tmp / "run", tmp / "cache"
-    # measure.threads=1: with 2 cores shared with other jobs, 2 torch threads make this run ~6x slower.
-    args = ["run", "--preset", "smoke", "--tasks", "sst2", "--set", "teacher.name=hf_tiny", "--students", "bilstm,bilstm_tiny",
-            "--set", f"train_limit={TRAIN_LIMIT}", "--set", "dev_limit=100", "--set", "augment.n_iter=2",
-            "--set", "measure.interactive_n=10", "--set", "measure.offline_n=256",
-            "--set", "measure.teacher_offline_n=64", "--set", "measure.threads=1",
-            "--set", "measure.references=elmo_tiny", "--set", "measure.reference_offline_n=32",
-            "--set", "ablations=",  # variants have their own end-to-end test (test_ablations.py)
-            "--out", str(out), "--cache-dir", str(cache)]
+    args = smoke_args(out, cache)
     first = harness(*args)
     assert first.returncode == 0, first.stderr[-3000:]
     results = json.loads((out / "results.json").read_text())
@@ -132,6 +140,40 @@ def test_rerun_reuses_every_stage(smoke: SmokeRun) -> None:
     assert not any(meta["cached"] for meta in first.values())
     assert all(meta["cached"] for meta in again.values())
     assert {k: m["key"] for k, m in first.items()} == {k: m["key"] for k, m in again.items()}
+
+
+def test_dry_run_names_what_a_run_reuses(smoke: SmokeRun) -> None:
+    """`--dry-run` after the run: every stage cached, under the keys the run used, with the time computing it took;
+    nothing written (the cache's and the run folder's files are as they were). A changed student setting leaves the
+    teacher, the transfer set and its labels cached, and names the student it changes as to compute, under a new key."""
+    def files() -> list:
+        return sorted((p, p.stat().st_mtime_ns) for p in [*smoke.cache.rglob("*"), *smoke.out.rglob("*")])
+
+    before = files()
+    shown = harness(*smoke_args(smoke.out, smoke.cache), "--dry-run")
+    assert shown.returncode == 0, shown.stderr[-3000:]
+    first = smoke.results["tasks"]["sst2"]["stages"]
+    rows = {cells[1]: cells[2:] for line in shown.stdout.splitlines() if line.startswith("| sst2 ")
+            for cells in [[cell.strip() for cell in line.strip("|").split("|")]]}
+    for name, meta in first.items():
+        state, key, notes = rows[name]
+        took = f"took {meta['seconds']:,.{0 if meta['seconds'] >= 10 else 1}f} s, "
+        assert (state, key) == ("cached", meta["key"]) and notes.startswith(took), rows[name]
+    assert "5 of 5 stages would come from the cache and 0 would be computed" in shown.stdout
+    assert "(it exists: its results.json and report.md would be replaced)" in shown.stdout
+    assert files() == before
+
+    from harness import api
+
+    plan = api.plan(preset="smoke", tasks="sst2", students="bilstm,bilstm_tiny", cache_dir=smoke.cache,
+                    overrides={**parse_set(SETTINGS), "student.epochs": 1})
+    steps = {step["name"]: step for step in plan["sst2"]}
+    # (the tiny variant trains one epoch whatever student.epochs says: its key and entry stay)
+    assert {name: step["state"] for name, step in steps.items()} == {
+        "teacher": "cached", "augment": "cached", "label": "cached", "bilstm": "to compute", "bilstm_tiny": "cached"}
+    for name, meta in first.items():
+        assert (steps[name]["key"] == meta["key"]) == (name != "bilstm")
+    assert files() == before
 
 
 def test_transfer_set_has_originals_first(smoke: SmokeRun, data_root: Path) -> None:

@@ -72,8 +72,25 @@ class Store:
         root: the cache folder (default `runs/cache`).
     """
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, dry_run: bool = False) -> None:
         self.root = Path(root)
+        self.plan: list[dict] | None = [] if dry_run else None  # a dry run's `state` of each stage; nothing computed
+
+    def state(self, stage: str, key: str) -> dict:
+        """What a run would do with `stage/key`, found without writing anything: reuse it (`cached`, with the
+        seconds and memory it took), discard it and compute it again (`damaged`, and why), resume its work
+        folder (`resumes`) or compute it (`to compute`)."""
+        path, work = self.path(stage, key), self.root / stage / f"{key}{PARTIAL}"
+        about = {"stage": stage, "key": key}
+        if self.has(stage, key):
+            problem = self.problem(stage, key)
+            if problem:
+                return {**about, "state": "damaged", "why": problem}
+            meta = json.loads((path / "meta.json").read_text())
+            return {**about, "state": "cached", "seconds": meta.get("seconds"), "peak_rss_gb": meta.get("peak_rss_gb")}
+        if work.is_dir():
+            return {**about, "state": "resumes", "why": f"its work folder {work} holds {folder_bytes(work) / 1e6:.1f} MB"}
+        return {**about, "state": "to compute"}
 
     def path(self, stage: str, key: str) -> Path:
         return self.root / stage / key

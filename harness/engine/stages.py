@@ -102,10 +102,18 @@ def cached(store: Store, stage: str, key: str, build, shared: bool = False) -> t
     entry's lock (Store.lock), so a run that finds another computing it waits, then reuses its commit
     (or resumes its work folder, if that run was killed).
 
+    In a dry run (`store.plan`, harness/pipeline.py's `plan`) it computes and writes nothing: it records and
+    returns the entry's state (Store.state) as its meta.
+
     Under several processes rank 0 alone locks, checks, discards, prints and commits (the others wait
     for its decision at a collective). A `shared` build runs on every rank (each does its share; rank 0
     writes); any other runs on rank 0 while the rest wait.
     """
+    if store.plan is not None:  # a dry run: what a run would do here (an entry met twice is computed once)
+        seen = [s for s in store.plan if (s["stage"], s["key"]) == (stage, key)]
+        store.plan.append({**seen[0], "state": "same as above"} if seen and seen[0]["state"] != "cached"
+                          else store.state(stage, key))
+        return store.path(stage, key), store.plan[-1]
     rt = device.current()
     path = store.path(stage, key)
     with writing(store.root, "--cache-dir"):
