@@ -82,7 +82,7 @@ def check(cfg, cli_sets: dict[str, Any] | None = None) -> None:
     """
     from harness.core.registry import REFERENCES, STUDENTS, TASKS, TEACHERS
     from harness.core.variants import check_arch_settings, check_registered, student_jobs
-    from harness.engine.stages import check_job_fits
+    from harness.engine.student_stage import check_job_fits
 
     TEACHERS.get(cfg.teacher.name)
     for name in sorted({*cfg.tasks, *cfg.per_task}):  # a task's own settings too, run or not

@@ -23,6 +23,7 @@ from harness.data.tasks import REPO_ROOT, NoData, Split, Task, load_task, nltk_r
 from harness.engine import device, manifest, model_card, stages, transfer
 from harness.engine.cache import Store, write_json_atomic
 from harness.engine.label import read_transfer_set, rows
+from harness.engine.student_stage import TransferData, student_stage
 from harness.engine.wordmodel import load_student
 from harness.results.report import write_report
 from harness.scoring import model_dir, score_models, time_reference
@@ -56,7 +57,7 @@ class Upstream:
 
     runs: list[RunConfig]
     teacher_dirs: list[Path]
-    data: stages.TransferData
+    data: TransferData
     own_rows: dict = field(default_factory=dict)
 
 
@@ -96,7 +97,7 @@ def run_task(name: str, cfg: RunConfig, store: Store, out: Path, splits: dict[st
     stage_meta, upstream = {}, {}
     if cfg.transfer.source:  # students only, from an exported transfer set: no teacher code runs
         import_dir, stage_meta["import"] = stages.import_stage(store, task, Path(cfg.transfer.source))
-        upstream[cfg.seed] = Upstream([], [], stages.TransferData(import_dir, import_dir))
+        upstream[cfg.seed] = Upstream([], [], TransferData(import_dir, import_dir))
         n_originals = stage_meta["import"].get("originals", 0)  # (a dry run's stages return their state alone)
         if not planning:
             check_no_overlap(import_dir, n_originals, select, cfg)
@@ -113,7 +114,7 @@ def run_task(name: str, cfg: RunConfig, store: Store, out: Path, splits: dict[st
         augment_dir, stage_meta["augment"] = stages.augment_stage(store, task, cfg, train)
         for s, runs in teacher_runs.items():
             labels = label_all(store, runs, task, dirs[s], augment_dir, stage_meta, seeded("label", s, per_seed_teacher))
-            upstream[s] = Upstream(runs, dirs[s], stages.TransferData(augment_dir, labels))
+            upstream[s] = Upstream(runs, dirs[s], TransferData(augment_dir, labels))
         n_originals = len(train)
 
     models_out = out / "models" / name
@@ -151,8 +152,8 @@ def run_task(name: str, cfg: RunConfig, store: Store, out: Path, splits: dict[st
                     synthetic_labels = label_all(store, up.runs, task, up.teacher_dirs, synthetic_dir, stage_meta,
                                                  seeded(f"label ({job.name})", s, per_seed_teacher))
                     up.own_rows[job.name] = (synthetic_dir, synthetic_labels)
-                job_data = stages.TransferData(up.data.augment_dir, up.data.label_dir, up.own_rows[job.name])
-            student_dir, stage_meta[seeded(job.name, s, several)] = stages.student_stage(
+                job_data = TransferData(up.data.augment_dir, up.data.label_dir, up.own_rows[job.name])
+            student_dir, stage_meta[seeded(job.name, s, several)] = student_stage(
                 store, job, task, dataclasses.replace(cfg, seed=s), select, n_originals,
                 up.teacher_dirs[0] if up.teacher_dirs else None, job_data, dev)
             if keep:

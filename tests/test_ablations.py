@@ -19,7 +19,7 @@ from harness.core.errors import HarnessError
 from harness.core.registry import STUDENTS, TASKS
 from harness.core.variants import check_registered, student_jobs
 from harness.data.tasks import Split, read_tsv
-from harness.engine import stages
+from harness.engine import stages, student_stage
 from harness.engine.distill import distill_loss
 from harness.engine.label import read_transfer_set
 from harness.results.report import ablation_table
@@ -65,9 +65,9 @@ def stage_keys(cfg: RunConfig, monkeypatch: pytest.MonkeyPatch) -> dict[str, str
     augment_dir, _ = stages.augment_stage(None, task, cfg, TRAIN)
     label_dir, _ = stages.label_stage(None, cfg, task, teacher_dir, augment_dir)
     out = dict(keys)
-    data = stages.TransferData(augment_dir, label_dir)
+    data = student_stage.TransferData(augment_dir, label_dir)
     for job in student_jobs(cfg):
-        stages.student_stage(None, job, task, cfg, DEV, len(TRAIN), teacher_dir, data)
+        student_stage.student_stage(None, job, task, cfg, DEV, len(TRAIN), teacher_dir, data)
         out[job.name] = keys["student"]
     return out
 

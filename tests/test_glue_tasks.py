@@ -25,7 +25,7 @@ from harness.core.registry import TASKS
 from harness.core.variants import StudentJob, student_jobs
 from harness.data.tasks import load_task, read_tsv
 from harness.engine.distill import EarlyStopping, distill_loss
-from harness.engine.stages import check_job_fits
+from harness.engine.student_stage import check_job_fits
 from students.bilstm import BiLSTMSettings
 
 # GLUE's row counts (train, dev, test), as its data ships (shared/data/README.md and PROVENANCE.md)

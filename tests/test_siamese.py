@@ -16,7 +16,7 @@ from harness.core.registry import STUDENTS, TASKS
 from harness.data.augment import tokenize
 from harness.data.tasks import read_tsv
 from harness.engine import ort
-from harness.engine.stages import check_student_fits
+from harness.engine.student_stage import check_student_fits
 from harness.engine.wordmodel import StudentPredictor, Vocab, count_params, load_student
 from students.bilstm import BiLSTMSettings
 from students.siamese import SiameseBiLSTM

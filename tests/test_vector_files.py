@@ -14,7 +14,7 @@ from harness.core.errors import HarnessError
 from harness.core.settings import StudentConfig
 from harness.core.variants import StudentJob
 from harness.engine.embeddings import initial_vectors
-from harness.engine.stages import student_key_view
+from harness.engine.student_stage import student_key_view
 from students.bilstm import BiLSTMSettings
 
 WORDS = ["<pad>", "<unk>", "good", "Film", "new york", "[MASK]"]

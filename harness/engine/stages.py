@@ -1,4 +1,5 @@
-"""Pipeline stages as functions of (config, inputs), each cached under a content key.
+"""Pipeline stages as functions of (config, inputs), each cached under a content key (the student stage is in
+harness/engine/student_stage.py).
 
 Each returns the path of its committed output folder and a `meta` dict with its wall time.
 Bump a stage's VERSION when its code changes what it produces: keys hold no trace of the code
@@ -20,7 +21,6 @@ import json
 import shutil
 import sys
 import time
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,18 +29,12 @@ import torch
 
 from harness.core import memory, progress
 from harness.core.config import KEY_IF_CHANGED, AugmentConfig, RunConfig, TeacherConfig
-from harness.core.errors import HarnessError, writing
-from harness.core.metrics import predictions
-from harness.core.registry import STUDENTS, TEACHERS
-from harness.core.variants import StudentJob
+from harness.core.errors import writing
+from harness.core.registry import TEACHERS
 from harness.data import augment
-from harness.data.batching import TokenIds
 from harness.data.tasks import Split, Task
-from harness.engine import device, embeddings, label, label_backends, manifest, transfer
+from harness.engine import device, label, label_backends, manifest, transfer
 from harness.engine.cache import PARTIAL, Store, content_key, reserve, write_json_atomic
-from harness.engine.distill import train_student
-from harness.engine.embeddings import initial_vectors
-from harness.engine.wordmodel import StudentPredictor, Vocab
 
 VERSIONS = {"teacher": 1, "augment": 1, "label": 1, "ensemble": 1, "import": 1, "student": 3}
 # student 2: sparse embedding updates (LazyAdadelta); 3: unpacked LSTM directions (students/bilstm.py)
@@ -50,6 +44,7 @@ VERSIONS = {"teacher": 1, "augment": 1, "label": 1, "ensemble": 1, "import": 1, 
 # fails when they change while the stage's VERSION does not. Upstream stages need not be listed: their
 # keys are part of this stage's key. Configs need not be either: they enter keys whole (cache_view).
 _HERE = "harness/engine/stages.py::"
+_STUDENT = "harness/engine/student_stage.py::"
 SOURCES = {
     "teacher": [f"{_HERE}teacher_stage", f"{_HERE}checkpoint_key", f"{_HERE}sample", f"{_HERE}on_runtime", f"{_HERE}seal_model",
                 "teachers/hf.py", "harness/engine/train_state.py", "harness/data/batching.py", "harness/core/metrics.py",
@@ -60,11 +55,11 @@ SOURCES = {
               "teachers/hf_onnx.py", "harness/data/batching.py", "harness/engine/device.py"],
     "ensemble": [f"{_HERE}ensemble_stage"],
     "import": [f"{_HERE}import_stage", "harness/engine/transfer.py"],
-    "student": [f"{_HERE}student_stage", f"{_HERE}training_rows", f"{_HERE}TransferData", f"{_HERE}seal_model",
+    "student": [f"{_STUDENT}student_stage", f"{_STUDENT}training_rows", f"{_STUDENT}TransferData", f"{_HERE}seal_model",
                 "harness/engine/distill.py", "harness/engine/wordmodel.py", "harness/engine/embeddings.py",
                 "harness/data/text.py", "harness/data/batching.py", "harness/core/metrics.py", "harness/engine/device.py",
                 "harness/engine/label.py", "harness/engine/train_state.py",
-                "harness/engine/transfer.py::imported_vectors", f"{_HERE}student_key_view"],
+                "harness/engine/transfer.py::imported_vectors", f"{_STUDENT}student_key_view"],
     # the built-in students' files are added by tests/test_stage_versions.py (from pyproject.toml's entry points);
     # another package's student bumps its StudentSpec.version
 }  # (student: `embedding: teacher` reads the teacher's weights through transformers, not teachers/hf.py's code)
@@ -326,135 +321,3 @@ def load_teacher(teacher_dir: Path, cfg: RunConfig):
 def on_runtime(teacher, cfg: RunConfig):
     """A teacher on the runtime's device, under bfloat16 autocast when `teacher.precision` is bf16."""
     return teacher.to(device.current().device, torch.bfloat16 if cfg.teacher.precision == "bf16" else None)
-
-
-def check_student_fits(name: str, task: Task) -> None:
-    """A student must read as many text columns as the task has (bilstm: 1, siamese_bilstm: 2).
-
-    Raises:
-        HarnessError: naming the student, the task and the students that fit.
-    """
-    spec = STUDENTS.get(name)
-    columns = len(task.text_columns)
-    if spec.columns != columns:
-        fits = ", ".join(n for n in STUDENTS.names() if STUDENTS.get(n).columns == columns)
-        raise HarnessError(f"student {name} reads {spec.columns} sentence(s) per example but task {task.name} has "
-                           f"{columns}; students for it: {fits} (set them per task: per_task.{task.name}.students)")
-
-
-def check_job_fits(job: StudentJob, task: Task) -> None:
-    """A student job fits its task: the student reads the task's text columns, and a regression task
-    (one output) gets no loss that needs classes (`kl`, `hard`: there is no softmax or argmax of one
-    score).
-
-    Raises:
-        HarnessError: naming the job, the task and what to change.
-    """
-    check_student_fits(job.base, task)
-    if task.is_regression and STUDENTS.get(job.base).distill and job.student.loss != "mse":
-        raise HarnessError(f"{job.name}: student.loss={job.student.loss} needs classes, but task {task.name} is a "
-                           f"regression task (one score); use loss mse there, e.g. per_task.{task.name}.ablations "
-                           "without the kl/hard variants")
-
-
-@dataclass(frozen=True)
-class TransferData:
-    """Where a student's training rows come from.
-
-    Attributes:
-        augment_dir: the run's transfer set (the originals first, then synthetic rows).
-        label_dir: its teacher logits.
-        synthetic: (augment_dir, label_dir) of a variant's own synthetic rows, which replace the run's
-            (the originals still come from the run's transfer set); None for the run's own.
-    """
-
-    augment_dir: Path
-    label_dir: Path
-    synthetic: tuple[Path, Path] | None = None
-
-
-def training_rows(data: TransferData, n_originals: int, transfer: bool) -> tuple[list[list[str]], np.ndarray, np.ndarray]:
-    """Text columns, gold labels (-1 or NaN on synthetic rows) and teacher logits of the rows a student
-    trains on: the whole transfer set, or only its first `n_originals` rows (the originals)."""
-    parts = [(data.augment_dir, data.label_dir, n_originals if data.synthetic or not transfer else None)]
-    if transfer and data.synthetic:
-        parts.append((*data.synthetic, None))
-    columns, gold, logits = None, [], []
-    for augment_dir, label_dir, n in parts:
-        table = label.read_transfer_set(augment_dir / "transfer.arrow")
-        n = table.num_rows if n is None else n
-        cols = [table.column(c).slice(0, n).to_pylist() for c in label.text_columns(table)]
-        columns = cols if columns is None else [a + b for a, b in zip(columns, cols)]
-        gold.append(table.column("label").to_numpy()[:n])
-        logits.append(np.load(label_dir / "logits.npy", mmap_mode="r")[:n])
-    return columns, np.concatenate(gold), np.ascontiguousarray(np.concatenate(logits))
-
-
-def student_key_view(job: StudentJob) -> dict:
-    """A student's settings as its cache key holds them: training and architecture side by side (as one
-    StudentConfig held them before architectures had their own settings, so the keys stayed the same). A vectors
-    file counts by its content (sha256), not its path."""
-    view = {**cache_view(job.student), **cache_view(job.settings)}
-    if embeddings.is_file(job.student.embedding):
-        view["embedding"] = "file:" + embeddings.file_digest(job.student.embedding)
-    return view
-
-
-def student_stage(store: Store, job: StudentJob, task: Task, cfg: RunConfig, select: Split, n_train: int,
-                  teacher_dir: Path | None, data: TransferData, dev: Split | None = None) -> tuple[Path, dict]:
-    """Train one student (or ablation variant) on `data`, early stopping and its checkpoint chosen on
-    `select` (the selection split, or dev); keyed by what it trains, so a variant equal to its base
-    shares the base's output.
-
-    Args:
-        n_train: how many rows of the transfer set are originals (the first ones).
-        teacher_dir: the teacher whose word vectors `embedding: teacher` reads (an ensemble's first
-            member); None for an imported transfer set, which carries those vectors itself.
-        dev: scored at every check under `student.watch_dev` (choosing nothing).
-    """
-    check_job_fits(job, task)
-    spec = STUDENTS.get(job.base)
-    scfg = job.student
-    watched = dev if scfg.watch_dev and dev is not None and dev is not select else None
-    optional = {"transfer": job.transfer if job.transfer != spec.transfer else None, "plugin_version": spec.version or None,
-                "synthetic": [p.name for p in data.synthetic] if data.synthetic and job.transfer else None,
-                "watched": watched.fingerprint() if watched else None}
-    key = key_of("student", optional, name=job.base, student=student_key_view(job), seed=cfg.seed,
-                 teacher=(teacher_dir or data.augment_dir).name, augment=data.augment_dir.name, label=data.label_dir.name,
-                 dev=select.fingerprint())
-
-    def build(work: Path) -> dict:
-        columns, gold, logits = training_rows(data, n_train, job.transfer)
-        soft = logits if spec.distill else None
-        # the hard target: gold where there is one, else the teacher's prediction (argmax, or its score)
-        targets = np.where(label.has_gold(gold), gold, predictions(logits))
-        targets = targets.astype(np.float32 if task.is_regression else np.int64)
-        vocab = Vocab.from_texts(columns)
-        if scfg.embedding == "teacher" and teacher_dir is None:
-            vectors, emb_meta = transfer.imported_vectors(data.augment_dir, vocab.itos)
-        else:
-            teacher = load_teacher(teacher_dir, cfg) if scfg.embedding == "teacher" else None
-            vectors, emb_meta = initial_vectors(scfg.embedding, vocab.itos, scfg.embed_dim, cfg.seed, teacher)
-        if scfg.project:
-            vectors, emb_meta = embeddings.project(vectors, scfg.project, emb_meta)
-        torch.manual_seed(cfg.seed)  # initial weights
-        model = spec.build(job.settings, len(vocab), vectors.shape[1], task.num_labels)
-        if hasattr(model, "init_embeddings"):  # optional (harness/core/protocols.py)
-            model.init_embeddings(vectors)
-        model.to(device.current().device)
-        meta = {"student": job.base, "task": task.name, "num_labels": task.num_labels, "embed_dim": int(vectors.shape[1]),
-                "max_tokens": scfg.max_tokens, "settings": asdict(job.settings),
-                **asdict(job.settings)}  # (also flat, as code before issue 21 reads them: one cache serves both)
-        predictor = StudentPredictor(model, vocab, meta)
-        train_ids = [TokenIds.from_lists([vocab.encode(s.split(" "), scfg.max_tokens) for s in col]) for col in columns]
-        result = train_student(model, scfg, train_ids, targets, soft, predictor.encode(select.texts), select.labels,
-                               task.metrics, lambda ids: predictor.logits_from_ids(ids, 256), cfg.seed, job.name,
-                               state_dir=work / "train_state",
-                               watch=(predictor.encode(watched.texts), watched.labels) if watched else None)
-        if device.current().main:
-            predictor.to("cpu").save(work / "model")
-            seal_model(work / "model", "student", job.base, task.name)
-        return {**result, "train_examples": len(gold), "vocab": len(vocab), "embedding": emb_meta,
-                "config": {**asdict(scfg), **asdict(job.settings)}}
-
-    return cached(store, "student", key, build, shared=True)
