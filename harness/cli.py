@@ -34,6 +34,8 @@ EPILOG = """examples:
   python -m harness measure --model runs/glue-quick/models/sst2/<student> --backend onnx-int8
   python -m harness measure --model bert_large --regime offline
   python -m harness cache verify --cache-dir runs/cache        # exit 1 if an entry is damaged
+  python -m harness cache ls                                   # each entry's size and the runs in runs/ that use it
+  python -m harness cache prune --keep runs/glue-quick         # also remove every entry that run does not use
   python -m harness export-transfer runs/glue-quick --task sst2 sst2-transfer   # labelled once, e.g. on a GPU...
   python -m harness run --suite glue --preset quick --tasks sst2 --set transfer.source=sst2-transfer  # ...students elsewhere
   python -m harness run --suite glue --preset quick --tasks sst2 --set 'teacher.members=[{seed: 13}, {seed: 14}]'
@@ -134,14 +136,22 @@ def parser() -> argparse.ArgumentParser:
     me.add_argument("--data-dir", help=DATA_HELP)
     me.add_argument("--plugins", help=PLUGINS_HELP)
 
-    ca = sub.add_parser("cache", help="check the stage cache against its manifests, or remove what cannot be reused",
-                        description="verify: every cache entry is checked against its manifest (each file's size and "
+    ca = sub.add_parser("cache", help="what the stage cache holds and which runs use it; check it; remove what cannot be "
+                        "or will not be reused",
+                        description="ls: every entry with its stage, size, when it was written and which runs use it "
+                        "(their results.json; by default the runs beside the cache folder, e.g. runs/*), then each "
+                        "stage's size. verify: every entry is checked against its manifest (each file's size and "
                         "sha256); damaged entries are listed with the file at fault, and the exit status is 1 if there "
-                        "are any. prune: removes damaged entries, unfinished `.partial` work folders (do not prune while "
-                        "a run uses the cache: its work folder would go) and other leftovers. A run discards a damaged "
-                        "entry by itself when it needs it; these commands are for looking after a cache as a whole.")
-    ca.add_argument("action", choices=["verify", "prune"])
+                        "are any. prune: removes damaged entries, unfinished `.partial` work folders and other "
+                        "leftovers; with --keep RUN ..., also every entry none of those runs uses. Do not prune while a "
+                        "run uses the cache: its work folder would go, and its entries too under --keep. A run discards "
+                        "a damaged entry by itself when it needs it; these commands look after a cache as a whole.")
+    ca.add_argument("action", choices=["ls", "verify", "prune"])
     ca.add_argument("--cache-dir", type=Path, default=Path("runs/cache"), help="the cache (default: runs/cache)")
+    ca.add_argument("--runs", type=Path, nargs="+", metavar="RUN", help="ls: the run folders whose use of each entry "
+                    "to show (default: every run folder beside the cache folder)")
+    ca.add_argument("--keep", type=Path, nargs="+", metavar="RUN", help="prune: also remove every committed entry "
+                    "that none of these run folders uses (their results.json names the entries they used)")
 
     ex = sub.add_parser("export-transfer", help="write a run's labelled transfer set (Parquet + metadata) for other runs",
                         description="Write one task's transfer set of a finished run into the new folder OUT: "
@@ -207,26 +217,20 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_cache(args: argparse.Namespace) -> int:
-    import shutil
-
-    from harness.engine.cache import Store, folder_bytes, survey
+    from harness.engine.cache import Store
+    from harness.engine.cache_admin import ls, verify_or_prune
 
     if not args.cache_dir.is_dir():
         raise HarnessError(f"--cache-dir {args.cache_dir}: no such folder")
-    states = survey(Store(args.cache_dir))
-    counts = {state: sum(1 for _, s, _ in states if s == state) for state in ("ok", "damaged", "unfinished", "leftover")}
-    freed = 0
-    for path, state, detail in states:
-        if state == "ok":
-            continue
-        if args.action == "prune":
-            freed += folder_bytes(path)
-            shutil.rmtree(path)
-        print(f"{'removed ' if args.action == 'prune' else ''}{state}: {path}: {detail}")
-    print(f"{args.cache_dir}: " + ", ".join(f"{n} {state}" for state, n in counts.items())
-          + (f"; removed {counts['damaged'] + counts['unfinished'] + counts['leftover']} ({freed / 1e6:.1f} MB)"
-             if args.action == "prune" else ""))
-    return 1 if args.action == "verify" and counts["damaged"] else 0
+    for option, action in (("runs", "ls"), ("keep", "prune")):
+        if getattr(args, option) is not None and args.action != action:
+            raise HarnessError(f"--{option} goes with `cache {action}`, not `cache {args.action}`")
+    if args.action == "ls":
+        print(ls(Store(args.cache_dir), args.runs))
+        return 0
+    text, damaged = verify_or_prune(Store(args.cache_dir), args.action == "prune", args.keep)
+    print(text)
+    return 1 if args.action == "verify" and damaged else 0
 
 
 def cmd_compare(args: argparse.Namespace) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from harness.core.config import AugmentConfig, StudentConfig
@@ -113,3 +114,47 @@ def test_a_dry_run_reports_each_state_and_writes_nothing(tmp_path: Path) -> None
     assert sorted((p, p.stat().st_mtime_ns) for p in tmp_path.rglob("*")) == before
     assert Store(tmp_path / "none", dry_run=True).state("stage", "k")["state"] == "to compute"
     assert not (tmp_path / "none").exists()
+
+
+def test_cache_ls_names_each_entrys_runs_and_prune_keeps_what_runs_use(tmp_path: Path, capsys) -> None:
+    """`cache ls` lists every folder in the pipeline's order with its size and the runs (beside the cache, by default)
+    whose results.json use it; `cache prune --keep RUN` removes what that run does not use, and what no run can reuse."""
+    from harness.cli import main
+
+    cache = tmp_path / "runs" / "cache"
+    store = Store(cache)
+
+    def entry(stage: str, key: str, size: int) -> str:
+        cached(store, stage, key, lambda work: (work / "x.bin").write_bytes(b"x" * size) and {})
+        return key
+
+    shared, old, new = entry("teacher", "t1", 3_000_000), entry("student", "s-old", 1_000_000), entry("student", "s-new", 500)
+    (store.partial("label", "l9") / "half.npy").write_bytes(b"0" * 200_000)
+    for run, keys in (("before", [shared, old]), ("after", [shared, new])):
+        (tmp_path / "runs" / run).mkdir()
+        stages = {f"stage{k}": {"key": key, "cached": False} for k, key in enumerate(keys)}
+        (tmp_path / "runs" / run / "results.json").write_text(json.dumps({"tasks": {"sst2": {"stages": stages}}}))
+
+    capsys.readouterr()  # (what making the entries printed)
+    assert main(["cache", "ls", "--cache-dir", str(cache)]) == 0
+    out = capsys.readouterr().out
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in out.splitlines()[2:6]]
+    assert [(r[0], r[1], r[2], r[3], r[5]) for r in rows] == [
+        ("teacher", "t1", "committed", "3.0", "after, before"), ("label", "l9.partial", "unfinished", "0.2", ""),
+        ("student", "s-new", "committed", "0.0", "after"), ("student", "s-old", "committed", "1.0", "before")]
+    assert "4 folders, 4.2 MB (teacher 1: 3.0 MB, label 1: 0.2 MB, student 2: 1.0 MB)" in out
+    assert "0 committed entries (0.0 MB) are used by none of them" in out
+    assert main(["cache", "ls", "--cache-dir", str(cache), "--runs", str(tmp_path / "runs" / "after")]) == 0
+    assert "1 committed entries (1.0 MB) are used by none of them" in capsys.readouterr().out
+
+    assert main(["cache", "verify", "--cache-dir", str(cache), "--keep", str(tmp_path / "runs" / "after")]) == 2
+    assert "--keep goes with `cache prune`, not `cache verify`" in capsys.readouterr().err
+    assert main(["cache", "prune", "--cache-dir", str(cache), "--keep", str(tmp_path / "runs" / "nowhere")]) == 2
+    assert "runs/nowhere/results.json: not a finished run's results" in capsys.readouterr().err
+    assert store.has("student", old)  # nothing removed by a refused command
+
+    assert main(["cache", "prune", "--cache-dir", str(cache), "--keep", str(tmp_path / "runs" / "after")]) == 0
+    out = capsys.readouterr().out
+    assert f"removed unused: {store.path('student', old)}: no run to keep uses it" in out
+    assert "2 ok, 0 damaged, 1 unfinished, 0 leftover, 1 unused; removed 2 (1.2 MB)" in out
+    assert sorted(p.name for p in store.entries()) == ["s-new", "t1"]
