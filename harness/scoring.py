@@ -4,6 +4,7 @@ its scores (the means over seeds, with their spread, intervals and paired tests)
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -11,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from harness.core.config import RunConfig
-from harness.core.metrics import predictions, score_outputs
+from harness.core.metrics import improved, predictions, score_outputs
 from harness.core.registry import REFERENCES, STUDENTS
 from harness.data.tasks import Split, Task, score_name
 from harness.engine import model_card, stages
@@ -61,7 +62,8 @@ def scores_of(task: Task, splits: dict[str, Split], outputs: dict[str, np.ndarra
 def score_models(task: Task, splits: dict[str, Split], cfg: RunConfig, predictors: dict[str, dict[int, object]],
                  models_out: Path, variants: dict, per_seed_teacher: bool, several: bool, out: Path) -> dict:
     """Every trained model's entry in results: its scores (means over seeds), their spread, intervals and
-    paired tests (harness/results/significance.py), and the first seed's size and speed. Each model's
+    paired tests (harness/results/significance.py; `vs_best`: each student against the run's most accurate one
+    on dev, so the report can say which students are within noise of it), and the first seed's size and speed. Each model's
     outputs on every split are kept as per-example predictions (harness/results/samples.py)."""
     folder = samples.task_folder(out, task.name)
     samples.write_examples(folder, task.text_columns, output_splits(task, splits))
@@ -94,14 +96,37 @@ def score_models(task: Task, splits: dict[str, Split], cfg: RunConfig, predictor
         for model_name, against in pairs(models, variants).items():
             models[model_name]["test"] = significance.paired(task.metrics, labelled, preds[model_name], preds[against],
                                                              against, cfg.stats.resamples, cfg.seed)
+        best = best_student(models, variants, task.metrics[0])
+        for model_name in students_of(models, variants) if best and "dev" in labelled else ():
+            if model_name != best:  # is it behind the run's most accurate student, or within noise of it?
+                models[model_name]["vs_best"] = significance.paired(task.metrics, {"dev": labelled["dev"]}, preds[model_name],
+                                                                    preds[best], best, cfg.stats.resamples, cfg.seed)
     return models
+
+
+def students_of(models: dict, variants: dict) -> list[str]:
+    """The run's students (registered, not ablation variants) among `models`."""
+    return [n for n in models if n not in variants and n in STUDENTS]
+
+
+def best_student(models: dict, variants: dict, metric: str) -> str | None:
+    """The student with the best mean dev `metric` (in the metric's direction; the first on a tie); None
+    when fewer than two students were scored, or none has a defined dev score."""
+    scored = [(n, models[n]["scores"].get("dev", {}).get(metric, math.nan)) for n in students_of(models, variants)]
+    scored = [(n, v) for n, v in scored if not math.isnan(v)]
+    if len(scored) < 2:
+        return None
+    best = scored[0]
+    for name, value in scored[1:]:
+        best = (name, value) if improved(metric, value, best[1]) else best
+    return best[0]
 
 
 def pairs(models: dict, variants: dict) -> dict[str, str]:
     """model -> the model its paired test is against: a variant's base; a distilled student's label-only
     student of the same family and columns (e.g. bilstm_soft -> bilstm)."""
     out = {name: v["base"] for name, v in variants.items() if v["base"] in models}
-    students = [n for n in models if n not in variants and n in STUDENTS]
+    students = students_of(models, variants)
     for name in students:
         spec = STUDENTS.get(name)
         if spec.distill:

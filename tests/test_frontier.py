@@ -1,9 +1,10 @@
-"""The zoo's frontier (harness/results/frontier.py) on hand-made results: the Pareto points, the two answers
-(most accurate under 1 ms, fastest within 1 point of the best), retention, the int8 point's own score, and
-the report's section and figure from results.json alone."""
+"""The zoo's frontier (harness/results/frontier.py) on hand-made results: the Pareto points, the answers
+(most accurate under 1 ms, fastest within 1 point of the best, fastest within noise of the best), retention, the
+int8 point's own score, and the report's section and figure from results.json alone."""
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 from harness.results import frontier
@@ -51,3 +52,35 @@ def test_section_and_figure_from_results_alone(tmp_path: Path) -> None:
     assert frontier.plot(results, tmp_path / "frontier.png") and (tmp_path / "frontier.png").stat().st_size > 0
     del results["tasks"]["sst2"]["models"]["cnn_soft"], results["tasks"]["sst2"]["models"]["bag_soft"]
     assert frontier.section(results) == [] and not frontier.plot(results, tmp_path / "none.png")
+
+
+def vs(best: str, p: float) -> dict:
+    """A `vs_best` paired test on dev accuracy (harness/scoring.py), significant below 0.05."""
+    return {"against": best, "dev": {"accuracy": {"difference": -1.0, "p": p, "significant": p < 0.05, "test": "McNemar exact"}}}
+
+
+def test_the_third_answer_asks_what_is_within_noise_of_the_best() -> None:
+    """With each student tested against the most accurate one (`vs_best`), the fastest point within noise of it is
+    a third answer, and the frontier table says where each point stands. An int8 point counts only when its own test
+    finds it no different from its fp32 outputs. Without the tests (results from before them), neither appears."""
+    models = copy.deepcopy(MODELS)
+    models["cnn_soft"]["vs_best"] = vs("bilstm_soft", 0.41)
+    models["bag_soft"]["vs_best"] = vs("bilstm_soft", 0.003)
+    models["bilstm"]["vs_best"] = vs("bilstm_soft", 0.02)
+    int8 = next(s for s in models["bilstm_soft"]["speed"] if s["backend"] == "onnx-int8")
+    int8["test"] = vs("torch fp32", 0.01)  # int8 changed the predictions: its standing is not known
+    pts = frontier.points(models)
+    standing = {(p.model, p.backend): p.vs_best for p in pts}
+    assert standing[("bilstm_soft", "onnx")] == "best" and standing[("cnn_soft", "onnx")] == "within noise (p = 0.41)"
+    assert standing[("bag_soft", "torch")] == "behind (p = 0.003)"
+    assert standing[("bilstm_soft", "onnx-int8")] == "untested: int8 differs from fp32 (p = 0.01)"
+    answers = frontier.choices(pts, teacher=90.0).to_dict("records")
+    assert answers[2]["question"].startswith("fastest within noise of the most accurate student (`bilstm_soft`;")
+    assert answers[2]["student"] == "`cnn_soft` (onnx)"  # 0.4 ms; the int8 bilstm_soft (0.5 ms) and the bag do not count
+    int8["test"] = vs("torch fp32", 0.6)
+    models["cnn_soft"]["vs_best"] = vs("bilstm_soft", 0.01)
+    answers = frontier.choices(frontier.points(models), teacher=90.0).to_dict("records")
+    assert answers[2]["student"] == "`bilstm_soft` (onnx-int8)"
+    assert "against the most accurate student" in frontier.frontier_table(pts, 90.0).columns
+    assert len(frontier.choices(frontier.points(MODELS), 90.0)) == 2
+    assert "against the most accurate student" not in frontier.frontier_table(frontier.points(MODELS), 90.0).columns

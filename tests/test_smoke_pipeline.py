@@ -97,6 +97,19 @@ def test_results_cover_every_model(smoke: SmokeRun, data_root: Path) -> None:
     assert smoke.results["peak_rss_gb"] >= max(m["peak_rss_gb"] for m in computed)
 
 
+def test_each_student_is_tested_against_the_most_accurate(smoke: SmokeRun) -> None:
+    """The less accurate student carries a paired test against the more accurate one on dev (`vs_best`), whose
+    difference is their dev scores' difference; the best student and the teacher carry none."""
+    models = smoke.results["tasks"]["sst2"]["models"]
+    dev = {name: models[name]["scores"]["dev"]["accuracy"] for name in ("bilstm", "bilstm_tiny")}
+    best, other = sorted(dev, key=lambda name: -dev[name])
+    assert "vs_best" not in models[best] and "vs_best" not in models["teacher"]
+    test = models[other]["vs_best"]
+    assert test["against"] == best and set(test) == {"against", "dev"}
+    assert test["dev"]["accuracy"]["difference"] == pytest.approx(dev[other] - dev[best], abs=1e-4)
+    assert test["dev"]["accuracy"]["test"] == "McNemar exact"
+
+
 def test_report_and_plot(smoke: SmokeRun) -> None:
     """The report shows the task and labels the paper's numbers as reported; the plot exists."""
     assert "SST-2" in smoke.report and "reported, not measured" in smoke.report

@@ -20,6 +20,7 @@ from typing import NamedTuple
 import pandas as pd
 
 from harness.results.glue_table import GLUE, role_of
+from harness.results.stats import p_text
 
 BUDGET_MS = 1.0  # "under 1 ms batch-1"
 WITHIN_POINTS = 1.0  # "within 1 point of the best student"
@@ -32,6 +33,7 @@ class Point(NamedTuple):
     score: float
     latency_ms: float
     params: int  # excluding embeddings
+    vs_best: str | None = None  # "best", "within noise (p = ...)", "behind (p = ...)", or why untested; None: no tests
 
 
 def first_dev(scores: dict) -> tuple[str, float] | None:
@@ -42,6 +44,7 @@ def first_dev(scores: dict) -> tuple[str, float] | None:
 def points(models: dict) -> list[Point]:
     """Every timed (student, CPU backend) of one task with a defined dev score."""
     out = []
+    best = next((m["vs_best"]["against"] for m in models.values() if "vs_best" in m), None)
     for name, m in models.items():
         if "variant" in m or role_of(name, m) not in ("label-only", "distilled"):
             continue
@@ -53,8 +56,29 @@ def points(models: dict) -> list[Point]:
             score = own[1] if score is None and own else score
             if score is None or math.isnan(score):
                 continue
-            out.append(Point(name, s["backend"], score, s["interactive"]["p50_ms"], m.get("params_non_embedding", 0)))
+            out.append(Point(name, s["backend"], score, s["interactive"]["p50_ms"], m.get("params_non_embedding", 0),
+                             against_best(name, m, s, best, own[0]) if best and own else None))
     return out
+
+
+def against_best(name: str, model: dict, speed: dict, best: str, metric: str) -> str:
+    """Where a point stands against the run's most accurate student, by the paired test on dev (`vs_best`,
+    harness/scoring.py) of the student's PyTorch predictions: an int8 point only when its own test against
+    them finds no difference."""
+    int8 = (speed.get("test") or {}).get("dev", {}).get(metric, {}) if speed["backend"] == "onnx-int8" else {}
+    if int8.get("significant", False):
+        return f"untested: int8 differs from fp32 (p {p_text(int8['p'])})"
+    if name == best:
+        return "best"
+    test = model.get("vs_best", {}).get("dev", {}).get(metric)
+    if test is None:
+        return "untested"
+    return f"{'behind' if test['significant'] else 'within noise'} (p {p_text(test['p'])})"
+
+
+def tied(p: Point) -> bool:
+    """Whether a point is the best student's or within noise of it."""
+    return p.vs_best is not None and (p.vs_best == "best" or p.vs_best.startswith("within noise"))
 
 
 def pareto(pts: list[Point]) -> list[Point]:
@@ -92,10 +116,16 @@ def choices(pts: list[Point], teacher: float | None) -> pd.DataFrame:
     rows = []
     under = [p for p in pts if p.latency_ms < BUDGET_MS]
     close = [p for p in pts if p.score >= best - WITHIN_POINTS]
-    for question, pick in ((f"most accurate under {BUDGET_MS:g} ms batch-1",
-                            max(under, key=lambda p: (p.score, -p.latency_ms)) if under else None),
-                           (f"fastest within {WITHIN_POINTS:g} point of the best student ({best:.2f})",
-                            min(close, key=lambda p: (p.latency_ms, -p.score)))):
+    questions = [(f"most accurate under {BUDGET_MS:g} ms batch-1",
+                  max(under, key=lambda p: (p.score, -p.latency_ms)) if under else None),
+                 (f"fastest within {WITHIN_POINTS:g} point of the best student ({best:.2f})",
+                  min(close, key=lambda p: (p.latency_ms, -p.score)))]
+    ties = [p for p in pts if tied(p)]
+    if ties:  # the run tested every student against its most accurate one
+        leader = next((f"`{p.model}`; " for p in pts if p.vs_best == "best"), "")
+        questions.append((f"fastest within noise of the most accurate student ({leader}paired test on dev, p ≥ 0.05)",
+                          min(ties, key=lambda p: (p.latency_ms, -p.score))))
+    for question, pick in questions:
         rows.append({"question": question, "student": "none" if pick is None else f"`{pick.model}` ({pick.backend})",
                      "dev score": "–" if pick is None else f"{pick.score:.2f}",
                      "batch-1 p50 ms": "–" if pick is None else f"{pick.latency_ms:.3f}",
@@ -107,7 +137,9 @@ def choices(pts: list[Point], teacher: float | None) -> pd.DataFrame:
 def frontier_table(pts: list[Point], teacher: float | None) -> pd.DataFrame:
     return pd.DataFrame([{"student": f"`{p.model}`", "backend": p.backend, "dev score": f"{p.score:.2f}",
                           "batch-1 p50 ms": f"{p.latency_ms:.3f}", "params (excl. emb.)": f"{p.params:,}",
-                          "retention": retention(p.score, teacher)} for p in pareto(pts)])
+                          "retention": retention(p.score, teacher),
+                          **({"against the most accurate student": p.vs_best} if p.vs_best is not None else {})}
+                         for p in pareto(pts)])
 
 
 def section(results: dict) -> list[str]:

@@ -4,6 +4,8 @@
 - `intervals`: {split: {metric: [low, high]}}, the 95% bootstrap interval over the split's examples.
 - `test`: {"against": the model it is paired with, split: {metric: {difference, p, test, significant}}}: a
   variant against its base, a distilled student against the label-only student of its family.
+- `vs_best`: the same test of each student against the run's most accurate student on dev (harness/scoring.py):
+  which students are within noise of the best (the report's "Which student?" section).
 Intervals and tests cover dev and labelled test splits, not the selection split checkpoints were chosen on.
 
 The report's tables show a score as `85.70 ± 0.29` (mean ± sd over seeds) and mark it `†` where its paired
