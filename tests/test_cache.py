@@ -144,6 +144,10 @@ def test_cache_ls_names_each_entrys_runs_and_prune_keeps_what_runs_use(tmp_path:
         ("student", "s-new", "committed", "0.0", "after"), ("student", "s-old", "committed", "1.0", "before")]
     assert "4 folders, 4.2 MB (teacher 1: 3.0 MB, label 1: 0.2 MB, student 2: 1.0 MB)" in out
     assert "0 committed entries (0.0 MB) are used by none of them" in out
+    (tmp_path / "runs" / "notes").mkdir()
+    (tmp_path / "runs" / "notes" / "results.json").write_text("[]")  # beside the cache, but not a run's: left out, named
+    assert main(["cache", "ls", "--cache-dir", str(cache)]) == 0
+    assert f"(left out, their results.json is not a run's: {tmp_path / 'runs' / 'notes'})" in capsys.readouterr().out
     assert main(["cache", "ls", "--cache-dir", str(cache), "--runs", str(tmp_path / "runs" / "after")]) == 0
     assert "1 committed entries (1.0 MB) are used by none of them" in capsys.readouterr().out
 
