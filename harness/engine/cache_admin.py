@@ -59,16 +59,15 @@ def listing(store: Store, used: dict[str, set[str]]) -> pd.DataFrame:
 def ls(store: Store, runs: list[Path] | None) -> str:
     """The listing as markdown, then the size of each stage and of the whole cache. `runs` named must be runs; of
     those found beside the cache (runs=None), a folder whose results.json is not a run's is left out and named."""
-    skipped = []
-    if runs is None:
-        runs = runs_beside(store.root)
-        for run in list(runs):
-            try:
-                run_keys([run])
-            except HarnessError:
-                runs.remove(run)
-                skipped.append(str(run))
-    table = listing(store, run_keys(runs))
+    used, skipped = {}, []
+    for run in runs_beside(store.root) if runs is None else runs:
+        try:
+            used.update(run_keys([run]))
+        except HarnessError:
+            if runs is not None:
+                raise
+            skipped.append(str(run))
+    table = listing(store, used)
     if table.empty:
         return f"{store.root}: empty"
     sizes = table.groupby("stage", sort=False)["MB"].agg(["count", "sum"])
@@ -78,7 +77,7 @@ def ls(store: Store, runs: list[Path] | None) -> str:
         shown.to_markdown(index=False, disable_numparse=True), "",
         f"{store.root}: {len(table)} folders, {table['MB'].sum():,.1f} MB ("
         + ", ".join(f"{stage} {int(row['count'])}: {row['sum']:,.1f} MB" for stage, row in sizes.iterrows()) + ").",
-        f"Runs read for `used by`: {', '.join(str(r) for r in runs) or 'none'}"
+        f"Runs read for `used by`: {', '.join(used) or 'none'}"
         + (f" (left out, their results.json is not a run's: {', '.join(skipped)})" if skipped else "")
         + f". {len(unused)} committed entries "
         f"({unused['MB'].sum():,.1f} MB) are used by none of them: `cache prune --keep RUN ...` removes such entries."])
