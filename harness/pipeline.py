@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import io
 import json
 import os
 import shutil
@@ -282,6 +283,11 @@ def plan(cfg: RunConfig, suite_info: dict, cache_dir: Path, data_dir: str | None
     """What `run` would compute, computing and writing nothing (`harness run --dry-run`): for each task with
     data, its stages in the order a run meets them, each with its key and state (Store.state)."""
     splits, _ = available_splits(cfg, data_dir, required="tasks" in suite_info.get("set", {}))
+    return plan_tasks(cfg, cache_dir, splits)
+
+
+def plan_tasks(cfg: RunConfig, cache_dir: Path, splits: dict[str, dict]) -> dict[str, dict]:
+    """`plan` of tasks whose splits are loaded."""
     nowhere = Path(os.devnull)  # the run's folder: a dry run writes nothing there (a write would fail, loudly)
     return {name: run_task(name, cfg.for_task(name), Store(cache_dir, dry_run=True), nowhere, task_splits)["stages"]
             for name, task_splits in splits.items()}
@@ -300,6 +306,13 @@ def run(cfg: RunConfig, suite_info: dict, out: Path, cache_dir: Path, data_dir: 
     try:  # a full, read-only or vanished folder: one line naming it (harness/core/errors.py)
         with writing(cache_dir, "--cache-dir"), writing(out, "--out"), watched(out, "--out", rt.main) as out_still_there, \
                 progress.recording(out / progress.FILE) if rt.main else contextlib.nullcontext():
+            if rt.main:  # the stages ahead, for `harness status` (the same keys and states as `run --dry-run`)
+                with contextlib.redirect_stdout(io.StringIO()):  # (its task lines are printed again as each task starts)
+                    ahead = [{"task": task, "name": name, **step} for task, steps in plan_tasks(cfg, cache_dir, splits).items()
+                             for name, step in steps.items()]
+                progress.planned(ahead)
+                found = sum(step["state"] == "cached" for step in ahead)
+                print(f"[plan] {len(ahead)} stages: {found} from the cache, {len(ahead) - found} to compute", flush=True)
             results = {
                 **suite_info,
                 "config": asdict(cfg),

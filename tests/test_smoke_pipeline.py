@@ -215,12 +215,14 @@ def test_transfer_set_has_originals_first(smoke: SmokeRun, data_root: Path) -> N
 
 
 def test_status_after_the_run(smoke: SmokeRun) -> None:
-    """The run kept status.json: finished, with each stage it took from the cache, in order; `harness status`
-    says so."""
+    """The run kept status.json: finished, with each stage it took from the cache, in order, and the plan it
+    found at its start; `harness status` says so."""
     status = json.loads((smoke.out / "status.json").read_text())
     assert status["state"] == "finished"
     assert [s["stage"] for s in status["stages"]] == ["teacher", "augment", "label", "student", "student"]
     assert all(s["cached"] and s["task"] == "sst2" for s in status["stages"])  # the rerun's: all from the cache
+    assert [(s["stage"], s["compute"]) for s in status["plan"]] == [  # what the rerun found ahead at its start
+        ("teacher", False), ("augment", False), ("label", False), ("bilstm", False), ("bilstm_tiny", False)]
     shown = harness("status", str(smoke.out))
     assert shown.returncode == 0 and f"{smoke.out}: finished" in shown.stdout
     assert "task sst2, last stage student (from the cache" in shown.stdout

@@ -36,6 +36,22 @@ def test_a_recording_keeps_stage_and_bar(tmp_path: Path, monkeypatch: pytest.Mon
     assert "task sst2, last stage label (computed, abc123)" in progress.describe(tmp_path)
 
 
+def test_the_plan_says_how_far_the_whole_run_has_got(tmp_path: Path) -> None:
+    """With the run's plan recorded (its stages, and which it found to compute), `describe` counts the stages begun
+    and the computed ones not begun; a finished run's status says nothing of the plan."""
+    plan = [{"task": "sst2", "name": name, "state": state} for name, state in
+            (("teacher", "cached"), ("augment", "cached"), ("label", "to compute"), ("bilstm", "to compute"),
+             ("bilstm_soft", "resumes"))]
+    with progress.recording(tmp_path / progress.FILE):
+        progress.planned(plan)
+        progress.task("sst2")
+        for name, cached in (("teacher", True), ("augment", True), ("label", False)):
+            progress.stage(name, "k", cached=cached)
+        assert "whole run: stage 3 of 5; of the 3 it found to compute at its start, 2 not begun yet" in \
+            progress.describe(tmp_path)
+    assert "whole run" not in progress.describe(tmp_path)
+
+
 def test_a_silent_inner_bar_leaves_the_outer_bar_in_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Labelling counts rows through its bar while the teacher's logits run a disabled bar per chunk: the file
     keeps the rows done of the whole set (it showed the inner bar's 0 of a chunk)."""

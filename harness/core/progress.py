@@ -76,6 +76,15 @@ def task(name: str) -> None:
     _write(force=True)
 
 
+def planned(steps: list[dict]) -> None:
+    """The run's stages as its start found them (harness/pipeline.py's `plan`: task, name, state), so that `describe`
+    can say how far the whole run has got."""
+    if _path is None:
+        return
+    _status["plan"] = [{"task": s["task"], "stage": s["name"], "compute": s["state"] != "cached"} for s in steps]
+    _write(force=True)
+
+
 def stage(name: str, key: str, cached: bool) -> None:
     """A cached stage starts: computing it, or reusing the cache's entry."""
     if _path is None:
@@ -159,8 +168,8 @@ def alive(status: dict) -> bool | None:
 
 
 def describe(run: Path, now: float | None = None) -> str:
-    """What `harness status RUN_DIR` prints: the run's state, its task and stage, the stage's bar (done of
-    total, rate, ETA), and the stages before it.
+    """What `harness status RUN_DIR` prints: the run's state, its task and stage, how far the whole run has got
+    (stages begun of its plan), the stage's bar (done of total, rate, ETA), and the stages before it.
 
     Raises:
         FileNotFoundError: the folder has no status file.
@@ -187,6 +196,12 @@ def describe(run: Path, now: float | None = None) -> str:
                  else "stopped while computing" if ended else "computing")
         lines.append(f"task {last.get('task') or status.get('task')}, {'last stage' if ended else 'stage'} "
                      f"{last['stage']} ({doing}, {last['key']})")
+    plan = status.get("plan")
+    if plan and state == "running":
+        to_compute = sum(step["compute"] for step in plan)
+        begun = sum(not s["cached"] for s in stages)
+        lines.append(f"whole run: stage {len(stages)} of {len(plan)}; of the {to_compute} it found to compute at its "
+                     f"start, {max(0, to_compute - begun)} not begun yet")
     bar = status.get("bar")
     if bar and state == "running":
         done, total, unit = bar["done"], bar["total"], bar["unit"]
