@@ -270,7 +270,8 @@ def test_every_committed_results_json_renders(path: str) -> None:
 PINNED = ("glue-quick", "qqp-large-protocol", "sst2-paper-protocol", "sst2-paper-protocol/seeds",
           "sst2-paper-protocol/whole-word", "sst2-paper-protocol/cpu/average", "sst2-paper-protocol/cpu/labels",
           "sst2-paper-protocol/cpu/seeds", "sst2-paper-protocol/cpu/students", "sst2-paper-protocol/cpu/tree",
-          "zoo-quick", "zoo-quick/cola-int8", "zoo-quick/cola-int8-seeds", "zoo-quick/sst2-fold", "zoo-quick/sst2-retime")
+          "zoo-quick", "zoo-quick/cola-int8", "zoo-quick/cola-int8-seeds", "zoo-quick/sst2-fold", "zoo-quick/sst2-retime",
+          "zoo-quick/sst2-seeds")
 
 
 @pytest.mark.parametrize("folder", PINNED)
