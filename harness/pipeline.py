@@ -286,10 +286,11 @@ def plan(cfg: RunConfig, suite_info: dict, cache_dir: Path, data_dir: str | None
     return plan_tasks(cfg, cache_dir, splits)
 
 
-def plan_tasks(cfg: RunConfig, cache_dir: Path, splits: dict[str, dict]) -> dict[str, dict]:
-    """`plan` of tasks whose splits are loaded."""
+def plan_tasks(cfg: RunConfig, cache_dir: Path, splits: dict[str, dict], verify: bool = True) -> dict[str, dict]:
+    """`plan` of tasks whose splits are loaded; without `verify`, cached entries are not hashed (Store.state)."""
     nowhere = Path(os.devnull)  # the run's folder: a dry run writes nothing there (a write would fail, loudly)
-    return {name: run_task(name, cfg.for_task(name), Store(cache_dir, dry_run=True), nowhere, task_splits)["stages"]
+    return {name: run_task(name, cfg.for_task(name), Store(cache_dir, dry_run=True, verify=verify), nowhere,
+                           task_splits)["stages"]
             for name, task_splits in splits.items()}
 
 
@@ -308,7 +309,8 @@ def run(cfg: RunConfig, suite_info: dict, out: Path, cache_dir: Path, data_dir: 
                 progress.recording(out / progress.FILE) if rt.main else contextlib.nullcontext():
             if rt.main:  # the stages ahead, for `harness status` (the same keys and states as `run --dry-run`)
                 with contextlib.redirect_stdout(io.StringIO()):  # (its task lines are printed again as each task starts)
-                    ahead = [{"task": task, "name": name, **step} for task, steps in plan_tasks(cfg, cache_dir, splits).items()
+                    ahead = [{"task": task, "name": name, **step}  # (each entry is checked when the run reaches it)
+                             for task, steps in plan_tasks(cfg, cache_dir, splits, verify=False).items()
                              for name, step in steps.items()]
                 progress.planned(ahead)
                 found = sum(step["state"] == "cached" for step in ahead)

@@ -162,3 +162,13 @@ def test_cache_ls_names_each_entrys_runs_and_prune_keeps_what_runs_use(tmp_path:
     assert f"removed unused: {store.path('student', old)}: no run to keep uses it" in out
     assert "2 ok, 0 damaged, 1 unfinished, 0 leftover, 1 unused; removed 2 (1.2 MB)" in out
     assert sorted(p.name for p in store.entries()) == ["s-new", "t1"]
+
+
+def test_a_plan_without_verify_reads_no_entry_file(tmp_path: Path) -> None:
+    """The plan a run makes at its start (verify=False) takes a committed entry for cached without hashing its files:
+    a damaged one is found, and recomputed, when the run reaches it."""
+    store = Store(tmp_path)
+    cached(store, "stage", "k", lambda work: (work / "x.bin").write_bytes(b"x") and {})
+    (store.path("stage", "k") / "x.bin").write_bytes(b"y")
+    assert Store(tmp_path, dry_run=True).state("stage", "k")["state"] == "damaged"
+    assert Store(tmp_path, dry_run=True, verify=False).state("stage", "k")["state"] == "cached"

@@ -72,18 +72,19 @@ class Store:
         root: the cache folder (default `runs/cache`).
     """
 
-    def __init__(self, root: Path, dry_run: bool = False) -> None:
+    def __init__(self, root: Path, dry_run: bool = False, verify: bool = True) -> None:
         self.root = Path(root)
         self.plan: list[dict] | None = [] if dry_run else None  # a dry run's `state` of each stage; nothing computed
+        self.verify = verify  # whether `state` checks a committed entry against its manifest (every file's sha256)
 
     def state(self, stage: str, key: str) -> dict:
         """What a run would do with `stage/key`, found without writing anything: reuse it (`cached`, with the
-        seconds and memory it took), discard it and compute it again (`damaged`, and why), resume its work
-        folder (`resumes`) or compute it (`to compute`)."""
+        seconds and memory it took), discard it and compute it again (`damaged`, and why; only with `verify`),
+        resume its work folder (`resumes`) or compute it (`to compute`)."""
         path, work = self.path(stage, key), self.root / stage / f"{key}{PARTIAL}"
         about = {"stage": stage, "key": key}
         if self.has(stage, key):
-            problem = self.problem(stage, key)
+            problem = self.problem(stage, key) if self.verify else None
             if problem:
                 return {**about, "state": "damaged", "why": problem}
             meta = json.loads((path / "meta.json").read_text())
