@@ -172,3 +172,7 @@ def test_a_plan_without_verify_reads_no_entry_file(tmp_path: Path) -> None:
     (store.path("stage", "k") / "x.bin").write_bytes(b"y")
     assert Store(tmp_path, dry_run=True).state("stage", "k")["state"] == "damaged"
     assert Store(tmp_path, dry_run=True, verify=False).state("stage", "k")["state"] == "cached"
+    (store.path("stage", "k") / "meta.json").unlink()  # unverified, a missing meta.json still reads as damaged
+    assert Store(tmp_path, dry_run=True, verify=False).state("stage", "k")["state"] == "damaged"
+    (store.path("stage", "k") / "meta.json").write_text("[]")
+    assert Store(tmp_path, dry_run=True, verify=False).state("stage", "k")["state"] == "damaged"

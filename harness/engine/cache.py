@@ -87,8 +87,11 @@ class Store:
             problem = self.problem(stage, key) if self.verify else None
             if problem:
                 return {**about, "state": "damaged", "why": problem}
-            meta = json.loads((path / "meta.json").read_text())
-            return {**about, "state": "cached", "seconds": meta.get("seconds"), "peak_rss_gb": meta.get("peak_rss_gb")}
+            try:  # (unverified, meta.json may be gone or broken: the run will find the entry damaged)
+                meta = json.loads((path / "meta.json").read_text())
+                return {**about, "state": "cached", "seconds": meta.get("seconds"), "peak_rss_gb": meta.get("peak_rss_gb")}
+            except (OSError, ValueError, AttributeError) as e:
+                return {**about, "state": "damaged", "why": f"meta.json: {e}"}
         if work.is_dir():
             return {**about, "state": "resumes", "why": f"its work folder {work} holds {folder_bytes(work) / 1e6:.1f} MB"}
         return {**about, "state": "to compute"}
