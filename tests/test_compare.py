@@ -3,17 +3,17 @@
 tests/golden/run_a and run_b hold hand-made results.json files (teacher, two students with ONNX and int8
 timings, ablation variants, a reference); run_b records each model's role, run_a (older results) leaves
 it to be inferred, and both give the same GLUE average rows, one per role (each role has one model). To
-accept a deliberate formatting change, regenerate with
-`UPDATE_GOLDEN=1 .venv/bin/python -m pytest tests/test_compare.py` and review the diff.
+accept a deliberate formatting change, re-take it with `.venv/bin/python tests/retake_golden.py compare` and review
+the diff (tests/golden_files.py: a test never writes its golden file).
 """
 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
+from golden_files import RETAKE, refuse_retake_switches
 
 from harness.core.errors import HarnessError
 from harness.results.compare import compare, glue_rows, speed_rows
@@ -24,10 +24,9 @@ RUNS = [GOLDEN / "run_a", GOLDEN / "run_b"]
 
 def test_compare_matches_golden() -> None:
     """Scores (variants and int8 included), latency and in-run speed ratios, with deltas, exactly as pinned."""
+    refuse_retake_switches()
     text = compare(RUNS) + "\n"
-    if os.environ.get("UPDATE_GOLDEN"):
-        (GOLDEN / "compare.md").write_text(text)
-    assert text == (GOLDEN / "compare.md").read_text()
+    assert text == (GOLDEN / "compare.md").read_text(), f"tests/golden/compare.md differs: if deliberate, `{RETAKE} compare`"
 
 
 def test_compare_names_what_differs_between_the_runs(tmp_path: Path) -> None:

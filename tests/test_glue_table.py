@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 
 import pytest
+from golden_files import PINNED, RETAKE, refuse_retake_switches
 
 from harness.results.glue_table import LITERATURE, REPORTED, glue_section, glue_table, literature_table, not_run_lines, role_of
 from harness.results.report import PAPER_COLUMN, ablation_table, accuracy_table, fmt, pipeline_order, plot, render
@@ -264,23 +264,15 @@ def test_every_committed_results_json_renders(path: str) -> None:
     assert text.startswith("# Distillation report: suite `glue`")
 
 
-# Reports rendered by the current code: they pin its rendering on real runs (DESIGN, Reports: golden-file tests). The
-# others under reports/ were rendered by older versions and are kept as written. To accept a deliberate change to the
-# rendering: `UPDATE_GOLDEN=1 .venv/bin/python -m pytest tests/test_glue_table.py -k pin`, then review `git diff reports/`.
-PINNED = ("glue-quick", "qqp-large-protocol", "sst2-paper-protocol", "sst2-paper-protocol/seeds",
-          "sst2-paper-protocol/whole-word", "sst2-paper-protocol/cpu/average", "sst2-paper-protocol/cpu/labels",
-          "sst2-paper-protocol/cpu/seeds", "sst2-paper-protocol/cpu/students", "sst2-paper-protocol/cpu/tree",
-          "zoo-quick", "zoo-quick/cola-int8", "zoo-quick/cola-int8-seeds", "zoo-quick/sst2-fold", "zoo-quick/sst2-retime",
-          "zoo-quick/sst2-seeds")
-
-
+# The reports rendered by the current code pin its rendering on real runs (tests/golden_files.py's PINNED). To accept a
+# deliberate change to the rendering: `.venv/bin/python tests/retake_golden.py reports`, then review `git diff reports/`.
 @pytest.mark.parametrize("folder", PINNED)
 def test_pinned_reports_are_what_the_renderer_writes(folder: str) -> None:
-    """Each pinned report.md is exactly `render` of the results.json beside it."""
+    """Each pinned report.md is exactly `render` of the results.json beside it (never written here)."""
+    refuse_retake_switches()
     text = render(json.loads((REPORTS / folder / "results.json").read_text()))
-    if os.environ.get("UPDATE_GOLDEN"):
-        (REPORTS / folder / "report.md").write_text(text)
-    assert text == (REPORTS / folder / "report.md").read_text()
+    assert text == (REPORTS / folder / "report.md").read_text(), \
+        f"reports/{folder}/report.md is not what the renderer writes: if the change is deliberate, run `{RETAKE} reports`"
 
 
 def seeded(role: str, task_scores: dict[str, dict[str, float]], significant: bool | None = None) -> dict:

@@ -4,9 +4,12 @@ stage edited without a bump would silently reuse entries the old code made.
 tests/golden/stage_sources.json pins, for each stage of harness/engine/stages.py, its VERSION and the sha256
 of the code it depends on (SOURCES there: files, or `file::name` for one top-level function or class;
 file bytes, no normalising). A change of that code with the VERSION left alone fails here, naming the
-files. Re-pin after deciding (bump the VERSION if the outputs change, or not):
+files. Re-pin after deciding: bump the VERSION if the outputs change; if they do not, say why:
 
-    .venv/bin/python tests/test_stage_versions.py --update
+    .venv/bin/python tests/retake_golden.py stages [--reason "why the outputs are unchanged"]
+
+A re-pin of changed code under the same VERSION is kept in the stage's `repins` with its reason, and a test here
+reads them: the pin moves only with a version bump or a stated reason.
 
 Reads harness/engine/stages.py as text (no torch import): this runs in a fraction of a second.
 """
@@ -23,7 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 STAGES = ROOT / "harness" / "engine" / "stages.py"
 GOLDEN = ROOT / "tests" / "golden" / "stage_sources.json"
-UPDATE = ".venv/bin/python tests/test_stage_versions.py --update"
+UPDATE = '.venv/bin/python tests/retake_golden.py stages --reason "..."'
 
 
 def module_constant(path: Path, name: str):
@@ -160,22 +163,53 @@ def test_a_changed_source_is_named_with_what_to_do() -> None:
     assert "VERSIONS['label']" in message and UPDATE in message
 
 
-def update() -> None:
+def test_each_pin_is_its_versions_or_a_stated_reason() -> None:
+    """A stage's pinned code is the code its VERSION was pinned with, or a re-pin under that VERSION that says
+    why the outputs did not change (a sentence, not a word): the pin never moves silently."""
+    from golden_files import refuse_retake_switches
+    refuse_retake_switches()
+    for stage, pin in json.loads(GOLDEN.read_text())["stages"].items():
+        repins = pin.get("repins", [])
+        assert (repins[-1]["sha256"] if repins else pin["version_sha256"]) == pin["sha256"], \
+            f"{GOLDEN.relative_to(ROOT)}: stage {stage}'s pin is neither its version's nor a stated re-pin: run `{UPDATE}`"
+        for repin in repins:
+            assert len(repin["reason"].split()) >= 4, f"stage {stage}: re-pin {repin['sha256'][:12]} has no stated reason"
+
+
+def repinned(stage: str, old: dict, new: dict, reason: str) -> dict:
+    """The pin `new` for `stage` with its history: a bump starts afresh; changed code under the same VERSION needs
+    `reason` and is added to `repins`. Raises ValueError when the reason is missing or too short."""
+    if old.get("version") != new["version"]:
+        return {**new, "version_sha256": new["sha256"], "repins": []}
+    history = {"version_sha256": old.get("version_sha256", old["sha256"]), "repins": old.get("repins", [])}
+    if old["sha256"] == new["sha256"]:
+        return {**new, **history}
+    if len(reason.split()) < 4:
+        raise ValueError(f"stage {stage}'s code changed under VERSION {new['version']}: bump VERSIONS['{stage}'] in "
+                         "harness/engine/stages.py if its outputs change, else say why they do not with --reason "
+                         '"..." (a sentence)')
+    return {**new, **history, "repins": [*history["repins"], {"sha256": new["sha256"], "reason": reason}]}
+
+
+def update(reason: str = "") -> None:
+    """Write the pins (tests/retake_golden.py stages): every stage's, or nothing when one needs a reason it lacks."""
     now = current()
     before = json.loads(GOLDEN.read_text())["stages"] if GOLDEN.is_file() else {}
+    pins = {stage: repinned(stage, before.get(stage, {}), pin, reason) for stage, pin in now.items()}
     GOLDEN.parent.mkdir(parents=True, exist_ok=True)
     GOLDEN.write_text(json.dumps({"about": "each stage's VERSION and the sha256 of its code (SOURCES in engine/stages.py); "
-                                           "written by tests/test_stage_versions.py --update", "stages": now},
+                                           "version_sha256 is the code its VERSION was pinned with, repins each change "
+                                           "of code under that VERSION with why its outputs are unchanged; written by "
+                                           "tests/retake_golden.py stages", "stages": pins},
                                  indent=2, sort_keys=True) + "\n")
-    for stage, pin in now.items():
+    for stage, pin in pins.items():
         old = before.get(stage, {})
-        state = "unchanged" if old == pin else f"version {old.get('version')} -> {pin['version']}" \
-            if old.get("version") != pin["version"] else "code re-pinned (same version)"
+        state = "unchanged" if old.get("sha256") == pin["sha256"] and old.get("version") == pin["version"] else \
+            f"version {old.get('version')} -> {pin['version']}" if old.get("version") != pin["version"] else \
+            "code re-pinned (same version): " + pin["repins"][-1]["reason"]
         print(f"{stage}: {state}")
     print(f"wrote {GOLDEN.relative_to(ROOT)}")
 
 
 if __name__ == "__main__":
-    if sys.argv[1:] != ["--update"]:
-        sys.exit(f"usage: {UPDATE}")
-    update()
+    sys.exit(f"re-pin with `{UPDATE}`")

@@ -5,8 +5,8 @@ Each returns the path of its committed output folder and a `meta` dict with its 
 Bump a stage's VERSION when its code changes what it produces: keys hold no trace of the code
 itself. SOURCES names the code each stage depends on, and tests/test_stage_versions.py pins its
 sha256 beside each VERSION (tests/golden/stage_sources.json): it fails when a stage's code changed
-but its VERSION did not. Then bump the VERSION if the stage's outputs change, and pin the new code
-either way: `.venv/bin/python tests/test_stage_versions.py --update`. Configs enter keys through
+but its VERSION did not. Then bump the VERSION if the stage's outputs change and pin the new code, or pin
+it with the reason they do not: `.venv/bin/python tests/retake_golden.py stages [--reason "..."]`. Configs enter keys through
 `cache_view`, so a field added later (config.added_field) changes no key while left at its default;
 optional key parts are likewise left out when unused. Stages that create a model seed torch's
 global generator first (torch seeds it randomly per process), so a stage's output depends on its
