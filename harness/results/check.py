@@ -17,8 +17,13 @@ from (`harness check --update`), and tolerances:
   ratio is the CPU's shape as much as the code's (157x on an AMD EPYC, 60x on an Intel Xeon).
 Every speed row names the CPU of the baseline and of the run, and timings taken while other
 processes used a noticeable share of the machine (measure.conditions) are listed as warnings.
-A row may carry its own `tolerance` (points, or factor), which wins over the global one. A baseline
-row missing from the run is a regression too; rows new in the run are listed, never fail.
+A row may carry its own `tolerance` (points, or factor), which wins over the global one. A speed row may also
+carry `by_cpu`, its value on each CPU kind (`cpu_kind`): in-run ratios still differ between an AMD EPYC and an
+Intel Xeon (0.56-3.7x on the same code), so a floor that one kind's unchanged run passes would let a 2x slowdown
+through on the other. A run is judged against its own kind's value; on a kind the row has none for, against the
+lowest. benchmarks/gate_spread.py makes the speed rows from repeated runs of each kind and sets each row's
+tolerance from its spread (`tolerance_why` says how). A baseline row missing from the run is a regression too;
+rows new in the run are listed, never fail.
 """
 
 from __future__ import annotations
@@ -36,6 +41,31 @@ from harness.speed.measure import BUSY_SHARE
 
 # 0.6: a 2x slower model fails (tests/test_gate.py); accuracy_sd_k: a row made from several seeds may fall k x their sd
 DEFAULT_TOLERANCE = {"accuracy_points": 1.0, "speed_ratio_factor": 0.6, "accuracy_sd_k": 3.0}
+
+
+def cpu_kind(cpu: str | None) -> str:
+    """The kind of CPU a speed value holds for: `AMD EPYC` or `Intel Xeon` (the kinds seen), else the model name."""
+    cpu = cpu or "unknown CPU"
+    return next((kind for kind, word in (("AMD EPYC", "EPYC"), ("Intel Xeon", "Xeon")) if word in cpu), cpu)
+
+
+def reference(row: dict, kind: str) -> tuple[float, str]:
+    """A baseline row's value for a run on CPU kind `kind`, and what it is (`Intel Xeon value`; `baseline` for a row
+    with one value; the lowest kind's for a kind the row has none for)."""
+    by_cpu = row.get("by_cpu")
+    if not by_cpu:
+        return row["value"], "baseline"
+    if kind in by_cpu:
+        return by_cpu[kind], f"{kind} value"
+    lowest = min(by_cpu, key=by_cpu.get)
+    return by_cpu[lowest], f"lowest value, {lowest}'s: none for {kind}"
+
+
+def ungated(baseline: dict) -> set[tuple[str, str, str]]:
+    """The speed rows a baseline leaves out of the gate on purpose (tolerance_why's `ungated`: `task model: score`)."""
+    why = baseline.get("tolerance_why")
+    names = why.get("ungated", {}) if isinstance(why, dict) else {}
+    return {(name.split(" ", 1)[0], *name.split(" ", 1)[1].split(": ", 1)) for name in names}
 
 
 def seed_sd(results: dict, task: str, model: str, score: str) -> tuple[float, int] | None:
@@ -62,12 +92,14 @@ def make_baseline(results: dict, previous: dict | None = None) -> dict:
     """A baseline from `results`, keeping the tolerances (global and per row) of `previous`, and
     their written reasons (`tolerance_why`)."""
     previous = previous or {}
-    kept = {(r["task"], r["model"], r["score"]): r["tolerance"] for r in previous.get("rows", []) if "tolerance" in r}
-    rows = baseline_rows(results)
-    for row in rows:
-        if (row["task"], row["model"], row["score"]) in kept:
-            row["tolerance"] = kept[(row["task"], row["model"], row["score"])]
+    before = {(r["task"], r["model"], r["score"]): r for r in previous.get("rows", [])}
     env = results.get("environment", {})
+    rows = [r for r in baseline_rows(results) if (r["task"], r["model"], r["score"]) not in ungated(previous)]
+    for row in rows:  # a row keeps its tolerance and why, and its other CPU kinds' values (this run's kind gets its value)
+        old = before.get((row["task"], row["model"], row["score"]), {})
+        row.update({k: old[k] for k in ("tolerance", "why") if k in old})
+        if "by_cpu" in old:
+            row["by_cpu"] = {**old["by_cpu"], cpu_kind(env.get("cpu")): row["value"]}
     return {
         "about": "harness check baseline: accuracy may fall by at most accuracy_points; in-run speed ratios may not "
                  "fall below baseline x speed_ratio_factor. Refresh deliberately with `python -m harness check "
@@ -100,8 +132,8 @@ def load_baseline(path: Path) -> dict:
     return baseline
 
 
-def judge(row: dict, value: float | None, tolerance: dict) -> tuple[str, str]:
-    """(status, allowed) of one baseline row against the run's value."""
+def judge(row: dict, value: float | None, tolerance: dict, kind: str = "") -> tuple[str, str]:
+    """(status, allowed) of one baseline row against the value of a run on CPU kind `kind`."""
     if row["kind"] == "accuracy" and "tolerance" not in row and "sd" in row:  # a mean over seeds: k x their sd
         points = tolerance["accuracy_sd_k"] * row["sd"]
         floor = row["value"] - points
@@ -111,7 +143,8 @@ def judge(row: dict, value: float | None, tolerance: dict) -> tuple[str, str]:
         floor, allowed = row["value"] - points, f">= {row['value'] - points:.2f} (-{points:g} points)"
     else:
         factor = row.get("tolerance", tolerance["speed_ratio_factor"])
-        floor, allowed = row["value"] * factor, f">= {row['value'] * factor:.3g} ({factor:g}x baseline)"
+        base, whose = reference(row, kind)
+        floor, allowed = base * factor, f">= {base * factor:.3g} ({factor:g}x {whose})"
     if value is None:
         return "MISSING", allowed
     return ("ok" if value >= floor - 1e-9 else "REGRESSED"), allowed
@@ -123,25 +156,26 @@ def compare_to_baseline(results: dict, baseline: dict) -> pd.DataFrame:
     tolerance = {**DEFAULT_TOLERANCE, **baseline.get("tolerance", {})}
     run = {(r["task"], r["model"], r["score"]): r for r in baseline_rows(results)}
     made, here = baseline.get("made_from", {}).get("cpu"), results.get("environment", {}).get("cpu")
-    cpus = here if made == here else f"{made} / {here}"
+    cpus, kind = here if made == here else f"{made} / {here}", cpu_kind(here)
 
     def line(key: tuple, base: dict | None, value: float | None, allowed: str, status: str) -> dict:
         speed = (base or run[key])["kind"] == "speed"
         show = (lambda v: f"{v:.3g}") if speed else (lambda v: f"{v:.2f}")  # speeds span 0.001 to 100s
-        change = "–" if value is None or base is None else (
-            f"{value / base['value']:.2f}x" if speed and base["value"] else f"{value - base['value']:+.2f}")
-        return {"task": key[0], "model": key[1], "score": key[2], "baseline": "–" if base is None else show(base["value"]),
+        ref = None if base is None else reference(base, kind)[0] if speed else base["value"]
+        change = "–" if value is None or ref is None else (f"{value / ref:.2f}x" if speed and ref else f"{value - ref:+.2f}")
+        return {"task": key[0], "model": key[1], "score": key[2], "baseline": "–" if ref is None else show(ref),
                 "run": "–" if value is None else show(value), "change": change, "allowed": allowed,
-                "cpu (baseline / run)": cpus if speed else "", "status": status}
+                "cpu (baseline / run)": "" if not speed else f"{kind} / {here}" if kind in (base or {}).get("by_cpu", {})
+                else cpus, "status": status}
 
     lines, seen = [], set()
     for row in baseline["rows"]:
         key = (row["task"], row["model"], row["score"])
         seen.add(key)
         value = run[key]["value"] if key in run else None
-        status, allowed = judge(row, value, tolerance)
+        status, allowed = judge(row, value, tolerance, kind)
         lines.append(line(key, row, value, allowed, status))
-    lines += [line(key, None, r["value"], "–", "new") for key, r in run.items() if key not in seen]
+    lines += [line(key, None, r["value"], "–", "new") for key, r in run.items() if key not in seen | ungated(baseline)]
     return pd.DataFrame(lines)
 
 
