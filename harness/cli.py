@@ -10,7 +10,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
+import threading
 import traceback
 from pathlib import Path
 
@@ -338,8 +340,19 @@ def plugin_list(args: argparse.Namespace) -> list[str]:
 NO_PLUGINS = ("compare", "check", "report", "cache", "status")  # results.json or cache files alone: no models to load
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, the signal that `timeout`, systemd, Slurm and Ray send, read as an interrupt: the run removes what it
+    left unfinished, as after Ctrl-C, and ends with one line saying where it stopped (exit 143)."""
+
+
+def on_sigterm(signum: int, frame) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second SIGTERM does not break into the cleanup the first started
+    raise Terminated()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    before = signal.signal(signal.SIGTERM, on_sigterm) if threading.current_thread() is threading.main_thread() else None
     try:
         if args.command not in NO_PLUGINS:
             from harness.api import start
@@ -354,9 +367,13 @@ def main(argv: list[str] | None = None) -> int:
     except HarnessError as e:
         say_error(str(e))
         return 2
-    except KeyboardInterrupt:
-        say_error("interrupted: rerun the same command to resume from the last finished step", "")
-        return 130
+    except KeyboardInterrupt as e:  # Ctrl-C, or SIGTERM (Terminated): the same cleanup and one line
+        from harness.core import progress
+
+        at = progress.where()
+        say_error(f"{'terminated (SIGTERM)' if isinstance(e, Terminated) else 'interrupted'}{' ' + at if at else ''}: "
+                  "rerun the same command to resume from the last finished step", "")
+        return 128 + signal.SIGTERM if isinstance(e, Terminated) else 130
     except Exception as e:
         fault = describe(e)  # a full or read-only filesystem met outside --out and --cache-dir (e.g. /tmp)
         if fault:
@@ -367,6 +384,8 @@ def main(argv: list[str] | None = None) -> int:
         say_error(f"{type(e).__name__}: {e}\n{traceback.format_exc()}")  # a rank's traceback would go to /dev/null
         return 1
     finally:
+        if before is not None:
+            signal.signal(signal.SIGTERM, before)
         if distributed():
             sys.modules["harness.engine.device"].teardown()
     return status or 0

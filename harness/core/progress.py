@@ -147,6 +147,23 @@ class Bar(tqdm):
         _write(force)
 
 
+def where() -> str | None:
+    """Where the latest recorded run of this process was (for the line an interrupted run ends with): the stage it
+    was computing and its task, with its bar's count, e.g. `student bilstm_soft of sst2 (epoch 1: 1,200 / 5,000 rows)`,
+    or the last stage it finished; None when it recorded none."""
+    stages = _status.get("stages") or []
+    if not stages:
+        return None
+    last = stages[-1]
+    text = f"{last['stage']}" + (f" of {last['task']}" if last.get("task") else "")
+    if last["cached"]:
+        return f"after {text} (from the cache)"
+    bar = _status.get("bar")
+    if bar and bar.get("total"):
+        text += f" ({bar['desc'] + ': ' if bar.get('desc') else ''}{bar['done']:,.0f} / {bar['total']:,.0f} {bar['unit']})"
+    return f"during {text}"
+
+
 def clock(seconds: float) -> str:
     """`1:02:03`, `4:05`."""
     seconds = int(round(seconds))
