@@ -160,7 +160,30 @@ def test_exit_status(baseline: Path, results: dict, tmp_path: Path) -> None:
 
 
 def test_make_baseline_is_pure(results: dict) -> None:
-    assert make_baseline(results) == make_baseline(copy.deepcopy(results))
+    """make_baseline changes neither the run nor the previous baseline, and makes its rows from the run, keeping the
+    previous baseline's tolerances (global and per row) and their reasons where the row is still there."""
+    previous = {"tolerance": {"accuracy_points": 0.5}, "tolerance_why": {"accuracy_points": "one flip is 0.33 points"},
+                "rows": [{"task": "sst2", "model": "bilstm_soft", "score": "dev accuracy", "kind": "accuracy", "value": 1.0,
+                          "tolerance": 2.5, "why": "noisy"},
+                         {"task": "sst2", "model": "gone", "score": "dev accuracy", "kind": "accuracy", "value": 1.0,
+                          "tolerance": 9.0}]}
+    results_before, previous_before = copy.deepcopy(results), copy.deepcopy(previous)
+    made = make_baseline(results, previous)
+    assert results == results_before and previous == previous_before
+    rows = {(r["task"], r["model"], r["score"]): r for r in made["rows"]}
+    assert len(rows) == len(made["rows"]) == N_ROWS
+    assert [r for r in made["rows"] if "tolerance" in r] == [
+        {"task": "sst2", "model": "bilstm_soft", "score": "dev accuracy", "kind": "accuracy", "value": 74.33, "tolerance": 2.5,
+         "why": "noisy"}]
+    assert rows["sst2", "teacher", "dev accuracy"] == {"task": "sst2", "model": "teacher", "score": "dev accuracy",
+                                                       "kind": "accuracy", "value": 80.0}
+    assert made["tolerance"] == {**DEFAULT_TOLERANCE, "accuracy_points": 0.5}
+    assert made["tolerance_why"] == {"accuracy_points": "one flip is 0.33 points"}
+    assert made["made_from"] == {"suite": "glue", "preset": "smoke", "set": {}, "commit": "aaaa111", "cpu": "Synthetic CPU",
+                                 "torch_threads": 2}
+    plain = make_baseline(results)  # without a previous baseline: the default tolerances, none per row
+    assert plain["tolerance"] == DEFAULT_TOLERANCE and "tolerance_why" not in plain
+    assert plain["rows"] == [{k: v for k, v in r.items() if k not in ("tolerance", "why")} for r in made["rows"]]
 
 
 def test_committed_baseline_is_valid() -> None:

@@ -18,10 +18,10 @@ from scipy.stats import pearsonr, spearmanr
 from sklearn.metrics import accuracy_score, f1_score, matthews_corrcoef
 from test_pair_cli import last_json, one_line_error, saved_pair_student
 
-from harness.core.config import RunConfig, StudentConfig, load_suite
+from harness.core.config import SUITES_DIR, RunConfig, StudentConfig, load_suite
 from harness.core.errors import HarnessError
 from harness.core.metrics import improved, predictions, score, score_outputs, worst
-from harness.core.registry import TASKS
+from harness.core.registry import STUDENTS, TASKS
 from harness.core.variants import StudentJob, student_jobs
 from harness.data.tasks import load_task, read_tsv
 from harness.engine.distill import EarlyStopping, distill_loss
@@ -151,12 +151,24 @@ def test_class_losses_refused_for_regression(loss: str) -> None:
 
 def test_shipped_suites_fit_their_tasks() -> None:
     """Every task of every shipped preset gets students and variants that fit it (STS-B: no kl/hard)."""
-    for preset in (None, "smoke", "quick", "full"):
+    presets = [None, *yaml.safe_load((SUITES_DIR / "glue.yaml").read_text())["presets"]]
+    assert {"smoke", "quick", "full", "zoo"} <= set(presets)
+    for preset in presets:
         cfg, _ = load_suite("glue", preset)
         for name in cfg.tasks:
-            task = TASKS.get(name)
-            for job in student_jobs(cfg.for_task(name), len(task.text_columns)):
+            task, task_cfg = TASKS.get(name), cfg.for_task(name)
+            jobs = student_jobs(task_cfg, len(task.text_columns))
+            # the task's own students first, as the suite lists them, then its variants
+            assert task_cfg.students and [j.name for j in jobs[: len(task_cfg.students)]] == list(task_cfg.students)
+            for job in jobs:
                 check_job_fits(job, task)
+                assert STUDENTS.get(job.base).columns == len(task.text_columns), (preset, name, job.name)
+                assert not (task.is_regression and STUDENTS.get(job.base).distill and job.student.loss != "mse"), \
+                    (preset, name, job.name, job.student.loss)
+            if preset is None and name == "stsb":  # the paper's protocol: every variant but kl and hard
+                assert [(j.name, j.student.loss) for j in jobs] == [
+                    ("siamese_bilstm", "mse"), ("siamese_bilstm_soft", "mse"),
+                    *((f"siamese_bilstm_soft_{v}", "mse") for v in ("noaug", "alpha05", "mask_only", "pos_only", "ngram_only"))]
 
 
 @pytest.mark.slow

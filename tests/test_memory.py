@@ -3,6 +3,8 @@ the next stage, which holds none of it, records less, and the run's peak keeps t
 
 from __future__ import annotations
 
+import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -41,11 +43,38 @@ def test_each_stage_records_its_own_peak(tmp_path: Path) -> None:
     assert again["cached"] and again["peak_rss_gb"] == big["peak_rss_gb"]  # reused: its first run's figure
 
 
+# In a fresh interpreter (its peak is its own, whatever earlier tests held): hold the block, free it, read the figure
+# without a reset; then reset the peak as each stage does and read it again.
+PEAK_AFTER_A_FREED_BLOCK = f"""
+import json
+import numpy as np
+from harness.core import memory
+
+def rss_gb() -> float:
+    line = next(x for x in open("/proc/self/status") if x.startswith("VmRSS:"))
+    return int(line.split()[1]) / 2**20
+
+before = rss_gb()
+block = np.empty(int({SIZE_GB} * 2**30), dtype=np.uint8)
+block[::4096] = 1
+del block
+after, unreset = rss_gb(), memory.peak(since_reset=False)
+reset = memory.reset_peak()
+print(json.dumps({{"before": before, "after": after, "unreset": unreset, "reset": reset,
+                  "stage": memory.peak(since_reset=True), "process": memory.peak(since_reset=False)}}))
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads VmRSS from Linux's /proc/self/status")
 def test_without_a_reset_the_figure_is_the_processes_peak() -> None:
-    block = hold(SIZE_GB)
-    seen = memory.peak(since_reset=False)
-    del block
-    assert seen["scope"] == "process" and seen["peak_rss_gb"] >= SIZE_GB
+    """peak(since_reset=False) is the most the process ever held: a block it freed, and held before a reset, counts."""
+    proc = subprocess.run([sys.executable, "-c", PEAK_AFTER_A_FREED_BLOCK], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    got = json.loads(proc.stdout)
+    assert got["after"] < got["before"] + 0.05, got  # the block is freed: what the process holds now is not the peak
+    assert got["reset"] and got["stage"]["peak_rss_gb"] < got["before"] + 0.05, got  # the kernel's peak was reset
+    for seen in (got["unreset"], got["process"]):  # before and after the reset
+        assert seen["scope"] == "process" and seen["peak_rss_gb"] >= round(got["before"] + SIZE_GB, 2) - 0.01, got
 
 
 def test_the_report_names_each_peak() -> None:

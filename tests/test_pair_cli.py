@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import torch
 from cli_runner import harness
-from rescore import saved_accuracy
+from rescore import saved_accuracy, saved_outputs
 from sklearn.metrics import f1_score
 
 from harness.core.registry import STUDENTS, TASKS
@@ -105,10 +105,16 @@ def test_mnli_run_end_to_end(mnli_run: Path) -> None:
 
 @pytest.mark.slow
 def test_mnli_mismatched_dev_is_scored(mnli_run: Path) -> None:
-    """MNLI's second dev set (mismatched) is scored too, as `dev_mismatched`."""
+    """MNLI's second dev set (mismatched) is scored too, as `dev_mismatched`: each model's accuracy on its 80 pairs,
+    recomputed here from the saved model."""
+    mismatched = read_tsv(mnli_run.parent / "data" / "MNLI" / "dev_mismatched.tsv", TASKS.get("mnli"), require_labels=True)
+    assert len(mismatched) == DEV
     mnli = json.loads((mnli_run / "results.json").read_text())["tasks"]["mnli"]
-    trained = [m for m in mnli["models"].values() if m["kind"] != "reference"]
-    assert trained and all("dev_mismatched" in m["scores"] for m in trained)
+    assert set(mnli["models"]) == {"teacher", "siamese_bilstm", "siamese_bilstm_tiny"}
+    for name, model in mnli["models"].items():
+        folder = mnli_run / "models" / "mnli" / name
+        assert model["scores"]["dev_mismatched"] == {
+            "accuracy": pytest.approx(saved_accuracy(folder, mismatched.texts, mismatched.labels))}, name
 
 
 @pytest.mark.slow
@@ -126,11 +132,16 @@ def test_predict_real_mismatched_dev(mnli_run: Path, data_root: Path, tmp_path: 
     assert scores["accuracy"] == pytest.approx(100 * sum(a == b for a, b in zip(names, gold)) / 9_832)
 
 
-def saved_pair_student(folder: Path, task: str, num_labels: int, texts: list[str]) -> Path:
-    """A tiny random siamese_bilstm_tiny saved as `run` saves models."""
+def saved_pair_student(folder: Path, task: str, num_labels: int, texts: list[str], sharp: bool = False) -> Path:
+    """A tiny random siamese_bilstm_tiny saved as `run` saves models. `sharp`: its last layer 100 times larger and
+    without a bias, so that its class follows the words (a random one gives nearly every pair the same class)."""
     vocab = Vocab.from_texts([texts])
     torch.manual_seed(0)
     model = STUDENTS.get("siamese_bilstm_tiny").build(BiLSTMSettings(hidden=4, fc=4), len(vocab), 5, num_labels)
+    if sharp:
+        with torch.no_grad():
+            model.head[-1].weight.mul_(100)
+            model.head[-1].bias.zero_()
     meta = {"student": "siamese_bilstm_tiny", "task": task, "num_labels": num_labels, "embed_dim": 5,
             "max_tokens": 64, "hidden": 4, "fc": 4, "multichannel": True, "dropout": 0.0}
     StudentPredictor(model, vocab, meta).save(folder)
@@ -161,11 +172,28 @@ def test_predict_qqp_layout(tmp_path: Path, data_root: Path) -> None:
 @pytest.mark.slow
 def test_predict_glue_and_mnli_layouts(tmp_path: Path) -> None:
     """predict on GLUE's 16-column MNLI file (gold_label) and on a sentence1/sentence2/label file
-    with label names: n and accuracy."""
-    model = saved_pair_student(tmp_path / "mnli_model", "mnli", 3, ["the new rights are nice"])
-    glue = last_json(harness("predict", "--model", str(model), "--input", str(FIXTURES / "MNLI" / "dev_matched.tsv")))
-    assert set(glue) == {"n", "accuracy"} and glue["n"] == 5
+    with label names: n and accuracy, and the label names it writes: the name of the class the model's
+    output is highest for, each recomputed here."""
+    model = saved_pair_student(tmp_path / "mnli_model", "mnli", 3, ["the new rights are nice"], sharp=True)
+    names = ("entailment", "neutral", "contradiction")  # MNLI's classes 0, 1, 2 (GLUE's and the hub's ids)
+    rows = [line.split("\t") for line in (FIXTURES / "MNLI" / "dev_matched.tsv").read_text().splitlines()]
+    assert (rows[0][0], rows[0][8], rows[0][9], rows[0][15]) == ("index", "sentence1", "sentence2", "gold_label")
+    want = [names[k] for k in saved_outputs(model, [(r[8], r[9]) for r in rows[1:]]).argmax(1)]
+    written = tmp_path / "glue.tsv"
+    glue = last_json(harness("predict", "--model", str(model), "--input", str(FIXTURES / "MNLI" / "dev_matched.tsv"),
+                             "--output", str(written)))
+    assert written.read_text().splitlines() == ["index\tprediction", *(f"{r[0]}\t{w}" for r, w in zip(rows[1:], want))]
+    assert glue == {"n": 5, "accuracy": pytest.approx(100 * sum(w == r[15] for r, w in zip(rows[1:], want)) / 5)}
+    # A pair the model gives each class, labelled with it, and one more it calls a contradiction labelled
+    # entailment: 3 of 4 right when each label name is read as its class; any other reading gets 2 wrong.
+    pairs = [("The new rights are nice enough", "Everyone really likes the newest benefits"), ("the new rights", "are nice"),
+             ("A man sleeps.", "A man is awake."), ("A dog runs.", "An animal moves.")]
+    assert saved_outputs(model, pairs).argmax(1).tolist() == [0, 1, 2, 2]
     simple = tmp_path / "pairs.tsv"
-    simple.write_text("sentence1\tsentence2\tlabel\nA man sleeps.\tA man is awake.\tcontradiction\n"
-                      "A dog runs.\tAn animal moves.\tentailment\n")
-    assert last_json(harness("predict", "--model", str(model), "--input", str(simple)))["n"] == 2
+    simple.write_text("sentence1\tsentence2\tlabel\n" + "".join(
+        f"{a}\t{b}\t{label}\n" for (a, b), label in zip(pairs, ("entailment", "neutral", "contradiction", "entailment"))))
+    written = tmp_path / "simple.tsv"
+    assert last_json(harness("predict", "--model", str(model), "--input", str(simple), "--output", str(written))) == {
+        "n": 4, "accuracy": 75.0}
+    assert written.read_text().splitlines() == ["index\tprediction", "0\tentailment", "1\tneutral", "2\tcontradiction",
+                                                "3\tcontradiction"]

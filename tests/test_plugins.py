@@ -30,6 +30,7 @@ from harness.core.errors import HarnessError
 from harness.core.registry import STUDENTS, TASKS, TEACHERS
 from harness.engine import ort
 from harness.engine.wordmodel import StudentPredictor, Vocab
+from harness.results.report import PAPER_COLUMN
 
 ROOT = Path(__file__).resolve().parents[1]
 SECTION = "## Add your own student, teacher or task"
@@ -196,6 +197,12 @@ def test_an_external_task_and_a_local_teacher_folder(tmp_path: Path, data_root: 
     assert "[teacher] computing" in log
 
 
+def table_rows(markdown: str) -> list[list[str]]:
+    """The cells of every row of the markdown tables in `markdown`, their headers included (not the rules below them)."""
+    return [[cell.strip() for cell in line.strip().strip("|").split("|")] for line in markdown.splitlines()
+            if line.startswith("|") and not line.startswith("|:")]
+
+
 def string_literals(path: Path) -> list[tuple[int, str]]:
     """Every string constant of a Python file but its docstrings, with its line."""
     tree = ast.parse(path.read_text())
@@ -235,9 +242,22 @@ def test_external_student_end_to_end(tmp_path: Path, smoke_sst2_cache: Path) -> 
     assert re.search(r"^bow_soft +from my_bow \(entry point kd_harness\.students:bow of my-bow\)$", proc.stdout, re.M)
     results = json.loads((tmp_path / "runs" / "bow" / "results.json").read_text())
     models = results["tasks"]["sst2"]["models"]
+    dev = [line.split("\t") for line in (ROOT.parent / "shared" / "data" / "SST-2" / "dev.tsv").read_text().splitlines()[1:]]
+    accuracy = {}  # each student's dev accuracy, recomputed from the predictions its saved folder writes
+    for name in ("bow", "bow_soft"):
+        written = tmp_path / f"{name}.tsv"
+        predict = subprocess.run([sys.executable, "-m", "harness", "predict", "--model", f"runs/bow/models/sst2/{name}",
+                                  "--input", str(ROOT.parent / "shared" / "data" / "SST-2" / "dev.tsv"), "--output",
+                                  str(written)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+        assert predict.returncode == 0, predict.stderr
+        preds = [line.split("\t") for line in written.read_text().splitlines()[1:]]
+        assert [i for i, _ in preds] == [str(i) for i in range(872)] and len(dev) == 872
+        accuracy[name] = 100 * sum(p == label for (_, p), (_, label) in zip(preds, dev)) / 872
+    assert 50 < accuracy["bow"] and 50 < accuracy["bow_soft"], accuracy  # both learned something: better than chance
     for name, role in (("bow", "label-only"), ("bow_soft", "distilled")):
         model = models[name]
-        assert model["role"] == role and 50 < model["scores"]["dev"]["accuracy"] <= 100
+        assert model["role"] == role
+        assert model["scores"]["dev"]["accuracy"] == pytest.approx(accuracy[name], abs=0.005), name
         backends = {(s["backend"], s["dtype"]): s for s in model["speed"]}
         assert {("torch", "fp32"), ("onnx", "fp32"), ("onnx-int8", "int8")} <= set(backends)
         assert abs(backends["onnx", "fp32"]["scores"]["accuracy"] - model["scores"]["dev"]["accuracy"]) < 0.2
@@ -245,8 +265,23 @@ def test_external_student_end_to_end(tmp_path: Path, smoke_sst2_cache: Path) -> 
     saved = json.loads((tmp_path / "runs" / "bow" / "models" / "sst2" / "bow_soft" / "config.json").read_text())
     assert saved["settings"] == {"fc": 64}
     report = (tmp_path / "runs" / "bow" / "report.md").read_text()
-    assert re.search(r"^\|.*\(bow\).*\|$", report, re.M) and re.search(r"^\|.*\(bow_soft\).*\|$", report, re.M)
+    shown = {name: f"{accuracy[name]:.2f}" for name in accuracy}
+    dev_cell = {name: shown[name] + ("†" if ((models[name].get("test") or {}).get("dev") or {}).get("accuracy", {})
+                                         .get("significant") else "") for name in shown}  # †: a significant paired test
+    rows = table_rows(report)
+    assert ["label-only student (bow)", dev_cell["bow"], shown["bow"]] in rows  # the GLUE table: SST-2, the average
+    assert ["distilled student (bow_soft)", dev_cell["bow_soft"], shown["bow_soft"]] in rows
+    start = rows.index(["model", "dev accuracy (ours)", "selection accuracy (ours)", PAPER_COLUMN])  # the scores table
+    selection = {name: f"{models[name]['scores']['selection']['accuracy']:.2f}" for name in shown}
+    assert rows[start + 1][0] == "teacher" and rows[start + 2 : start + 4] == [
+        ["bow", dev_cell["bow"], selection["bow"], "86.7 (BiLSTM)"],
+        ["bow_soft", dev_cell["bow_soft"], selection["bow_soft"], "90.7 (BiLSTM_SOFT)"]]
     compare = subprocess.run([sys.executable, "-m", "harness", "compare", "runs/bow", "runs/bow"], cwd=tmp_path, env=env,
                              capture_output=True, text=True, timeout=120)
     assert compare.returncode == 0, compare.stderr
-    assert "bow_soft" in compare.stdout and re.search(r"GLUE.*bow|distilled", compare.stdout)
+    compared = table_rows(compare.stdout)
+    for task, model, score, name in (("sst2", "bow", "dev accuracy", "bow"), ("sst2", "bow_soft", "dev accuracy", "bow_soft"),
+                                     ("GLUE", "label-only", "average (1 task: sst2)", "bow"),
+                                     ("GLUE", "distilled", "average (1 task: sst2)", "bow_soft")):
+        row = next(row for row in compared if row[:3] == [task, model, score])
+        assert row[3] == shown[name] and row[4].startswith("+0.00"), row

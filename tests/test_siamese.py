@@ -18,8 +18,8 @@ from harness.data.tasks import read_tsv
 from harness.engine import ort
 from harness.engine.student_stage import check_student_fits
 from harness.engine.wordmodel import StudentPredictor, Vocab, count_params, load_student
-from students.bilstm import BiLSTMSettings
-from students.siamese import SiameseBiLSTM
+from students.bilstm import BiLSTMClassifierTwin, BiLSTMSettings
+from students.siamese import SiameseBiLSTM, SiameseBiLSTMTwin
 
 N_PAIRS = 400
 
@@ -145,4 +145,18 @@ def test_onnx_export_matches_torch(predictor: StudentPredictor, pairs: list, tmp
 
 def test_twin_registered() -> None:
     """The pair architecture has its export twin beside the single-sentence one."""
-    assert STUDENTS.get("siamese_bilstm").columns == 2
+    pair, single = STUDENTS.get("siamese_bilstm"), STUDENTS.get("bilstm")
+    assert (pair.columns, single.columns) == (2, 1)
+    torch.manual_seed(0)
+    model = pair.build(BiLSTMSettings(hidden=5, fc=4), 30, 6, 3).eval()
+    twin = model.export_module()
+    assert type(twin) is SiameseBiLSTMTwin
+    assert type(single.build(BiLSTMSettings(hidden=5, fc=4), 30, 6, 2).export_module()) is BiLSTMClassifierTwin
+    assert {id(p) for p in twin.parameters()} == {id(p) for p in model.parameters()}  # shared, not copied
+    # Two columns in order (ids_0, lengths_0, ids_1, lengths_1) give the model's logits. Full-length sentences: the
+    # twin runs the LSTM over the padding, which ONNX Runtime's sequence_lens skips (feed_lengths).
+    ids_a, ids_b = torch.randint(1, 30, (4, 7)), torch.randint(1, 30, (4, 3))
+    full_a, full_b = torch.full((4,), 7), torch.full((4,), 3)
+    with torch.no_grad():
+        torch.testing.assert_close(twin(ids_a, full_a, ids_b, full_b), model(ids_a, full_a, ids_b, full_b),
+                                   atol=1e-6, rtol=0)
