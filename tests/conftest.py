@@ -14,6 +14,8 @@ from harness.core import plugins
 from harness.data.augment import use_nltk_data
 from harness.data.tasks import REPO_ROOT
 
+pytest_plugins = ["skip_list"]  # --expected-skips FILE: the run fails when its skips differ from FILE's (.ci/run)
+
 
 def pytest_configure(config: pytest.Config) -> None:
     """Tests named with `-k` run whatever their tier: the default `-m 'not slow'` (pyproject.toml) applies
