@@ -5,8 +5,9 @@ pyproject.toml).
 The whole fast tier (`pytest` with no test named) is checked against tests/skips/fast.txt, the whole slow tier
 (`pytest -m slow`) against tests/skips/slow.txt; `--expected-skips FILE` checks any run against FILE, and
 `--write-skips` writes the run's list instead (then review and commit it). A file holds one `node id | reason`
-line per skipped test (line numbers left out: they move with every edit); a line that starts with `no-cuda: ` is
-expected only on a machine without CUDA (a GPU machine runs that test); lines starting with # are comments.
+line per skipped test (line numbers left out: they move with every edit). A line that starts with `optional: ` is a
+test that other machines run (a GPU, an optional package installed): it may run, but if it skips, its reason must
+be the listed one. Lines starting with # are comments.
 """
 
 from __future__ import annotations
@@ -23,20 +24,23 @@ def reason_of(report: pytest.TestReport) -> str:
     return text.removeprefix("Skipped: ").strip()
 
 
-NO_CUDA = "no-cuda: "
+OPTIONAL = "optional: "
+# a skip for want of something other machines have: its test may run there (written as optional)
+MACHINE_SPECIFIC = ("needs CUDA", "are not installed")
 LISTS = Path(__file__).resolve().parent / "skips"
 
 
-def read(path: Path, cuda: bool) -> list[str]:
-    """The skips `path` expects on a machine with CUDA or without."""
+def read(path: Path) -> tuple[list[str], list[str]]:
+    """The skips `path` expects: (those every run must have, those a run may have)."""
     lines = [line for line in path.read_text().splitlines() if line.strip() and not line.startswith("#")]
-    return sorted(line.removeprefix(NO_CUDA) for line in lines if not (cuda and line.startswith(NO_CUDA)))
+    return (sorted(line for line in lines if not line.startswith(OPTIONAL)),
+            sorted(line.removeprefix(OPTIONAL) for line in lines if line.startswith(OPTIONAL)))
 
 
-def problems(found: list[str], expected: list[str]) -> list[str]:
+def problems(found: list[str], required: list[str], optional: list[str] = ()) -> list[str]:
     """What differs between the run's skips and the committed list, one line each."""
-    return ([f"new skip: {line}" for line in sorted(set(found) - set(expected))]
-            + [f"no longer skipped (or not run): {line}" for line in sorted(set(expected) - set(found))])
+    return ([f"new skip: {line}" for line in sorted(set(found) - set(required) - set(optional))]
+            + [f"no longer skipped (or not run): {line}" for line in sorted(set(required) - set(found))])
 
 
 class SkipList:
@@ -51,16 +55,14 @@ class SkipList:
 
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        import torch
-
-        found, cuda = sorted(self.found), torch.cuda.is_available()
+        found = sorted(self.found)
         if self.write:
-            self.path.write_text(f"# skipped by this tier: written by pytest --expected-skips {self.path.name} "
-                                 f"--write-skips{' on a machine without CUDA' if not cuda else ''}\n"
-                                 + "".join(f"{NO_CUDA if 'CUDA' in line and not cuda else ''}{line}\n" for line in found))
+            self.path.write_text(f"# skipped by this tier: written by pytest --expected-skips {self.path.name} --write-skips\n"
+                                 + "".join(f"{OPTIONAL if any(w in line for w in MACHINE_SPECIFIC) else ''}{line}\n"
+                                           for line in found))
             self.message = f"wrote {len(found)} skip(s) to {self.path}"
             return
-        diff = problems(found, read(self.path, cuda))
+        diff = problems(found, *read(self.path))
         if diff:
             self.message = (f"the skipped tests differ from {self.path} ({len(found)} skipped): " + "; ".join(diff)
                             + ". If that is meant, re-take the list with --write-skips and commit it.")

@@ -11,7 +11,7 @@ from pathlib import Path
 
 TESTS = Path(__file__).resolve().parent
 sys.path.insert(0, str(TESTS))
-from skip_list import read  # noqa: E402
+from skip_list import problems, read  # noqa: E402
 
 
 def pytest_in(folder: Path, *args: str) -> subprocess.CompletedProcess:
@@ -49,9 +49,13 @@ def test_a_changed_skip_fails_the_run(tmp_path: Path) -> None:
     assert missing.returncode == 4 and "no such file" in missing.stderr
 
 
-def test_a_cuda_skip_is_expected_only_without_cuda(tmp_path: Path) -> None:
-    """A GPU machine runs the CUDA tests: their `no-cuda: ` lines are not expected there."""
+def test_an_optional_skip_may_run_but_not_change_its_reason(tmp_path: Path) -> None:
+    """A GPU machine runs the CUDA tests: an `optional: ` line may be absent from a run, not replaced."""
     listed = tmp_path / "skips.txt"
-    listed.write_text("# comment\nno-cuda: t.py::test_gpu | needs CUDA\nt.py::test_x | needs X11\n")
-    assert read(listed, cuda=False) == ["t.py::test_gpu | needs CUDA", "t.py::test_x | needs X11"]
-    assert read(listed, cuda=True) == ["t.py::test_x | needs X11"]
+    listed.write_text("# comment\noptional: t.py::test_gpu | needs CUDA\nt.py::test_x | needs X11\n")
+    required, optional = read(listed)
+    assert (required, optional) == (["t.py::test_x | needs X11"], ["t.py::test_gpu | needs CUDA"])
+    assert problems(["t.py::test_x | needs X11"], required, optional) == []  # the GPU test ran
+    assert problems(["t.py::test_gpu | needs CUDA", "t.py::test_x | needs X11"], required, optional) == []
+    assert problems(["t.py::test_gpu | needs a GPU", "t.py::test_x | needs X11"], required, optional) == \
+        ["new skip: t.py::test_gpu | needs a GPU"]
