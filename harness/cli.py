@@ -19,7 +19,7 @@ from pathlib import Path
 from harness.core.errors import DiskFault, HarnessError, describe
 
 EPILOG = """examples:
-  python -m harness run --suite glue --preset quick          # every GLUE task with data, about 75 min on 2 cores
+  python -m harness run --suite glue --preset quick          # every GLUE task with data, about 1.5 h on 2 cores
   python -m harness run --suite glue --preset quick --tasks stsb   # one task (a task named here must have data)
   python -m harness run --suite glue --preset smoke --out runs/smoke
   python -m harness run --suite glue --set student.hidden=300 --set teacher.epochs=2
@@ -78,7 +78,8 @@ def parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="teacher -> augment -> label -> students -> evaluate -> measure -> report")
     run.add_argument("--suite", default="glue", help="suite name in harness/core/suites/ or a YAML path (default: glue)")
     run.add_argument("--preset", help="named overrides from the suite: smoke (SST-2 + STS-B slices, about 6 min on 2 cores), "
-                     "quick (all six GLUE tasks with data, about 75 min), zoo (quick's teachers with every student "
+                     "quick (all six GLUE tasks with data, about 1.5 h on 2 cores; three student seeds on the four small "
+                     "tasks), zoo (quick's teachers with every student "
                      "family), full (the paper's protocol, hours); README, Presets")
     run.add_argument("--tasks", help="comma-separated tasks, overriding the suite's (e.g. sst2,stsb); without it every "
                      "task of the suite that has training data runs and the others are named as not run; a task named "

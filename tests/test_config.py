@@ -187,3 +187,34 @@ def test_bounds_reach_per_task_settings_and_members(tmp_path) -> None:
     cfg, _ = load_suite("glue", "smoke", parse_set(["teacher.max_length=8", "student.max_tokens=4", "student.rho=0",
                                                     "measure.teacher_offline_n=1", "measure.warmup=0"]))
     assert (cfg.teacher.max_length, cfg.student.max_tokens, cfg.student.rho) == (8, 4, 0.0)
+
+
+def test_seeds_per_task(tmp_path) -> None:
+    """A suite may give a task its own student seeds (the others keep `seed` alone); --seeds replaces every task's;
+    a bad list is an error naming the task."""
+    suite = tmp_path / "seeds.yaml"
+    suite.write_text(yaml.safe_dump({"tasks": ["sst2", "rte"], "per_task": {"rte": {"seeds": [13, 14, 15]}}}))
+    cfg, _ = load_suite(str(suite))
+    assert cfg.for_task("rte").seed_list() == (13, 14, 15) and cfg.for_task("sst2").seed_list() == (13,)
+    cli, _ = load_suite(str(suite), sets={"seeds": "21,22"})
+    assert cli.for_task("rte").seed_list() == (21, 22) == cli.for_task("sst2").seed_list()
+    for seeds, message in (([13, 13], r"per_task rte: seeds: each seed once, got \[13, 13\]"),
+                           (13, "per_task rte: seeds: expected a list, got 13"),
+                           (["a"], "per_task rte: seeds: expected int, got 'a'"),
+                           ([-1, 2], r"per_task rte: seeds: each seed an integer >= 0, got \[-1, 2\]")):
+        suite.write_text(yaml.safe_dump({"tasks": ["rte"], "per_task": {"rte": {"seeds": seeds}}}))
+        with pytest.raises(HarnessError, match=message):
+            load_suite(str(suite))
+
+
+def test_quick_trains_three_student_seeds_on_the_small_tasks() -> None:
+    """The quick preset trains the four small tasks' students on seeds 13, 14, 15 with one teacher, so their gains are
+    tested over seeds (README, Seeds, intervals and paired tests); SST-2 and QQP keep one seed, and the smoke (CI) and
+    zoo presets train one seed everywhere."""
+    quick, _ = load_suite("glue", "quick")
+    for task in ("cola", "mrpc", "stsb", "rte"):
+        assert quick.for_task(task).seed_list() == (13, 14, 15) and not quick.for_task(task).teacher.per_seed
+    assert quick.for_task("sst2").seed_list() == (13,) == quick.for_task("qqp").seed_list()
+    for preset in ("smoke", "zoo"):
+        cfg, _ = load_suite("glue", preset)
+        assert {cfg.for_task(task).seed_list() for task in cfg.tasks} == {(13,)}, preset

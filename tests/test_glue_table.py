@@ -260,8 +260,52 @@ def test_tables_follow_the_pipeline_not_the_sorted_keys_of_results_json() -> Non
 def test_every_committed_results_json_renders(path: str) -> None:
     """`harness report` re-renders any committed run, old ones included (runs before the selection split kept dev
     alone in their training curves)."""
-    text = render(json.loads((REPORTS / path).read_text()))
+    from harness.results.report import TASK_TITLES
+
+    results = json.loads((REPORTS / path).read_text())
+    text = render(results)
     assert text.startswith("# Distillation report: suite `glue`")
+
+    def shown(value: float, sd: float | None) -> str:
+        """A score as the report writes it: two decimals, thousands separators, `nan` when undefined; ` ± sd` over seeds."""
+        return ("nan" if math.isnan(value) else f"{value:,.2f}") + ("" if sd is None else f" ± {sd:.2f}")
+
+    def table(section: str, subsection: str) -> dict[str, dict[str, str]]:
+        """The first markdown table of `section`'s `### subsection` whose first column is `model`: {model: {column: cell}}."""
+        part = section.split(f"\n### {subsection}\n", 1)[1].split("\n### ", 1)[0]
+        lines = [line for line in part.splitlines() if line.startswith("|")]
+        start = next(i for i, line in enumerate(lines) if line.split("|")[1].strip() == "model")
+        header = [cell.strip() for cell in lines[start].strip("|").split("|")]
+        rows = {}
+        for line in lines[start + 2:]:
+            if line.split("|")[1].strip() == "model":  # the next table
+                break
+            cells = [cell.strip() for cell in line.strip("|").split("|")]
+            assert len(cells) == len(header), line
+            rows[cells[0]] = dict(zip(header, cells))
+        return rows
+
+    sections = {chunk.split("\n", 1)[0]: chunk for chunk in text.split("\n## ")[1:]}
+    for task, t in results["tasks"].items():
+        section = sections[TASK_TITLES.get(task, task)]
+        scores = table(section, "Scores")
+        variants = {name: m for name, m in t["models"].items() if "variant" in m}
+        assert set(scores) == set(t["models"]) - set(variants), (task, sorted(scores))
+        for name, m in t["models"].items():
+            spread = m.get("spread") or {}
+            cells = [(f"{split} {metric} (ours)", value, split, metric)
+                     for split, split_scores in m["scores"].items() for metric, value in split_scores.items()]
+            if name in variants:  # its first dev score, in the ablation table
+                metric, value = next(iter(m["scores"]["dev"].items()))
+                row, cells = table(section, "Ablations")[name], [(f"dev {metric}", value, "dev", metric)]
+            else:
+                row = scores[name]
+            for column, value, split, metric in cells:
+                sd = ((spread.get(split) or {}).get(metric) or {}).get("sd")
+                want, cell = shown(value, sd), row[column]
+                # †: a significant paired test. A column of plain numbers is reformatted by tabulate (84.40 as 84.4).
+                assert cell in (want, want + "†") or (sd is None and float(cell) == float(want.replace(",", ""))), \
+                    (task, name, column, cell, want)
 
 
 # The reports rendered by the current code pin its rendering on real runs (tests/golden_files.py's PINNED). To accept a

@@ -52,7 +52,8 @@ class RunConfig:
     tasks: tuple[str, ...] = ("sst2",)
     students: tuple[str, ...] = ()  # registered students, by name: the suite names them
     seed: int = 13  # augmentation's seed, and the teacher's
-    # students train once per seed (and the teacher too with teacher.per_seed); empty = `seed` alone
+    # students train once per seed (and the teacher too with teacher.per_seed); empty = `seed` alone. A suite may set
+    # them per task (per_task: {rte: {seeds: [13, 14, 15]}}); --seeds replaces every task's
     seeds: tuple[int, ...] = ()
     train_limit: int = 0  # use only the first N training examples (smoke runs); 0 = all
     dev_limit: int = 0
@@ -75,6 +76,7 @@ class RunConfig:
         _check(not (self.transfer.source and self.teacher.members),
                "transfer.source trains students from an exported transfer set, with no teacher: drop teacher.members")
         _check(len(set(self.seeds)) == len(self.seeds), f"seeds: each seed once, got {list(self.seeds)}")
+        _check(all(s >= 0 for s in self.seeds), f"seeds: each seed an integer >= 0, got {list(self.seeds)}")
         _check(not (self.teacher.per_seed and self.teacher.members),
                "teacher.per_seed repeats one teacher per seed; an ensemble (teacher.members) sets its members' seeds itself")
         check_variants(self)
@@ -92,8 +94,13 @@ class RunConfig:
                 for t, seed in self.teacher.member_settings()]
 
     def for_task(self, task: str) -> RunConfig:
-        """The config a task runs with: these settings, then the task's own overrides."""
-        return apply_overrides(dataclasses.replace(self, per_task={}), self.per_task.get(task, {}), f"per_task {task}")
+        """The config a task runs with: these settings, then the task's own overrides (a bad one is an error naming
+        the task: `per_task rte: seeds: each seed once, got [13, 13]`)."""
+        where = f"per_task {task}"
+        try:
+            return apply_overrides(dataclasses.replace(self, per_task={}), self.per_task.get(task, {}), where)
+        except HarnessError as e:  # the checks of RunConfig itself do not know the source
+            raise HarnessError(str(e) if str(e).startswith(where) else f"{where}: {e}") from None
 
 
 def suite_path(name: str) -> Path:

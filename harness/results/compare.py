@@ -21,7 +21,7 @@ import pandas as pd
 from harness.core.errors import HarnessError
 from harness.core.metrics import METRICS
 from harness.core.settings import _flatten
-from harness.results import samples, stats
+from harness.results import samples, significance, stats
 from harness.results.glue_table import families, glue_tasks, tasks_phrase
 from harness.results.speed_tables import speeds, timing
 from harness.speed.calibrate import calibrated_speed
@@ -134,9 +134,16 @@ def examples_of(run: Path, task: str, split: str, kept: dict) -> pd.DataFrame | 
     return kept[(folder, split)]
 
 
+ONE_RUN_NOTE = (f"`{significance.ONE_RUN_TAG}`: an interval where a run trained the model on one seed resamples the "
+                "examples of one training run, not seeds; it measures the examples' sampling, not training's variance, "
+                "so it calls no delta real (harness/results/significance.py).")
+
+
 def noise(run_a: Path, run_b: Path, key: Row, kept: dict) -> str:
     """` [low, high] within noise` (or `... real`): the 95% paired bootstrap interval of a score's difference,
-    for a model both runs kept per-example predictions of on the same examples; empty otherwise."""
+    for a model both runs kept per-example predictions of on the same examples; empty otherwise. Where either run
+    trained the model on one seed (significance.covers_seeds), the interval is one training run's and says so:
+    ` [low, high] one training run` (or `... within noise, one training run`), never `real`."""
     task, model, score = key
     split, _, name = score.partition(" ")
     if name not in METRICS:  # latencies, speed ratios, other backends' scores
@@ -151,7 +158,10 @@ def noise(run_a: Path, run_b: Path, key: Row, kept: dict) -> str:
     ci = stats.difference_interval(name, a["label"].to_numpy(), pa, pb)
     if ci is None:
         return ""
-    return f" [{ci[0]:+.2f}, {ci[1]:+.2f}] " + ("within noise" if ci[0] <= 0 <= ci[1] else "real")
+    within = ci[0] <= 0 <= ci[1]
+    if not significance.covers_seeds(pa.shape[1], pb.shape[1]):
+        return f" [{ci[0]:+.2f}, {ci[1]:+.2f}] " + ("within noise, " if within else "") + significance.ONE_RUN_TAG
+    return f" [{ci[0]:+.2f}, {ci[1]:+.2f}] " + ("within noise" if within else "real")
 
 
 # What decides a task's scores; the timing settings (`measure`), the statistics and the suite's variant and per-task
@@ -226,6 +236,8 @@ def compare(runs: list[Path], labels: list[str] | None = None) -> str:
             row[f"Δ {label}"] = f"{rows[key] - per_run[0][key]:+.2f}" + noise(runs[0], run, key, kept)
         table.append(row)
     text = pd.DataFrame(table).to_markdown(index=False, disable_numparse=True)
+    if any(significance.ONE_RUN_TAG in cell for row in table for cell in row.values()):
+        text += "\n\n" + ONE_RUN_NOTE
     left_out = list(dict.fromkeys(k for rows in per_run for k in rows if k not in set(shared)))
     if left_out:
         lines = [f"- {' '.join(key)}: only in {', '.join(lb for lb, rows in zip(labels, per_run) if key in rows)}"

@@ -19,8 +19,9 @@ from typing import NamedTuple
 
 import pandas as pd
 
+from harness.results import significance
 from harness.results.glue_table import GLUE, role_of
-from harness.results.stats import p_text
+from harness.results.stats import ONE_RUN, p_text
 
 BUDGET_MS = 1.0  # "under 1 ms batch-1"
 WITHIN_POINTS = 1.0  # "within 1 point of the best student"
@@ -33,7 +34,9 @@ class Point(NamedTuple):
     score: float
     latency_ms: float
     params: int  # excluding embeddings
-    vs_best: str | None = None  # "best", "within noise (p = ...)", "behind (p = ...)", or why untested; None: no tests
+    # "best", "within noise (p = ...)", "behind (p = ...)" (a test over seeds; of one training run: "within noise: p = ...
+    # over the examples of one training run (not across seeds)"), or why untested; None: no tests
+    vs_best: str | None = None
 
 
 def first_dev(scores: dict) -> tuple[str, float] | None:
@@ -57,14 +60,15 @@ def points(models: dict) -> list[Point]:
             if score is None or math.isnan(score):
                 continue
             out.append(Point(name, s["backend"], score, s["interactive"]["p50_ms"], m.get("params_non_embedding", 0),
-                             against_best(name, m, s, best, own[0]) if best and own else None))
+                             against_best(name, m, s, best, own[0], models) if best and own else None))
     return out
 
 
-def against_best(name: str, model: dict, speed: dict, best: str, metric: str) -> str:
+def against_best(name: str, model: dict, speed: dict, best: str, metric: str, models: dict | None = None) -> str:
     """Where a point stands against the run's most accurate student, by the paired test on dev (`vs_best`,
     harness/scoring.py) of the student's PyTorch predictions: an int8 point only when its own test against
-    them finds no difference."""
+    them finds no difference. A test of students trained on one seed (significance.pair_covers_seeds; `models`: the
+    task's) says so: `behind: p = 0.006 over the examples of one training run (not across seeds)`."""
     int8 = (speed.get("test") or {}).get("dev", {}).get(metric, {}) if speed["backend"] == "onnx-int8" else {}
     if int8.get("significant", False):
         return f"untested: int8 differs from fp32 (p {p_text(int8['p'])})"
@@ -73,7 +77,10 @@ def against_best(name: str, model: dict, speed: dict, best: str, metric: str) ->
     test = model.get("vs_best", {}).get("dev", {}).get(metric)
     if test is None:
         return "untested"
-    return f"{'behind' if test['significant'] else 'within noise'} (p {p_text(test['p'])})"
+    word = "behind" if test["significant"] else "within noise"
+    if not significance.pair_covers_seeds(model, models, best):
+        return f"{word}: p {p_text(test['p'])} {ONE_RUN}"
+    return f"{word} (p {p_text(test['p'])})"
 
 
 def tied(p: Point) -> bool:
@@ -123,7 +130,9 @@ def choices(pts: list[Point], teacher: float | None) -> pd.DataFrame:
     ties = [p for p in pts if tied(p)]
     if ties:  # the run tested every student against its most accurate one
         leader = next((f"`{p.model}`; " for p in pts if p.vs_best == "best"), "")
-        questions.append((f"fastest within noise of the most accurate student ({leader}paired test on dev, p ≥ 0.05)",
+        one_run = any(ONE_RUN in (p.vs_best or "") for p in pts)
+        test = "paired test on the dev examples of one training run, not across seeds" if one_run else "paired test on dev"
+        questions.append((f"fastest within noise of the most accurate student ({leader}{test}, p ≥ 0.05)",
                           min(ties, key=lambda p: (p.latency_ms, -p.score))))
     for question, pick in questions:
         rows.append({"question": question, "student": "none" if pick is None else f"`{pick.model}` ({pick.backend})",

@@ -184,10 +184,11 @@ def fmt_cell(values: Cell, digits: int) -> str:
     return " / ".join("–" if v is None else f"{v:.{digits}f}" for v in values)
 
 
-def measured_cell(task: str, model: dict) -> str:
+def measured_cell(task: str, model: dict, models: dict | None = None) -> str:
     """A model's cell in the measured table: its numbers, each with ± sd over seeds and † when its paired
-    test is significant (harness/results/significance.py)."""
-    return " / ".join("–" if v is None else significance.decorate(f"{v:.2f}", model, split, metric)
+    test is significant and covers seeds (harness/results/significance.py; `models`: the task's, for the seeds
+    of the model it is tested against)."""
+    return " / ".join("–" if v is None else significance.decorate(f"{v:.2f}", model, split, metric, models)
                       for v, (split, metric) in zip(cell(task, model), GLUE[task].cells))
 
 
@@ -222,7 +223,8 @@ def glue_table(results: dict) -> pd.DataFrame:
     for family in families(results):
         row = {"measured here (dev)": family.label}
         for task in tasks:
-            row[GLUE[task].header] = measured_cell(task, family.models[task][1]) if task in family.models else "–"
+            row[GLUE[task].header] = (measured_cell(task, family.models[task][1], results["tasks"][task]["models"])
+                                      if task in family.models else "–")
         sd = average_sd(family, tasks)
         row[f"average ({tasks_phrase(len(tasks))})"] = ("–" if family.average is None else f"{family.average:.2f}"
                                                         + ("" if sd is None else f" ± {sd:.2f}"))
@@ -271,8 +273,7 @@ def glue_section(results: dict) -> list[str]:
             "",
             glue_table(results).to_markdown(index=False, disable_numparse=True),
             "",
-            *([significance.MARK_NOTE, ""] if any(significance.any_tested(results["tasks"][t]["models"]) for t in tasks)
-              else []),
+            *significance.mark_note(*(results["tasks"][t]["models"] for t in tasks)),
         ]
         literature = literature_table(results)
         if len(literature):

@@ -62,7 +62,7 @@ def accuracy_table(task: str, models: dict) -> pd.DataFrame:
         row = {"model": name}
         for split, scores in m["scores"].items():
             for metric, value in scores.items():
-                row[f"{split} {metric} (ours)"] = significance.decorate(fmt(value), m, split, metric)
+                row[f"{split} {metric} (ours)"] = significance.decorate(fmt(value), m, split, metric, models)
         ref = paper.get(role_of(name, m)) or m.get("reported")
         row[PAPER_COLUMN] = f"{ref[1]} ({ref[0]})" if ref else "–"
         rows.append(row)
@@ -147,9 +147,10 @@ def ablation_table(models: dict) -> pd.DataFrame:
         m, score = models[name], dev_score(models[name])
         row = {"model": name, "base": m["variant"]["base"] if name in variants else "–",
                "what it changes": m["variant"]["changes"] if name in variants else ROLE_CHANGES[role_of(name, m)],
-               f"dev {score[0]}" if score else "dev": significance.decorate(fmt(score[1]), m, "dev", score[0]) if score else "–"}
+               f"dev {score[0]}" if score else "dev": significance.decorate(fmt(score[1]), m, "dev", score[0], models)
+               if score else "–"}
         for ref, (metric, value) in refs.items():
-            row[f"vs {ref}"] = (f"{score[1] - value:+.2f}" + significance.gap_words(m, ref, "dev", metric)
+            row[f"vs {ref}"] = (f"{score[1] - value:+.2f}" + significance.gap_words(m, ref, "dev", metric, models)
                                 if score and score[0] == metric and ref != name else "–")
         rows.append(row)
     return pd.DataFrame(rows).fillna("–")
@@ -164,7 +165,9 @@ def ablation_section(models: dict) -> list[str]:
             "Each variant is its base student with the listed settings changed, trained on the same teacher, data and "
             "seed; scored on dev, not timed (same architecture as its base). `vs` columns: the row's dev score minus each "
             "of the run's own students' (label-only: gold labels only; distilled: the full method). Only a gap marked "
-            "† (beyond noise) or `within noise` was tested (\"Is it noise?\"); an unmarked gap is untested, not a gain.",
+            "† (beyond noise, by a paired test over seeds), `within noise` or "
+            f"`{significance.ONE_RUN_TAG}` (a test of models trained on one seed, over that run's dev examples: it claims "
+            "no gain) was tested (\"Is it noise?\"); an unmarked gap is untested, not a gain.",
             "",
             md(table), ""]
 
@@ -224,14 +227,35 @@ def teacher_lines(t: dict) -> list[str]:
             "transfer set's logits are their mean):", "", md(pd.DataFrame(rows)), ""]
 
 
+def task_seeds(results: dict, task: str) -> list:
+    """The student seeds a task trained: its own (`per_task` may set them), else the run's."""
+    t = results["tasks"][task]
+    return t.get("seeds") or (t.get("config") or {}).get("seeds") or results["config"].get("seeds") or [results["seed"]]
+
+
 def seeds_words(results: dict) -> str:
-    """`Seed 13`, or `Seeds 13, 14, 15 (students; the teacher once)` for a run with several."""
+    """`Seed 13`, or `Seeds 13, 14, 15 (students; the teacher once)` for a run with several; where tasks trained
+    different seeds (a suite's `per_task` seeds), each set with its tasks."""
     seeds = results["config"].get("seeds") or [results["seed"]]
+    order = list(TASK_TITLES)
+    by_task = {task: list(task_seeds(results, task)) for task in  # GLUE's order
+               sorted(results["tasks"], key=lambda t: order.index(t) if t in order else len(order))}
+    if len({tuple(s) for s in by_task.values()}) > 1:
+        groups: dict[tuple, list[str]] = {}
+        for task, task_list in by_task.items():
+            groups.setdefault(tuple(task_list), []).append(TASK_TITLES.get(task, task))
+        listed = "; ".join(f"{'seeds' if len(s) > 1 else 'seed'} {', '.join(map(str, s))} on {', '.join(tasks)}"
+                           for s, tasks in groups.items())
+        return f"Student seeds by task: {listed} ({teacher_seed_words(results)})"
+    seeds = next(iter(by_task.values()), seeds)
     if len(seeds) == 1:
         return f"Seed {seeds[0]}"
+    return f"Seeds {', '.join(map(str, seeds))} (students; {teacher_seed_words(results)})"
+
+
+def teacher_seed_words(results: dict) -> str:
     per_seed = results["config"]["teacher"].get("per_seed")
-    teacher = "a teacher per seed" if per_seed else f"the teacher once, seed {results['seed']}"
-    return f"Seeds {', '.join(map(str, seeds))} (students; {teacher})"
+    return "a teacher per seed" if per_seed else f"the teacher once, seed {results['seed']}"
 
 
 STEPS = ("teacher", "import", "augment", "label")  # the stages before the students, in the pipeline's order
@@ -299,7 +323,7 @@ def render(results: dict) -> str:
             md(scores),
             "",
             *watched_lines(t["stages"]),
-            *([significance.MARK_NOTE, ""] if significance.any_tested(t["models"]) else []),
+            *significance.mark_note(t["models"]),
             *ablation_section(t["models"]),
             *significance.section(t["models"]),
             f"### Size and speed (measured here in one process on {env['cpu']}, PyTorch fp32 on CPU, text in -> logits out)",

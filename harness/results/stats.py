@@ -109,10 +109,18 @@ def p_text(p: float, digits: int = 3) -> str:
     return "< 1e-06" if p == 0 else f"= {p:.{digits}g}"
 
 
-def verdict(test: dict | None) -> str:
-    """How a report words a paired test: `p = 0.012, significant` or `p = 0.41, within noise`."""
+ONE_RUN = "over the examples of one training run (not across seeds)"  # a paired test of models trained on one seed
+
+
+def verdict(test: dict | None, across_seeds: bool = True) -> str:
+    """How a report words a paired test: `p = 0.012, significant` or `p = 0.41, within noise` for a test across
+    seeds; for a test of models trained on one seed (`across_seeds=False`: harness/results/significance.py decides),
+    `p = 0.006 over the examples of one training run (not across seeds)`, never "significant" (it measures the
+    examples' sampling, not training's variance), with `: within noise` added at p >= ALPHA."""
     if test is None or test.get("p") is None:
         return "untested"
+    if not across_seeds:
+        return f"p {p_text(test['p'], 2)} {ONE_RUN}" + ("" if test["significant"] else ": within noise")
     return f"p {p_text(test['p'], 2)}, " + ("significant" if test["significant"] else "within noise")
 
 
