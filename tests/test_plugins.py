@@ -266,8 +266,7 @@ def test_external_student_end_to_end(tmp_path: Path, smoke_sst2_cache: Path) -> 
     assert saved["settings"] == {"fc": 64}
     report = (tmp_path / "runs" / "bow" / "report.md").read_text()
     shown = {name: f"{accuracy[name]:.2f}" for name in accuracy}
-    dev_cell = {name: shown[name] + ("†" if ((models[name].get("test") or {}).get("dev") or {}).get("accuracy", {})
-                                         .get("significant") else "") for name in shown}  # †: a significant paired test
+    dev_cell = shown  # one seed: its paired test is over one training run's examples and never earns a † (significance.py)
     rows = table_rows(report)
     assert ["label-only student (bow)", dev_cell["bow"], shown["bow"]] in rows  # the GLUE table: SST-2, the average
     assert ["distilled student (bow_soft)", dev_cell["bow_soft"], shown["bow_soft"]] in rows
