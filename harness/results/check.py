@@ -94,7 +94,8 @@ def make_baseline(results: dict, previous: dict | None = None) -> dict:
     previous = previous or {}
     before = {(r["task"], r["model"], r["score"]): r for r in previous.get("rows", [])}
     env = results.get("environment", {})
-    rows = [r for r in baseline_rows(results) if (r["task"], r["model"], r["score"]) not in ungated(previous)]
+    left_out = ungated(previous)
+    rows = [r for r in baseline_rows(results) if (r["task"], r["model"], r["score"]) not in left_out]
     for row in rows:  # a row keeps its tolerance and why, and its other CPU kinds' values (this run's kind gets its value)
         old = before.get((row["task"], row["model"], row["score"]), {})
         row.update({k: old[k] for k in ("tolerance", "why") if k in old})
@@ -175,7 +176,8 @@ def compare_to_baseline(results: dict, baseline: dict) -> pd.DataFrame:
         value = run[key]["value"] if key in run else None
         status, allowed = judge(row, value, tolerance, kind)
         lines.append(line(key, row, value, allowed, status))
-    lines += [line(key, None, r["value"], "–", "new") for key, r in run.items() if key not in seen | ungated(baseline)]
+    seen |= ungated(baseline)  # rows left out of the gate on purpose are not new
+    lines += [line(key, None, r["value"], "–", "new") for key, r in run.items() if key not in seen]
     return pd.DataFrame(lines)
 
 
